@@ -1,0 +1,129 @@
+#!/usr/bin/env node
+import { Option, type Command } from "commander";
+import { resolve } from "node:path";
+import {
+  createLogger,
+  defaultHubDataDir,
+  defaultKeystoreDir,
+  newProgram,
+  out,
+  outJson,
+  portOption,
+  runCli,
+  say,
+} from "../core/index.js";
+import { Keystore } from "../../identity/index.js";
+import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubStatus, startHub, writeClusterConfigs } from "../hub/index.js";
+import { renderHubStatus, renderReady } from "./render.js";
+
+interface UpFlags {
+  data?: string;
+  store?: string;
+  nodes: string;
+  host: string;
+  port: number;
+  monitorPort: number;
+  leafPort: number;
+  clusterPort: number;
+  json?: boolean;
+}
+
+const program = newProgram("fabric", "the fabric hub: NATS JetStream with decentralised identity");
+
+program
+  .command("up")
+  .description("start the hub (one node, or a local cluster with --nodes 3) and keep it running until Ctrl-C")
+  .option("--data <dir>", "data directory (default: $FABRIC_HOME/hub or ~/.local/share/fabric/hub)")
+  .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
+  .addOption(new Option("--nodes <n>", "nodes: 1, or 3 for a local JetStream cluster (streams R3)").default("1"))
+  .option("--host <addr>", "listen address", DEFAULT_HOST)
+  .addOption(portOption("--port <port>", "NATS client port (0: pick one)", DEFAULT_CLIENT_PORT))
+  .addOption(portOption("--monitor-port <port>", "nats-server monitoring port (0: pick one)", DEFAULT_MONITOR_PORT))
+  .addOption(portOption("--leaf-port <port>", "leaf node port (0: pick one)", DEFAULT_LEAF_PORT))
+  .addOption(portOption("--cluster-port <port>", "first cluster route port with --nodes > 1 (0: pick)", DEFAULT_CLUSTER_PORT))
+  .option("--json", "print the ready summary as JSON on stdout")
+  .action(async (flags: UpFlags) => {
+    const logger = createLogger({ name: "fabric" });
+    const nodes = Number(flags.nodes);
+    const hub = await startHub(
+      {
+        dataDir: resolve(flags.data ?? defaultHubDataDir()),
+        keystoreDir: resolve(flags.store ?? defaultKeystoreDir()),
+        nodes,
+        host: flags.host,
+        port: flags.port,
+        monitorPort: flags.monitorPort,
+        leafPort: flags.leafPort,
+        clusterPort: flags.clusterPort,
+      },
+      logger,
+    );
+    const summary = {
+      urls: hub.urls,
+      nodes: hub.nodes.map((n) => ({ name: n.name, url: n.url, ports: n.ports, log: n.logFile })),
+      keystore: hub.keystore.dir,
+      keystoreCreated: hub.keystoreCreated,
+      devCreds: hub.devCreds,
+      streams: hub.streams,
+    };
+    if (flags.json === true) outJson(summary);
+    else say(renderReady(summary));
+    await new Promise<void>((done) => {
+      let stopping = false;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        if (stopping) return;
+        stopping = true;
+        say(`${sig}: stopping the hub`);
+        hub.stop().then(done, (err: unknown) => {
+          say(`error while stopping: ${String(err)}`);
+          done();
+        });
+      };
+      process.once("SIGINT", onSignal);
+      process.once("SIGTERM", onSignal);
+    });
+    say("hub stopped");
+  });
+
+program
+  .command("status")
+  .description("servers and their health, JetStream usage, streams, consumer lag, clients by role")
+  .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
+  .option("--server <url...>", "hub URL(s) (default: what fabric up recorded)")
+  .option("--json", "JSON output")
+  .action(async (flags: { store?: string; server?: string[]; json?: boolean }) => {
+    const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
+    const servers = flags.server ?? ks.storeFile().hubUrls;
+    const status = await hubStatus(ks, servers);
+    if (flags.json === true) outJson(status);
+    else out(renderHubStatus(status));
+    if (status.servers.some((s) => !s.healthy)) process.exitCode = 1;
+  });
+
+const config = program.command("config").description("generate configs");
+config
+  .command("hub")
+  .description("per-host nats-server configs for a multi-host hub cluster, checked with nats-server -t")
+  .requiredOption("--hosts <host...>", "the hosts (3 or more, odd), as the peers reach them")
+  .option("--out <dir>", "where to write hub-N.conf", "hub-configs")
+  .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
+  .option("--data-dir <dir>", "data directory on each host", "/var/lib/fabric")
+  .addOption(portOption("--port <port>", "client port", DEFAULT_CLIENT_PORT))
+  .addOption(portOption("--cluster-port <port>", "route port", DEFAULT_CLUSTER_PORT))
+  .addOption(portOption("--monitor-port <port>", "monitoring port", DEFAULT_MONITOR_PORT))
+  .addOption(portOption("--leaf-port <port>", "leaf node port", DEFAULT_LEAF_PORT))
+  .action((flags: { hosts: string[]; out: string; store?: string; dataDir: string; port: number; clusterPort: number; monitorPort: number; leafPort: number }, _cmd: Command) => {
+    const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
+    const files = writeClusterConfigs(ks, resolve(flags.out), {
+      hosts: flags.hosts,
+      clientPort: flags.port,
+      clusterPort: flags.clusterPort,
+      monitorPort: flags.monitorPort,
+      leafPort: flags.leafPort,
+      dataDir: flags.dataDir,
+    });
+    out(files.join("\n"));
+    say(`wrote ${files.length} configs (0600: they carry the operator JWT); start each host with: nats-server -c hub-N.conf`);
+  });
+
+await runCli(program);

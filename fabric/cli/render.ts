@@ -1,0 +1,53 @@
+import type { HubStatus } from "../hub/index.js";
+import type { ServerPorts } from "../core/index.js";
+
+export interface ReadySummary {
+  urls: string[];
+  nodes: { name: string; url: string; ports: ServerPorts; log: string }[];
+  keystore: string;
+  keystoreCreated: boolean;
+  devCreds: string | undefined;
+  streams: { created: string[]; updated: string[]; unchanged: string[] };
+}
+
+/** What `fabric up` prints once the hub is ready (stderr: it is progress, not data). */
+export function renderReady(s: ReadySummary): string {
+  const lines = ["", "fabric hub is up"];
+  for (const n of s.nodes) {
+    lines.push(`  ${n.name}: ${n.url}  monitoring http://127.0.0.1:${n.ports.monitoring}  leaf nodes :${n.ports.leafnode}${n.ports.cluster > 0 ? `  routes :${n.ports.cluster}` : ""}`);
+    lines.push(`    log ${n.log}`);
+  }
+  lines.push(`  keystore ${s.keystore}${s.keystoreCreated ? " (created now: a dev operator with account 'fleet')" : ""}`);
+  if (s.devCreds !== undefined) lines.push(`  a service credential to try it: ${s.devCreds}`);
+  lines.push(`  streams: ${[...s.streams.created, ...s.streams.updated, ...s.streams.unchanged].join(", ")}`);
+  lines.push("", "next:");
+  lines.push("  fabric status                                   servers, streams, clients");
+  lines.push("  fabric-id issue device sensor-1 --site plant-a  a device credential (sensor-1.creds)");
+  lines.push("  fabric-id revoke device sensor-1                disconnects it everywhere");
+  lines.push(`  nats --creds ${s.devCreds ?? "<service.creds>"} -s ${s.urls[0] ?? ""} stream ls`);
+  lines.push("", "Ctrl-C stops the hub; `fabric up` again resumes with all data.");
+  return lines.join("\n");
+}
+
+const mb = (n: number): string => `${(n / 1_048_576).toFixed(1)} MiB`;
+
+/** Text for `fabric status`. */
+export function renderHubStatus(s: HubStatus): string {
+  const lines = ["servers:"];
+  for (const v of s.servers) {
+    lines.push(
+      `  ${v.name.padEnd(10)} ${v.healthy ? "healthy" : `UNHEALTHY ${v.healthError ?? ""}`}  v${v.version}  ${v.connections} conn  mem ${mb(v.memBytes)}` +
+        (v.jetstream === undefined ? "" : `  js ${mb(v.jetstream.storageBytes)} file / ${mb(v.jetstream.memoryBytes)} mem, ${v.jetstream.streams} streams`),
+    );
+  }
+  lines.push("streams:");
+  for (const st of s.streams) {
+    lines.push(`  ${st.account}/${st.name.padEnd(24)} ${String(st.messages).padStart(10)} msgs  ${mb(st.bytes)}`);
+    for (const c of st.consumers) lines.push(`    consumer ${c.name}: lag ${c.pending}, ack pending ${c.ackPending}, redelivered ${c.redelivered}`);
+  }
+  lines.push("clients by role:");
+  const roles = Object.entries(s.clientsByRole).sort();
+  if (roles.length === 0) lines.push("  (none)");
+  for (const [role, n] of roles) lines.push(`  ${role.padEnd(10)} ${n}`);
+  return lines.join("\n");
+}

@@ -1,0 +1,44 @@
+import { InvalidInputError } from "./errors.js";
+
+/** A subject token the fabric allows in names: site, device, metric, account, role. */
+export const TOKEN_PATTERN = /^[a-z0-9_-]+$/;
+export const MAX_TOKEN_LENGTH = 64;
+
+/** Throws InvalidInputError naming `what` when `value` is not a valid fabric token. */
+export function assertToken(value: string, what: string): string {
+  if (value.length === 0 || value.length > MAX_TOKEN_LENGTH || !TOKEN_PATTERN.test(value)) {
+    throw new InvalidInputError(`${what} ${JSON.stringify(value)} is invalid: use 1-${MAX_TOKEN_LENGTH} of lowercase letters, digits, '_' and '-'`, { fields: { [what]: value } });
+  }
+  return value;
+}
+
+export function isToken(value: string): boolean {
+  return value.length > 0 && value.length <= MAX_TOKEN_LENGTH && TOKEN_PATTERN.test(value);
+}
+
+/** Subjects of the fabric's contracts (DESIGN.md). */
+export const subjects = {
+  telemetry: (site: string, device: string, metric: string) => `telemetry.${site}.${device}.${metric}`,
+  events: (site: string, device: string, type: string) => `events.${site}.${device}.${type}`,
+  command: (site: string, device: string, name: string) => `cmd.${site}.${device}.${name}`,
+  aggregate: (window: string, site: string, device: string, metric: string) => `agg.${window}.${site}.${device}.${metric}`,
+  /** The identity service: nonce, provisioning and renewal requests. */
+  identity: {
+    nonce: "$FABRIC.id.nonce",
+    provision: "$FABRIC.id.provision",
+    renew: "$FABRIC.id.renew",
+  },
+} as const;
+
+/** NATS subject matching with `*` and `>` wildcards in the pattern (not the subject). */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    const t = p[i];
+    if (t === ">") return s.length > i;
+    if (i >= s.length) return false;
+    if (t !== "*" && t !== s[i]) return false;
+  }
+  return p.length === s.length;
+}

@@ -1,0 +1,154 @@
+import { z } from "zod";
+import { connectNats, errorMessage } from "../core/index.js";
+import { mintAdminCreds, pingServers, type Keystore } from "../../identity/index.js";
+
+export const STATUS_TIMEOUT_MS = 3_000; // 3 s
+const CONNZ_LIMIT = 100_000;
+
+export interface ServerStatus {
+  name: string;
+  healthy: boolean;
+  healthError?: string;
+  version: string;
+  connections: number;
+  memBytes: number;
+  jetstream: { memoryBytes: number; storageBytes: number; streams: number; consumers: number; messages: number } | undefined;
+}
+
+export interface StreamStatus {
+  account: string;
+  name: string;
+  messages: number;
+  bytes: number;
+  consumers: { name: string; pending: number; ackPending: number; redelivered: number }[];
+}
+
+export interface HubStatus {
+  servers: ServerStatus[];
+  streams: StreamStatus[];
+  /** Client connections by role (the `role:` tag of their JWT), over all servers. */
+  clientsByRole: Record<string, number>;
+}
+
+const serverSchema = z.looseObject({ name: z.string(), id: z.string().optional(), ver: z.string().optional(), version: z.string().optional() });
+
+const healthzSchema = z.looseObject({ server: serverSchema, data: z.looseObject({ status: z.string().optional(), error: z.string().optional() }).optional() });
+const statzSchema = z.looseObject({
+  server: serverSchema,
+  statsz: z.looseObject({ connections: z.number().default(0), mem: z.number().default(0) }).optional(),
+  data: z.looseObject({ connections: z.number().default(0), mem: z.number().default(0) }).optional(),
+});
+const consumerSchema = z.looseObject({ name: z.string(), num_pending: z.number().default(0), num_ack_pending: z.number().default(0), num_redelivered: z.number().default(0) });
+const streamSchema = z.looseObject({
+  name: z.string(),
+  state: z.looseObject({ messages: z.number().default(0), bytes: z.number().default(0) }),
+  cluster: z.looseObject({ leader: z.string().optional() }).optional(),
+  consumer_detail: z.array(consumerSchema).optional(),
+});
+const jszSchema = z.looseObject({
+  server: serverSchema,
+  data: z
+    .looseObject({
+      memory: z.number().default(0),
+      storage: z.number().default(0),
+      streams: z.number().default(0),
+      consumers: z.number().default(0),
+      messages: z.number().default(0),
+      account_details: z.array(z.looseObject({ name: z.string(), stream_detail: z.array(streamSchema).optional() })).optional(),
+    })
+    .optional(),
+});
+const connzSchema = z.looseObject({
+  server: serverSchema,
+  data: z.looseObject({ connections: z.array(z.looseObject({ tags: z.array(z.string()).optional(), account: z.string().optional() })).optional() }).optional(),
+});
+
+/**
+ * `fabric status`: asks every server of the hub over the system account (a two-minute admin user):
+ * health, JetStream usage, streams with message counts, consumers with lag, clients by role.
+ */
+export async function hubStatus(ks: Keystore, servers: string[]): Promise<HubStatus> {
+  const nc = await connectNats({ servers, creds: mintAdminCreds(ks), name: "fabric status", timeoutMs: STATUS_TIMEOUT_MS });
+  try {
+    const count = Math.max(1, (await pingServers(nc, STATUS_TIMEOUT_MS)).length);
+    const ask = async (what: string, body: unknown): Promise<unknown[]> => {
+      const out: unknown[] = [];
+      const it = await nc.requestMany(`$SYS.REQ.SERVER.PING.${what}`, JSON.stringify(body), { strategy: "count", maxMessages: count, maxWait: STATUS_TIMEOUT_MS });
+      for await (const m of it) {
+        try {
+          out.push(m.json());
+        } catch {
+          // a reply that is not JSON is skipped
+        }
+      }
+      return out;
+    };
+    const names = new Map(ks.accounts().map((a) => [a.publicKey, a.name]));
+    const health = new Map<string, { ok: boolean; error?: string }>();
+    for (const r of await ask("HEALTHZ", {})) {
+      const h = healthzSchema.safeParse(r);
+      if (h.success) health.set(h.data.server.name, { ok: h.data.data?.status === "ok", ...(h.data.data?.error === undefined ? {} : { error: h.data.data.error }) });
+    }
+    const statz = new Map<string, z.infer<typeof statzSchema>>();
+    for (const r of await ask("STATSZ", {})) {
+      const s = statzSchema.safeParse(r);
+      if (s.success) statz.set(s.data.server.name, s.data);
+    }
+    const jsz = (await ask("JSZ", { accounts: true, streams: true, consumers: true, config: false })).flatMap((r) => {
+      const j = jszSchema.safeParse(r);
+      return j.success ? [j.data] : [];
+    });
+    const serverNames = [...new Set([...health.keys(), ...statz.keys(), ...jsz.map((j) => j.server.name)])].sort();
+    const serversOut: ServerStatus[] = serverNames.map((name) => {
+      const j = jsz.find((x) => x.server.name === name)?.data;
+      const s = statz.get(name);
+      const h = health.get(name);
+      return {
+        name,
+        healthy: h?.ok ?? false,
+        ...(h?.error === undefined ? {} : { healthError: h.error }),
+        version: s?.server.ver ?? s?.server.version ?? "",
+        connections: (s?.statsz ?? s?.data)?.connections ?? 0,
+        memBytes: (s?.statsz ?? s?.data)?.mem ?? 0,
+        jetstream: j === undefined ? undefined : { memoryBytes: j.memory, storageBytes: j.storage, streams: j.streams, consumers: j.consumers, messages: j.messages },
+      };
+    });
+    // In a cluster every replica reports a stream: keep the leader's view (or the first).
+    const streams = new Map<string, StreamStatus & { leader: boolean }>();
+    for (const j of jsz) {
+      for (const acc of j.data?.account_details ?? []) {
+        for (const st of acc.stream_detail ?? []) {
+          const key = `${acc.name}/${st.name}`;
+          const leader = st.cluster?.leader === undefined || st.cluster.leader === j.server.name;
+          if (streams.has(key) && !leader) continue;
+          streams.set(key, {
+            account: names.get(acc.name) ?? acc.name,
+            name: st.name,
+            messages: st.state.messages,
+            bytes: st.state.bytes,
+            consumers: (st.consumer_detail ?? []).map((c) => ({ name: c.name, pending: c.num_pending, ackPending: c.num_ack_pending, redelivered: c.num_redelivered })),
+            leader,
+          });
+        }
+      }
+    }
+    const clientsByRole: Record<string, number> = {};
+    for (const r of await ask("CONNZ", { auth: true, limit: CONNZ_LIMIT })) {
+      const c = connzSchema.safeParse(r);
+      if (!c.success) continue;
+      for (const conn of c.data.data?.connections ?? []) {
+        const role = conn.tags?.find((t) => t.startsWith("role:"))?.slice(5) ?? (conn.account === ks.storeFile().systemAccount ? "system" : "other");
+        clientsByRole[role] = (clientsByRole[role] ?? 0) + 1;
+      }
+    }
+    return {
+      servers: serversOut,
+      streams: [...streams.values()].map(({ leader: _l, ...s }) => s).sort((a, b) => a.account.localeCompare(b.account) || a.name.localeCompare(b.name)),
+      clientsByRole,
+    };
+  } catch (err) {
+    throw new Error(`status query failed: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await nc.close();
+  }
+}

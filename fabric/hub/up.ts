@@ -1,0 +1,223 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { z } from "zod";
+import {
+  acquireLockFile,
+  ConfigError,
+  connectNats,
+  ensurePrivateDir,
+  errorMessage,
+  lockHolder,
+  pollUntil,
+  readJsonFile,
+  superviseNatsServer,
+  waitHealthy,
+  writeSecretFile,
+  writeFileAtomic,
+  type Logger,
+  type ServerPorts,
+  type Supervisor,
+} from "../core/index.js";
+import {
+  initKeystore,
+  issueUser,
+  Keystore,
+  pushAccounts,
+  startIdentityService,
+  type IdentityService,
+  type PushReport,
+} from "../../identity/index.js";
+import { ensureHubStreams, type EnsureResult } from "../../streams/index.js";
+import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
+import { hubCreds } from "./hub-creds.js";
+
+export const DEFAULT_CLIENT_PORT = 4222;
+export const DEFAULT_MONITOR_PORT = 8222;
+export const DEFAULT_LEAF_PORT = 7422;
+export const DEFAULT_CLUSTER_PORT = 6222;
+export const DEFAULT_HOST = "0.0.0.0";
+export const HUB_READY_TIMEOUT_MS = 60_000; // 60 s
+
+const portSchema = z.number().int().min(0).max(65_535);
+export const hubOptionsSchema = z.strictObject({
+  dataDir: z.string().min(1),
+  keystoreDir: z.string().min(1),
+  nodes: z.number().int().min(1).max(7).refine((n) => n === 1 || n % 2 === 1, "a JetStream cluster needs an odd number of nodes (1, 3, 5 or 7)"),
+  host: z.string().min(1),
+  port: portSchema,
+  monitorPort: portSchema,
+  leafPort: portSchema,
+  clusterPort: portSchema,
+  identityService: z.boolean().default(true),
+});
+export type HubOptions = z.input<typeof hubOptionsSchema>;
+
+export interface HubNode {
+  name: string;
+  url: string;
+  ports: ServerPorts;
+  logFile: string;
+}
+
+export interface RunningHub {
+  nodes: HubNode[];
+  urls: string[];
+  keystore: Keystore;
+  /** True when this start created the keystore (a dev operator and accounts). */
+  keystoreCreated: boolean;
+  /** A service credential for trying the fabric, created with the keystore. */
+  devCreds: string | undefined;
+  streams: EnsureResult;
+  push: PushReport | undefined;
+  stop(): Promise<void>;
+}
+
+const hubStateSchema = z.strictObject({ operator: z.string(), nodes: z.number().int() });
+
+function nodePort(base: number, i: number): number {
+  return base === 0 ? -1 : base + i;
+}
+
+/**
+ * `fabric up`: the hub. Creates the data directory (and, on first run, a dev keystore), generates and checks
+ * each node's config, starts and supervises nats-server, pushes the account JWTs, bootstraps streams and KV,
+ * and runs the identity service. A second start on the same data directory resumes with all data.
+ */
+export async function startHub(input: HubOptions, logger: Logger): Promise<RunningHub> {
+  const o = hubOptionsSchema.parse(input);
+  const log = logger.child({ component: "hub" });
+  ensurePrivateDir(o.dataDir);
+  const lockPath = join(o.dataDir, "fabric-up.lock");
+  let release: () => void;
+  try {
+    release = await acquireLockFile(lockPath, 0);
+  } catch (err) {
+    throw new ConfigError(`data directory ${o.dataDir} is in use by another fabric up (pid ${lockHolder(lockPath) ?? "?"})`, { cause: err });
+  }
+  const supervisors: Supervisor[] = [];
+  const connections: NatsConnection[] = [];
+  const services: IdentityService[] = [];
+  const stop = async (): Promise<void> => {
+    for (const s of services.splice(0)) await s.stop().catch(() => undefined);
+    for (const c of connections.splice(0)) await c.drain().catch(() => undefined);
+    for (const s of supervisors.splice(0).reverse()) await s.stop();
+    release();
+  };
+  try {
+    // --- keystore ---
+    let keystoreCreated = false;
+    let devCreds: string | undefined;
+    let ks: Keystore;
+    if (Keystore.exists(o.keystoreDir)) {
+      ks = Keystore.open(o.keystoreDir);
+    } else {
+      ks = initKeystore(o.keystoreDir).keystore;
+      keystoreCreated = true;
+      log.info({ keystore: o.keystoreDir }, "created a dev keystore (operator, system account, account fleet)");
+    }
+    const store = ks.storeFile();
+    const statePath = join(o.dataDir, "hub.json");
+    if (existsSync(statePath)) {
+      const state = hubStateSchema.safeParse(readJsonFile(statePath));
+      if (!state.success) throw new ConfigError(`${statePath} is damaged: remove it only if this data directory is new`);
+      if (state.data.operator !== store.operator.publicKey) {
+        throw new ConfigError(
+          `data directory ${o.dataDir} belongs to operator ${state.data.operator}, but the keystore ${o.keystoreDir} holds operator ${store.operator.publicKey}: use the keystore it was created with (FABRIC_HOME / --store) or another --data`,
+        );
+      }
+      if (state.data.nodes !== o.nodes) throw new ConfigError(`data directory ${o.dataDir} holds a ${state.data.nodes}-node hub; start it with --nodes ${state.data.nodes} or use another --data`);
+    }
+    writeFileAtomic(statePath, `${JSON.stringify({ operator: store.operator.publicKey, nodes: o.nodes }, null, 2)}\n`, 0o600);
+
+    // --- nodes ---
+    const names = Array.from({ length: o.nodes }, (_, i) => (o.nodes === 1 ? "hub" : `hub-${i + 1}`));
+    const known: { client: number; monitor: number; leaf: number; cluster: number }[] = names.map((_, i) => ({
+      client: nodePort(o.port, i),
+      monitor: nodePort(o.monitorPort, i),
+      leaf: nodePort(o.leafPort, i),
+      cluster: nodePort(o.clusterPort, i),
+    }));
+    const routeHost = o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
+    const nodeDir = (i: number): string => join(o.dataDir, names[i] ?? `hub-${i + 1}`);
+    const spawnOptions = (i: number) => () => {
+      const dir = nodeDir(i);
+      for (const d of ["", "jetstream", "jwt", "run"]) ensurePrivateDir(join(dir, d));
+      const k = known[i];
+      if (k === undefined) throw new Error(`no node ${i}`);
+      const preload: Record<string, string> = {};
+      for (const acc of ks.accounts()) preload[acc.publicKey] = ks.accountJwt(acc.name);
+      const routes = known.flatMap((p, j) => (j !== i && p.cluster > 0 ? [`nats-route://${routeHost}:${p.cluster}`] : []));
+      const config = hubServerConfig({
+        serverName: names[i] ?? "hub",
+        host: o.host,
+        clientPort: k.client,
+        monitorPort: k.monitor,
+        leafPort: k.leaf,
+        storeDir: join(dir, "jetstream"),
+        resolverDir: join(dir, "jwt"),
+        portsDir: join(dir, "run"),
+        operatorJwt: ks.operatorJwt(),
+        systemAccount: store.systemAccount,
+        preload,
+        ...(o.nodes > 1 ? { cluster: { name: DEFAULT_CLUSTER_NAME, port: k.cluster, routes } } : {}),
+      });
+      const configFile = join(dir, "nats-server.conf");
+      writeServerConfig(configFile, config);
+      return { configFile, portsDir: join(dir, "run"), logFile: join(dir, "nats-server.log") };
+    };
+    const nodes: HubNode[] = [];
+    for (let i = 0; i < o.nodes; i++) {
+      const sup = await superviseNatsServer({
+        name: names[i] ?? "hub",
+        logger: log,
+        spawnOptions: spawnOptions(i),
+        onStart: (proc) => {
+          // Keep the ports the server picked, so a restart (and the other nodes' routes) find it again.
+          known[i] = { client: proc.ports.client, monitor: proc.ports.monitoring, leaf: proc.ports.leafnode, cluster: proc.ports.cluster > 0 ? proc.ports.cluster : -1 };
+        },
+      });
+      supervisors.push(sup);
+      const p = sup.current().ports;
+      nodes.push({ name: names[i] ?? "hub", url: `nats://${routeHost}:${p.client}`, ports: p, logFile: join(nodeDir(i), "nats-server.log") });
+    }
+    for (const n of nodes) await waitHealthy(n.ports.monitoring, HUB_READY_TIMEOUT_MS);
+    const urls = nodes.map((n) => n.url);
+
+    // --- identity: where to push, then push whatever is newer than what the servers hold ---
+    await ks.withLock(() => ks.writeStoreFile({ ...ks.storeFile(), hubUrls: urls }));
+    let push: PushReport | undefined;
+    try {
+      push = await pushAccounts(ks, { servers: urls, logger: log });
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, "could not push account JWTs (the servers were started with them preloaded)");
+    }
+
+    // --- streams, KV, identity service per tenant account ---
+    let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
+    for (const acc of ks.accounts().filter((a) => !a.system)) {
+      const creds = await hubCreds(ks, o.dataDir, acc.name, log);
+      const nc = await connectNats({ servers: urls, creds, name: `fabric hub (${acc.name})`, reconnect: true });
+      connections.push(nc);
+      const jsm = await jetstreamManager(nc);
+      const r = await pollUntil(() => ensureHubStreams(nc, jsm, o.nodes >= 3 ? 3 : 1), { timeoutMs: HUB_READY_TIMEOUT_MS, intervalMs: 250, what: `streams of account ${acc.name}` });
+      streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
+      if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
+    }
+    const tenant = ks.accounts().find((a) => !a.system);
+    if (tenant !== undefined) {
+      const devPath = join(o.dataDir, "creds", `${tenant.name}-dev-service.creds`);
+      if (keystoreCreated) {
+        const dev = await ks.withLock(() => issueUser(ks, { account: tenant.name, role: "service", name: "dev" }));
+        if (dev.creds !== undefined) writeSecretFile(devPath, dev.creds);
+      }
+      if (existsSync(devPath)) devCreds = devPath;
+    }
+    log.info({ urls, streams }, "hub ready");
+    return { nodes, urls, keystore: ks, keystoreCreated, devCreds, streams, push, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,33 @@
+export { createKeyPair, keyPairFromSeed, verifySignature, isPublicKey, publicKeyKind, KEY_PREFIX_LETTER } from "./nkeys.js";
+export type { NKeyPair, KeyKind } from "./nkeys.js";
+export { encodeJwt, decodeJwt, peekJwt } from "./jwt.js";
+export {
+  accountClaimsSchema,
+  operatorClaimsSchema,
+  userClaimsSchema,
+  userPermissionLimitsSchema,
+  UNLIMITED_ACCOUNT_LIMITS,
+  UNLIMITED_JETSTREAM_ACCOUNT_LIMITS,
+} from "./claims.js";
+export type { AccountClaims, OperatorClaims, UserClaims, UserPermissionLimits, Permission, ScopedSigningKey } from "./claims.js";
+export { formatCreds, parseCreds } from "./creds.js";
+export { BUILTIN_ROLES, BUILTIN_ROLE_TEMPLATES, SITE_ROLES, applyTemplate, expandSubjects, deviceInboxPrefix, bootstrapInboxPrefix, roleDefinitionSchema } from "./roles.js";
+export type { BuiltinRole, RoleDefinition, TemplateContext } from "./roles.js";
+export { validateUserJwt, validateAccountJwt, decodeOperatorJwt, isRevoked, verifyProof } from "./validate.js";
+export type { ValidatedUser, TrustAnchors } from "./validate.js";
+export { Keystore, KEYSTORE_VERSION } from "./keystore.js";
+export type { AccountRecord, UserRecord, RoleRecord, StoreFile } from "./keystore.js";
+export { initKeystore, createAccount, DEFAULT_OPERATOR_NAME, DEFAULT_ACCOUNT_NAME, SYSTEM_ACCOUNT_NAME } from "./init.js";
+export type { InitOptions, InitResult } from "./init.js";
+export { issueUser, revokeUsers, rotateRole, addRole, removeRole, issueBootstrap, hashToken } from "./issue.js";
+export type { IssueOptions, IssueResult, RevokeResult, RotateResult, BootstrapResult, BootstrapTokenData } from "./issue.js";
+export { pushAccounts, pingServers, serverAccountViews, mintAdminCreds, CLAIMS_UPDATE_SUBJECT } from "./push.js";
+export type { PushReport, AccountPushResult, ServerPushResult, ServerAccountView, ServerInfo } from "./push.js";
+export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC, NONCE_TTL_MS } from "./service.js";
+export type { IdentityService, IdentityServiceOptions } from "./service.js";
+export { provisionDevice, renewCredential } from "./provision-client.js";
+export type { ProvisionDeviceOptions } from "./provision-client.js";
+export { InvalidKeyError, CredentialError, KeystoreError, IssueError, PushError, ProvisionError } from "./errors.js";
+export type { CredentialErrorCode } from "./errors.js";
+export { identityStatus } from "./status.js";
+export type { IdentityStatus } from "./status.js";

@@ -1,0 +1,85 @@
+import { assertToken } from "../fabric/core/index.js";
+import { operatorClaimsSchema, type OperatorClaims } from "./claims.js";
+import { KeystoreError } from "./errors.js";
+import { encodeJwt } from "./jwt.js";
+import { Keystore, type AccountRecord, type RoleRecord } from "./keystore.js";
+import { createKeyPair } from "./nkeys.js";
+import { BUILTIN_ROLES, BUILTIN_ROLE_TEMPLATES, SITE_ROLES } from "./roles.js";
+
+export const DEFAULT_OPERATOR_NAME = "fabric";
+export const DEFAULT_ACCOUNT_NAME = "fleet";
+export const SYSTEM_ACCOUNT_NAME = "sys";
+
+export interface InitOptions {
+  operator?: string;
+  accounts?: readonly string[];
+}
+
+export interface InitResult {
+  keystore: Keystore;
+  operatorPublicKey: string;
+  systemAccount: string;
+  accounts: { name: string; publicKey: string }[];
+}
+
+/** A role record with a fresh signing key, its seed saved in the store. */
+export function newRole(ks: Keystore, template: RoleRecord["template"], siteScoped: boolean, builtin: boolean): RoleRecord {
+  const kp = createKeyPair("account");
+  ks.saveSeed(kp);
+  return { key: kp.publicKey, template, siteScoped, builtin, retired: [] };
+}
+
+/** Creates a tenant account with the built-in roles, signs its JWT; the caller pushes it. */
+export function createAccount(ks: Keystore, name: string): AccountRecord {
+  assertToken(name, "account");
+  if (name === SYSTEM_ACCOUNT_NAME) throw new KeystoreError("FABRIC_ERR_KEYSTORE_EXISTS", `account name ${name} is reserved for the system account`);
+  if (ks.hasAccount(name)) throw new KeystoreError("FABRIC_ERR_KEYSTORE_EXISTS", `account ${name} already exists`);
+  const kp = createKeyPair("account");
+  ks.saveSeed(kp);
+  const roles: Record<string, RoleRecord> = {};
+  for (const role of BUILTIN_ROLES) roles[role] = newRole(ks, BUILTIN_ROLE_TEMPLATES[role], SITE_ROLES.has(role), true);
+  return ks.saveAccount({ name, publicKey: kp.publicKey, system: false, roles, revocations: {}, jwtIat: 0, pushedIat: 0 }).record;
+}
+
+/**
+ * `fabric-id init`: an operator, the system account (with an `admin` role for the fabric's own short-lived
+ * system users) and tenant accounts with the built-in roles.
+ */
+export function initKeystore(dir: string, options: InitOptions = {}): InitResult {
+  const operatorName = options.operator ?? DEFAULT_OPERATOR_NAME;
+  assertToken(operatorName, "operator");
+  const accountNames = options.accounts !== undefined && options.accounts.length > 0 ? [...options.accounts] : [DEFAULT_ACCOUNT_NAME];
+  for (const a of accountNames) assertToken(a, "account");
+  if (new Set(accountNames).size !== accountNames.length) throw new KeystoreError("FABRIC_ERR_KEYSTORE_EXISTS", "an account name is given twice");
+
+  const operator = createKeyPair("operator");
+  const system = createKeyPair("account");
+  const ks = Keystore.create(dir, { operator: { name: operatorName, publicKey: operator.publicKey }, systemAccount: system.publicKey, hubUrls: [] });
+  ks.saveSeed(operator);
+  ks.saveSeed(system);
+  const opClaims: Omit<OperatorClaims, "iss" | "jti"> = {
+    iat: Math.floor(Date.now() / 1000),
+    sub: operator.publicKey,
+    name: operatorName,
+    nats: { type: "operator", version: 2, system_account: system.publicKey },
+  };
+  ks.saveOperatorJwt(encodeJwt<OperatorClaims>(operatorClaimsSchema.parse({ ...opClaims, iss: operator.publicKey, jti: "x" }), operator));
+
+  const adminTemplate = { pub: { allow: ["$SYS.REQ.>"] }, sub: { allow: ["_INBOX.>"] }, subs: -1, data: -1, payload: -1 };
+  ks.saveAccount({
+    name: SYSTEM_ACCOUNT_NAME,
+    publicKey: system.publicKey,
+    system: true,
+    roles: { admin: newRole(ks, adminTemplate, false, true) },
+    revocations: {},
+    jwtIat: 0,
+    pushedIat: 0,
+  });
+  const accounts = accountNames.map((n) => createAccount(ks, n));
+  return {
+    keystore: ks,
+    operatorPublicKey: operator.publicKey,
+    systemAccount: system.publicKey,
+    accounts: accounts.map((a) => ({ name: a.name, publicKey: a.publicKey })),
+  };
+}

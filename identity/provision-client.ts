@@ -1,0 +1,69 @@
+import { connectNats, errorMessage } from "../fabric/core/index.js";
+import { ProvisionError } from "./errors.js";
+import { parseCreds } from "./creds.js";
+import { keyPairFromSeed, type NKeyPair } from "./nkeys.js";
+import { credentialReplySchema, nonceReplySchema } from "./provision-protocol.js";
+import { bootstrapInboxPrefix } from "./roles.js";
+import { peekJwt } from "./jwt.js";
+import { subjects } from "../fabric/core/index.js";
+import type { NatsConnection } from "@nats-io/transport-node";
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000; // 5 s
+
+async function requestJson(nc: NatsConnection, subject: string, body: unknown): Promise<unknown> {
+  const m = await nc.request(subject, body === undefined ? "" : JSON.stringify(body), { timeout: DEFAULT_REQUEST_TIMEOUT_MS });
+  return m.json();
+}
+
+async function credential(nc: NatsConnection, subject: string, body: unknown): Promise<{ jwt: string; expiresAt?: number }> {
+  const r = credentialReplySchema.parse(await requestJson(nc, subject, body));
+  if ("error" in r) throw new ProvisionError(r.error.code as ConstructorParameters<typeof ProvisionError>[0], r.error.message);
+  return r;
+}
+
+async function signedNonce(nc: NatsConnection, kp: NKeyPair): Promise<{ nonce: string; signature: string }> {
+  const { nonce } = nonceReplySchema.parse(await requestJson(nc, subjects.identity.nonce, undefined));
+  return { nonce, signature: Buffer.from(kp.sign(Buffer.from(nonce, "utf8"))).toString("base64url") };
+}
+
+export interface ProvisionDeviceOptions {
+  servers: string | string[];
+  /** The site's bootstrap `.creds` content. */
+  bootstrapCreds: string;
+  token: string;
+  name: string;
+  /** The device's own key pair; its seed never leaves the device. */
+  keyPair: NKeyPair;
+}
+
+/** Device side of provisioning: proves possession of its key over a server nonce and spends a token. */
+export async function provisionDevice(options: ProvisionDeviceOptions): Promise<{ jwt: string; expiresAt?: number }> {
+  const { jwt: bootJwt } = parseCreds(options.bootstrapCreds);
+  const bootName = String(peekJwt(bootJwt)["name"] ?? "");
+  const nc = await connectNats({ servers: options.servers, creds: options.bootstrapCreds, inboxPrefix: bootstrapInboxPrefix(bootName), name: `provision ${options.name}` });
+  try {
+    const proof = await signedNonce(nc, options.keyPair);
+    return await credential(nc, subjects.identity.provision, { token: options.token, name: options.name, publicKey: options.keyPair.publicKey, ...proof });
+  } catch (err) {
+    if (err instanceof ProvisionError) throw err;
+    throw new ProvisionError("FABRIC_ERR_PROVISION", `provisioning failed: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Device side of renewal: connects with its current creds and gets a fresh JWT for the same key. */
+export async function renewCredential(options: { servers: string | string[]; creds: string; inboxPrefix: string }): Promise<{ jwt: string; expiresAt?: number }> {
+  const { jwt, seed } = parseCreds(options.creds);
+  const kp = keyPairFromSeed(seed);
+  const nc = await connectNats({ servers: options.servers, creds: options.creds, inboxPrefix: options.inboxPrefix, name: "renew" });
+  try {
+    const proof = await signedNonce(nc, kp);
+    return await credential(nc, subjects.identity.renew, { jwt, ...proof });
+  } catch (err) {
+    if (err instanceof ProvisionError) throw err;
+    throw new ProvisionError("FABRIC_ERR_PROVISION", `renewal failed: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    await nc.close();
+  }
+}

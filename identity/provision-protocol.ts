@@ -1,0 +1,30 @@
+import { z } from "zod";
+
+/**
+ * The identity service's wire protocol (JSON over NATS request/reply on `$FABRIC.id.*`), shared by the
+ * service and the device-side client.
+ */
+export const nonceReplySchema = z.strictObject({ nonce: z.string() });
+
+export const provisionRequestSchema = z.strictObject({
+  token: z.string().min(1).max(256),
+  name: z.string().min(1).max(64),
+  publicKey: z.string().min(1).max(64),
+  nonce: z.string().min(1).max(512),
+  /** base64url Ed25519 signature by the device's key over the nonce's UTF-8 bytes. */
+  signature: z.string().min(1).max(256),
+});
+export type ProvisionRequest = z.infer<typeof provisionRequestSchema>;
+
+export const renewRequestSchema = z.strictObject({
+  jwt: z.string().min(1).max(16_384),
+  nonce: z.string().min(1).max(512),
+  signature: z.string().min(1).max(256),
+});
+export type RenewRequest = z.infer<typeof renewRequestSchema>;
+
+export const credentialReplySchema = z.union([
+  z.strictObject({ jwt: z.string(), expiresAt: z.number().int().optional() }),
+  z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) }),
+]);
+export type CredentialReply = z.infer<typeof credentialReplySchema>;

@@ -1,0 +1,160 @@
+import type { NatsConnection } from "@nats-io/transport-node";
+import { z } from "zod";
+import { connectNats, errorMessage, type Logger, silentLogger } from "../fabric/core/index.js";
+import { PushError } from "./errors.js";
+import { issueUser } from "./issue.js";
+import type { Keystore } from "./keystore.js";
+import { SYSTEM_ACCOUNT_NAME } from "./init.js";
+import { peekJwt } from "./jwt.js";
+
+export const CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE";
+export const SERVER_PING_SUBJECT = "$SYS.REQ.SERVER.PING";
+export const ACCOUNTZ_PING_SUBJECT = "$SYS.REQ.SERVER.PING.ACCOUNTZ";
+/** The short-lived system user the fabric pushes with lives this long. */
+export const ADMIN_CREDS_TTL_SEC = 120; // 2 min
+export const DEFAULT_PUSH_TIMEOUT_MS = 3_000; // 3 s
+/** How long to wait for more servers once the first answered a ping. */
+const PING_STALL_MS = 150;
+
+/**
+ * A least-privilege system user for one operation: it may send `$SYS.REQ.>` requests and read its inbox,
+ * nothing else, and expires in two minutes. It is minted fresh each time, never stored.
+ */
+export function mintAdminCreds(ks: Keystore, ttlSec = ADMIN_CREDS_TTL_SEC): string {
+  const r = issueUser(ks, { account: SYSTEM_ACCOUNT_NAME, role: "admin", name: "fabric-admin", expiresInSec: ttlSec, ephemeral: true });
+  if (r.creds === undefined) throw new PushError("admin credential was minted without a seed");
+  return r.creds;
+}
+
+export interface ServerInfo {
+  name: string;
+  id: string;
+}
+
+const serverInfoSchema = z.looseObject({ name: z.string().default(""), id: z.string().default("") });
+const claimUpdateResponseSchema = z.looseObject({
+  server: serverInfoSchema,
+  data: z.looseObject({ account: z.string().optional(), code: z.number().optional(), message: z.string().optional() }).optional(),
+  error: z.looseObject({ account: z.string().optional(), code: z.number().optional(), description: z.string().optional() }).optional(),
+});
+
+export interface ServerPushResult {
+  server: string;
+  ok: boolean;
+  message: string;
+}
+
+export interface AccountPushResult {
+  account: string;
+  iat: number;
+  /** One entry per server that answered. */
+  servers: ServerPushResult[];
+  /** Every server known to the hub answered ok. */
+  complete: boolean;
+}
+
+export interface PushReport {
+  servers: ServerInfo[];
+  accounts: AccountPushResult[];
+}
+
+async function withAdminConnection<T>(ks: Keystore, servers: string[], fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  if (servers.length === 0) throw new PushError("no hub URL known: run `fabric up`, or pass --server nats://host:port");
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats({ servers, creds: mintAdminCreds(ks), name: "fabric-id admin", timeoutMs: 3_000 });
+  } catch (err) {
+    throw new PushError(`hub ${servers.join(", ")} is unreachable: ${errorMessage(err)}`, { cause: err });
+  }
+  try {
+    return await fn(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Every server of the hub (cluster and connected leaf nodes that share the system account). */
+export async function pingServers(nc: NatsConnection, timeoutMs = DEFAULT_PUSH_TIMEOUT_MS): Promise<ServerInfo[]> {
+  const out: ServerInfo[] = [];
+  const replies = await nc.requestMany(SERVER_PING_SUBJECT, "", { strategy: "stall", stall: PING_STALL_MS, maxWait: timeoutMs });
+  for await (const m of replies) {
+    const parsed = z.looseObject({ server: serverInfoSchema }).safeParse(m.json());
+    if (parsed.success) out.push({ name: parsed.data.server.name, id: parsed.data.server.id });
+  }
+  return out;
+}
+
+/**
+ * Pushes account JWTs to every server of the hub through `$SYS.REQ.CLAIMS.UPDATE`, collecting one reply per
+ * server. Accounts every server accepted are marked pushed in the keystore; the others stay pending and are
+ * reported. Throws PushError only when the hub cannot be reached at all.
+ */
+export async function pushAccounts(
+  ks: Keystore,
+  options: { servers: string[]; accounts?: string[]; timeoutMs?: number; logger?: Logger },
+): Promise<PushReport> {
+  const log = options.logger ?? silentLogger();
+  const names = options.accounts ?? ks.accountNames();
+  const timeoutMs = options.timeoutMs ?? DEFAULT_PUSH_TIMEOUT_MS;
+  return withAdminConnection(ks, options.servers, async (nc) => {
+    const servers = await pingServers(nc, timeoutMs);
+    const expected = Math.max(1, servers.length);
+    const accounts: AccountPushResult[] = [];
+    for (const name of names) {
+      const jwt = ks.accountJwt(name);
+      const iat = Number(peekJwt(jwt)["iat"]);
+      const results: ServerPushResult[] = [];
+      const replies = await nc.requestMany(CLAIMS_UPDATE_SUBJECT, jwt, { strategy: "count", maxMessages: expected, maxWait: timeoutMs });
+      for await (const m of replies) {
+        const r = claimUpdateResponseSchema.safeParse(m.json());
+        if (!r.success) continue;
+        const ok = r.data.error === undefined && (r.data.data?.code ?? 200) === 200;
+        results.push({ server: r.data.server.name, ok, message: ok ? (r.data.data?.message ?? "jwt updated") : (r.data.error?.description ?? "error") });
+      }
+      const complete = results.length >= expected && results.every((r) => r.ok);
+      if (complete) ks.markPushed(name, iat);
+      log.info({ account: name, iat, servers: results.length, expected, complete }, "account JWT pushed");
+      accounts.push({ account: name, iat, servers: results, complete });
+    }
+    return { servers, accounts };
+  });
+}
+
+export interface ServerAccountView {
+  server: string;
+  account: string;
+  /** `iat` of the account JWT the server holds, or undefined when it has not loaded the account. */
+  iat: number | undefined;
+}
+
+const accountzSchema = z.looseObject({
+  server: serverInfoSchema,
+  data: z
+    .looseObject({
+      account_detail: z.looseObject({ jwt: z.string().optional(), decoded_jwt: z.looseObject({ iat: z.number().optional() }).optional() }).optional(),
+    })
+    .optional(),
+});
+
+/** For every server, the `iat` of the account JWT it holds for each account. */
+export async function serverAccountViews(ks: Keystore, servers: string[], timeoutMs = DEFAULT_PUSH_TIMEOUT_MS): Promise<ServerAccountView[]> {
+  return withAdminConnection(ks, servers, async (nc) => {
+    const count = Math.max(1, (await pingServers(nc, timeoutMs)).length);
+    const views: ServerAccountView[] = [];
+    for (const acc of ks.accounts()) {
+      const replies = await nc.requestMany(ACCOUNTZ_PING_SUBJECT, JSON.stringify({ account: acc.publicKey }), {
+        strategy: "count",
+        maxMessages: count,
+        maxWait: timeoutMs,
+      });
+      for await (const m of replies) {
+        const r = accountzSchema.safeParse(m.json());
+        if (!r.success) continue;
+        const detail = r.data.data?.account_detail;
+        const iat = detail?.decoded_jwt?.iat ?? (detail?.jwt === undefined ? undefined : Number(peekJwt(detail.jwt)["iat"]));
+        views.push({ server: r.data.server.name, account: acc.name, iat });
+      }
+    }
+    return views;
+  });
+}

@@ -1,0 +1,137 @@
+import { z } from "zod";
+import { assertToken } from "../fabric/core/index.js";
+import { userPermissionLimitsSchema, type UserPermissionLimits } from "./claims.js";
+
+/**
+ * Roles are scoped signing keys of an account: the key's template carries the permissions, so the user JWTs
+ * it signs carry only a name and tags (`site:<site>`). Templates use the server's functions: `{{name()}}`,
+ * `{{tag(site)}}`, `{{subject()}}`, `{{account-name()}}`, `{{account-tag(x)}}`.
+ */
+export const BUILTIN_ROLES = ["device", "leaf", "service", "ingress", "mqtt", "bootstrap", "hub"] as const;
+export type BuiltinRole = (typeof BUILTIN_ROLES)[number];
+
+/** Unlimited connection limits in a template (the JWT default of 0 would mean "nothing"). */
+const NO_LIMITS = { subs: -1, data: -1, payload: -1 } as const;
+/** Devices may answer a request once within 5 minutes (in nanoseconds, as the server counts). */
+const ONE_RESPONSE = { max: 1, ttl: 300_000_000_000 } as const;
+
+const SITE = "{{tag(site)}}";
+const NAME = "{{name()}}";
+
+/** Inbox prefix a device uses (nats.js `inboxPrefix`) so its replies stay private to it. */
+export function deviceInboxPrefix(site: string, device: string): string {
+  return `_INBOX.${site}.${device}`;
+}
+
+const DEVICE_TEMPLATE: UserPermissionLimits = {
+  pub: { allow: [`telemetry.${SITE}.${NAME}.>`, `events.${SITE}.${NAME}.>`, "$FABRIC.id.nonce", "$FABRIC.id.renew"] },
+  sub: { allow: [`cmd.${SITE}.${NAME}.>`, `_INBOX.${SITE}.${NAME}.>`] },
+  resp: ONE_RESPONSE,
+  ...NO_LIMITS,
+};
+
+export const BUILTIN_ROLE_TEMPLATES: Readonly<Record<BuiltinRole, UserPermissionLimits>> = {
+  /** A device: its own telemetry and events, its own commands, renewal of its own credential. */
+  device: DEVICE_TEMPLATE,
+  /** A site's leaf node: everything of its own site, the site's JetStream API for sourcing. */
+  leaf: {
+    pub: {
+      allow: [`telemetry.${SITE}.>`, `events.${SITE}.>`, `$FABRIC.edge.${SITE}.>`, "$FABRIC.id.>", "$JS.ACK.>", `_INBOX.>`],
+    },
+    sub: { allow: [`cmd.${SITE}.>`, `$JS.${SITE}.API.>`, `$FABRIC.edge.${SITE}.>`, `_INBOX.>`] },
+    ...NO_LIMITS,
+  },
+  /** A backend service: the whole tenant account. */
+  service: { pub: { allow: [">"] }, sub: { allow: [">"] }, ...NO_LIMITS },
+  /** The MQTT ingress: a trusted fabric component that publishes for many devices. */
+  ingress: { pub: { allow: [">"] }, sub: { allow: [">"] }, ...NO_LIMITS },
+  /** A legacy MQTT device on nats-server's own MQTT listener: bearer JWT, MQTT connections only. */
+  mqtt: { ...DEVICE_TEMPLATE, bearer_token: true, allowed_connection_types: ["MQTT"] },
+  /** The hub's own processes (bootstrap, identity service): the whole account, apart from user roles. */
+  hub: { pub: { allow: [">"] }, sub: { allow: [">"] }, ...NO_LIMITS },
+  /** A factory credential: can ask the identity service for a nonce and a credential, nothing else. */
+  bootstrap: {
+    pub: { allow: ["$FABRIC.id.nonce", "$FABRIC.id.provision"] },
+    sub: { allow: [`_INBOX.boot.${NAME}.>`] },
+    ...NO_LIMITS,
+  },
+};
+
+/** Inbox prefix a bootstrap credential uses. */
+export function bootstrapInboxPrefix(name: string): string {
+  return `_INBOX.boot.${name}`;
+}
+
+/** Roles whose users must carry a `site` tag. */
+export const SITE_ROLES: ReadonlySet<string> = new Set<BuiltinRole>(["device", "leaf", "mqtt", "bootstrap"]);
+
+/** A custom role an operator adds: its name and template, validated. */
+export const roleDefinitionSchema = z.strictObject({
+  name: z.string().refine((s) => {
+    try {
+      assertToken(s, "role");
+      return true;
+    } catch {
+      return false;
+    }
+  }, "role names are lowercase letters, digits, '_' and '-'"),
+  template: userPermissionLimitsSchema,
+  siteScoped: z.boolean().default(false),
+});
+export type RoleDefinition = z.infer<typeof roleDefinitionSchema>;
+
+export interface TemplateContext {
+  name: string;
+  subject: string;
+  accountName: string;
+  accountSubject: string;
+  tags: readonly string[];
+  accountTags: readonly string[];
+}
+
+const MUSTACHE = /\{\{([^}]+)\}\}/g;
+
+function valuesFor(op: string, ctx: TemplateContext): string[] | undefined {
+  const o = op.trim();
+  const lower = o.toLowerCase();
+  if (lower === "name()") return [ctx.name];
+  if (lower === "subject()") return [ctx.subject];
+  if (lower === "account-name()") return [ctx.accountName];
+  if (lower === "account-subject()") return [ctx.accountSubject];
+  const tag = /^(account-tag|tag)\((.*)\)$/i.exec(o);
+  if (tag !== null) {
+    const prefix = `${(tag[2] ?? "").toLowerCase()}:`;
+    const list = tag[1]?.toLowerCase() === "account-tag" ? ctx.accountTags : ctx.tags;
+    return list.filter((t) => t.startsWith(prefix)).map((t) => t.slice(prefix.length));
+  }
+  return undefined;
+}
+
+/**
+ * Expands a template's subjects the way nats-server does for a user of a scoped key: every combination of
+ * tag values; a subject whose tag is missing is dropped (the server makes it an invalid subject).
+ */
+export function expandSubjects(list: readonly string[] | undefined, ctx: TemplateContext): string[] | undefined {
+  if (list === undefined) return undefined;
+  const out: string[] = [];
+  for (const entry of list) {
+    let variants = [entry];
+    for (const m of entry.matchAll(MUSTACHE)) {
+      const values = valuesFor(m[1] ?? "", ctx);
+      if (values === undefined || values.length === 0) {
+        variants = [];
+        break;
+      }
+      variants = variants.flatMap((v) => values.map((val) => v.replace(m[0], val)));
+    }
+    out.push(...variants.filter((s) => s.length > 0 && !s.includes(" ")));
+  }
+  return out;
+}
+
+/** The effective permissions of a user under a template. */
+export function applyTemplate(template: UserPermissionLimits, ctx: TemplateContext): UserPermissionLimits {
+  const expand = (p: UserPermissionLimits["pub"]): UserPermissionLimits["pub"] =>
+    p === undefined ? undefined : { allow: expandSubjects(p.allow, ctx), deny: expandSubjects(p.deny, ctx) };
+  return { ...template, pub: expand(template.pub), sub: expand(template.sub) };
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// Installs what `npm start` and `npm test` need, by itself, without touching the system:
+//   1. the npm packages (npm ci) when node_modules is missing or older than package-lock.json;
+//   2. nats-server >= 2.14: found through NATS_SERVER_BIN, then PATH, then tools/nats-server/; where it is
+//      missing or too old, Debian's current package is downloaded with a private apt state (sid suite:
+//      the binary is static and runs on bookworm) and unpacked into tools/nats-server/.
+// Plain Node with no dependencies: it runs before node_modules exists. Progress goes to stderr.
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { delimiter, dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const TOOLS = join(ROOT, "tools");
+const NATS_DIR = join(TOOLS, "nats-server");
+const MIN_VERSION = [2, 14, 0];
+const log = (msg) => process.stderr.write(`setup: ${msg}\n`);
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: "utf8", ...opts });
+  return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}`, error: r.error };
+}
+
+function ensureNpmPackages() {
+  const lock = join(ROOT, "package-lock.json");
+  const marker = join(ROOT, "node_modules", ".package-lock.json");
+  if (existsSync(marker) && (!existsSync(lock) || statSync(marker).mtimeMs >= statSync(lock).mtimeMs)) return;
+  log("installing npm packages (npm ci)");
+  const r = spawnSync("npm", [existsSync(lock) ? "ci" : "install", "--no-audit", "--no-fund"], {
+    cwd: ROOT,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  if (r.status !== 0) {
+    log("npm install failed; see above");
+    process.exit(1);
+  }
+}
+
+export function parseVersion(text) {
+  const m = /v?(\d+)\.(\d+)\.(\d+)/.exec(text);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : undefined;
+}
+
+function atLeast(v, min) {
+  for (let i = 0; i < 3; i++) {
+    if (v[i] !== min[i]) return v[i] > min[i];
+  }
+  return true;
+}
+
+function probe(bin) {
+  if (!bin || !existsSync(bin)) return undefined;
+  const r = run(bin, ["--version"]);
+  const version = r.ok ? parseVersion(r.out) : undefined;
+  return version ? { bin, version } : undefined;
+}
+
+function onPath(name) {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir && existsSync(join(dir, name))) return join(dir, name);
+  }
+  return undefined;
+}
+
+function toolsBinary() {
+  for (const sub of ["usr/sbin", "usr/bin"]) {
+    const p = join(NATS_DIR, sub, "nats-server");
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+function findNatsServer() {
+  const candidates = [
+    ["NATS_SERVER_BIN", process.env.NATS_SERVER_BIN],
+    ["PATH", onPath("nats-server")],
+    ["tools", toolsBinary()],
+  ];
+  for (const [where, bin] of candidates) {
+    const found = probe(bin);
+    if (!found) continue;
+    if (atLeast(found.version, MIN_VERSION)) return { ...found, where };
+    log(`ignoring ${bin} (${where}): version ${found.version.join(".")} is older than ${MIN_VERSION.join(".")}`);
+  }
+  return undefined;
+}
+
+function installFromDebian() {
+  if (!onPath("apt-get") || !onPath("dpkg-deb")) return false;
+  const apt = join(TOOLS, "apt");
+  rmSync(apt, { recursive: true, force: true });
+  for (const d of ["lists/partial", "cache/archives/partial", "etc", "debs"]) mkdirSync(join(apt, d), { recursive: true });
+  const keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+  const signedBy = existsSync(keyring) ? `[signed-by=${keyring}] ` : "";
+  writeFileSync(join(apt, "etc", "sources.list"), `deb ${signedBy}http://deb.debian.org/debian sid main\n`);
+  const opts = [
+    "-o", `Dir::Etc::SourceList=${join(apt, "etc", "sources.list")}`,
+    "-o", "Dir::Etc::SourceParts=/dev/null",
+    "-o", `Dir::State::Lists=${join(apt, "lists")}`,
+    "-o", `Dir::Cache=${join(apt, "cache")}`,
+    "-o", "Dir::State::Status=/dev/null",
+    "-o", "APT::Sandbox::User=root",
+    "-q",
+  ];
+  log("nats-server >= 2.14 not found: downloading Debian's nats-server package into tools/ (system packages untouched)");
+  const up = run("apt-get", [...opts, "update"]);
+  if (!up.ok) {
+    log(`apt-get update (private sid list) failed:\n${up.out}`);
+    return false;
+  }
+  const dl = run("apt-get", [...opts, "download", "nats-server"], { cwd: join(apt, "debs") });
+  const deb = readdirSync(join(apt, "debs")).find((f) => f.endsWith(".deb"));
+  if (!dl.ok || !deb) {
+    log(`apt-get download nats-server failed:\n${dl.out}`);
+    return false;
+  }
+  rmSync(NATS_DIR, { recursive: true, force: true });
+  const x = run("dpkg-deb", ["-x", join(apt, "debs", deb), NATS_DIR]);
+  rmSync(apt, { recursive: true, force: true });
+  if (!x.ok) {
+    log(`dpkg-deb -x failed:\n${x.out}`);
+    return false;
+  }
+  log(`installed ${deb} into ${NATS_DIR}`);
+  return true;
+}
+
+function ensureNatsServer() {
+  let found = findNatsServer();
+  if (!found && installFromDebian()) found = findNatsServer();
+  if (!found) {
+    log(
+      [
+        "nats-server >= 2.14 is required and could not be installed automatically.",
+        "Install it, then run this again, in one of these ways:",
+        "  - Debian/Ubuntu: the 'nats-server' package from Debian sid (a static binary), or",
+        "  - download a release archive from https://github.com/nats-io/nats-server/releases and put",
+        "    nats-server on PATH, or set NATS_SERVER_BIN=/path/to/nats-server, or",
+        "  - go install github.com/nats-io/nats-server/v2@latest",
+      ].join("\n"),
+    );
+    process.exit(1);
+  }
+  log(`nats-server ${found.version.join(".")} (${found.where}): ${found.bin}`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = new Set(process.argv.slice(2));
+  if (!args.has("--no-npm")) ensureNpmPackages();
+  if (!args.has("--no-nats")) ensureNatsServer();
+}

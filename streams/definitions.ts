@@ -1,0 +1,102 @@
+import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+
+const DAY_NS = 86_400 * 1_000_000_000;
+const MINUTE_NS = 60 * 1_000_000_000;
+
+/** A stream the fabric owns, with the parts of its config the fabric decides. */
+export interface StreamDefinition {
+  name: string;
+  subjects: string[];
+  description: string;
+  /** nanoseconds */
+  max_age: number;
+  /** nanoseconds; the window in which a repeated `Nats-Msg-Id` is stored once */
+  duplicate_window: number;
+}
+
+/** The hub's streams (DESIGN.md "Contracts"). */
+export const HUB_STREAMS: readonly StreamDefinition[] = [
+  { name: "TELEMETRY", subjects: ["telemetry.>"], description: "device readings", max_age: 7 * DAY_NS, duplicate_window: 2 * MINUTE_NS },
+  { name: "EVENTS", subjects: ["events.>"], description: "critical events, exactly once by Nats-Msg-Id", max_age: 30 * DAY_NS, duplicate_window: 10 * MINUTE_NS },
+  { name: "AGGREGATES", subjects: ["agg.>"], description: "window results", max_age: 30 * DAY_NS, duplicate_window: 10 * MINUTE_NS },
+  { name: "COMMANDS", subjects: ["cmd.>"], description: "commands to devices", max_age: 1 * DAY_NS, duplicate_window: 10 * MINUTE_NS },
+  { name: "REJECTED", subjects: ["rejected.>"], description: "input that failed validation, reason in the Fabric-Reject-Reason header", max_age: 7 * DAY_NS, duplicate_window: 2 * MINUTE_NS },
+];
+
+/** The hub's KV buckets. */
+export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number }[] = [
+  { name: "agg_latest", description: "latest window result per key", history: 1 },
+  { name: "window_defs", description: "window definitions shared by every worker", history: 5 },
+  { name: "window_checkpoints", description: "window operator state and input positions", history: 1 },
+];
+
+/** The header that carries why a message went to REJECTED. */
+export const REJECT_REASON_HEADER = "Fabric-Reject-Reason";
+
+function streamConfig(def: StreamDefinition, replicas: number): Partial<StreamConfig> & { name: string } {
+  return {
+    name: def.name,
+    subjects: def.subjects,
+    description: def.description,
+    retention: "limits",
+    storage: "file",
+    discard: "old",
+    max_age: def.max_age,
+    duplicate_window: def.duplicate_window,
+    num_replicas: replicas,
+    allow_direct: true,
+  };
+}
+
+export interface EnsureResult {
+  created: string[];
+  updated: string[];
+  unchanged: string[];
+}
+
+/**
+ * Creates the hub's streams and KV buckets, or brings existing ones to the defined config: safe to run at
+ * every start, never deletes data.
+ */
+export async function ensureHubStreams(nc: NatsConnection, jsm: JetStreamManager, replicas: number): Promise<EnsureResult> {
+  const result: EnsureResult = { created: [], updated: [], unchanged: [] };
+  for (const def of HUB_STREAMS) {
+    const want = streamConfig(def, replicas);
+    const existing = await jsm.streams.info(def.name).catch(() => undefined);
+    if (existing === undefined) {
+      await jsm.streams.add(want);
+      result.created.push(def.name);
+      continue;
+    }
+    const c = existing.config;
+    const same =
+      JSON.stringify(c.subjects) === JSON.stringify(want.subjects) &&
+      c.max_age === want.max_age &&
+      c.duplicate_window === want.duplicate_window &&
+      c.num_replicas === want.num_replicas &&
+      c.description === want.description;
+    if (same) {
+      result.unchanged.push(def.name);
+    } else {
+      await jsm.streams.update(def.name, { ...c, ...want });
+      result.updated.push(def.name);
+    }
+  }
+  const kvm = new Kvm(nc);
+  for (const b of HUB_KV_BUCKETS) {
+    const streamName = `KV_${b.name}`;
+    const exists = await jsm.streams.info(streamName).then(
+      () => true,
+      () => false,
+    );
+    if (exists) {
+      result.unchanged.push(streamName);
+    } else {
+      await kvm.create(b.name, { description: b.description, history: b.history, replicas });
+      result.created.push(streamName);
+    }
+  }
+  return result;
+}
