@@ -18,3 +18,4 @@ export { superviseNatsServer, SUPERVISOR_MIN_BACKOFF_MS, SUPERVISOR_MAX_BACKOFF_
 export type { Supervisor, SupervisorOptions } from "./supervisor.js";
 export { acquireLockFile, lockHolder } from "./lockfile.js";
 export { runCli, newProgram, portOption, exitCodeFor, out, say, outJson, writeSecretOutput, EXIT_OK, EXIT_FAILURE, EXIT_USAGE } from "./cli.js";
+export { pickFreePorts } from "./free-ports.js";

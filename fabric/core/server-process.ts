@@ -64,7 +64,7 @@ async function fetchJson(url: string): Promise<unknown> {
 }
 
 interface Varz {
-  cluster?: { port?: number };
+  cluster?: { cluster_port?: number };
   leaf?: { port?: number };
   mqtt?: { port?: number };
   websocket?: { port?: number };
@@ -119,7 +119,7 @@ export async function spawnNatsServer(options: SpawnNatsServerOptions): Promise<
     ports = { client: portOf(pf.nats), monitoring: portOf(pf.monitoring), cluster: 0, leafnode: 0, mqtt: 0, websocket: 0 };
     if (ports.monitoring > 0) {
       const varz = (await fetchJson(`http://127.0.0.1:${ports.monitoring}/varz`)) as Varz;
-      ports.cluster = varz.cluster?.port ?? 0;
+      ports.cluster = varz.cluster?.cluster_port ?? 0;
       ports.leafnode = varz.leaf?.port ?? 0;
       ports.mqtt = varz.mqtt?.port ?? 0;
       ports.websocket = varz.websocket?.port ?? 0;

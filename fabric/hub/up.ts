@@ -10,6 +10,7 @@ import {
   ensurePrivateDir,
   errorMessage,
   lockHolder,
+  pickFreePorts,
   pollUntil,
   readJsonFile,
   superviseNatsServer,
@@ -140,6 +141,11 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       cluster: nodePort(o.clusterPort, i),
     }));
     const routeHost = o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : o.host;
+    if (o.nodes > 1 && o.clusterPort === 0) {
+      // A JetStream cluster node refuses to start without routes, so route ports are known up front.
+      const picked = await pickFreePorts(o.nodes, routeHost);
+      known.forEach((k, i) => (k.cluster = picked[i] ?? -1));
+    }
     const nodeDir = (i: number): string => join(o.dataDir, names[i] ?? `hub-${i + 1}`);
     const spawnOptions = (i: number) => () => {
       const dir = nodeDir(i);

@@ -1,0 +1,38 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { projectRoot } from "../../fabric/core/index.js";
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The built CLIs (`npm test` builds dist/ first). */
+export function cliPath(cli: "fabric" | "fabric-id"): string {
+  const p = join(projectRoot(), "dist", cli === "fabric" ? "fabric/cli/main.js" : "identity/cli/main.js");
+  if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build\` (npm test does)`);
+  return p;
+}
+
+/** Runs a CLI to completion with its own env, capturing stdout and stderr. */
+export function runCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath(cli), ...args], {
+      cwd: options.cwd ?? projectRoot(),
+      env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}

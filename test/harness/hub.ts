@@ -1,0 +1,42 @@
+import { join } from "node:path";
+import { createLogger, type Logger } from "../../fabric/core/index.js";
+import { startHub, type RunningHub } from "../../fabric/hub/index.js";
+import { Keystore, initKeystore } from "../../identity/index.js";
+import type { Harness } from "./servers.js";
+
+export interface TestHub extends RunningHub {
+  dataDir: string;
+  keystoreDir: string;
+}
+
+/** A silent logger for tests (FABRIC_LOG_LEVEL=debug shows everything). */
+export function testLogger(): Logger {
+  return createLogger({ name: "test", level: process.env["FABRIC_LOG_LEVEL"] ?? "silent" });
+}
+
+/**
+ * The real fabric hub (`startHub`, what `fabric up` runs) in temp directories, on ports the servers pick,
+ * bound to 127.0.0.1; stopped on dispose. Pass a keystoreDir to reuse one.
+ */
+export async function startTestHub(h: Harness, options: { nodes?: number; keystoreDir?: string; dataDir?: string; identityService?: boolean } = {}): Promise<TestHub> {
+  const root = h.tempDir("fabric-hub-");
+  const keystoreDir = options.keystoreDir ?? join(root, "keys");
+  if (!Keystore.exists(keystoreDir)) initKeystore(keystoreDir);
+  const dataDir = options.dataDir ?? join(root, "data");
+  const hub = await startHub(
+    {
+      dataDir,
+      keystoreDir,
+      nodes: options.nodes ?? 1,
+      host: "127.0.0.1",
+      port: 0,
+      monitorPort: 0,
+      leafPort: 0,
+      clusterPort: 0,
+      identityService: options.identityService ?? true,
+    },
+    testLogger(),
+  );
+  h.defer(() => hub.stop());
+  return { ...hub, dataDir, keystoreDir };
+}
