@@ -39,7 +39,8 @@ export interface ProvisionDeviceOptions {
 /** Device side of provisioning: proves possession of its key over a server nonce and spends a token. */
 export async function provisionDevice(options: ProvisionDeviceOptions): Promise<{ jwt: string; expiresAt?: number }> {
   const { jwt: bootJwt } = parseCreds(options.bootstrapCreds);
-  const bootName = String(peekJwt(bootJwt)["name"] ?? "");
+  const name = peekJwt(bootJwt)["name"];
+  const bootName = typeof name === "string" ? name : "";
   const nc = await connectNats({ servers: options.servers, creds: options.bootstrapCreds, inboxPrefix: bootstrapInboxPrefix(bootName), name: `provision ${options.name}` });
   try {
     const proof = await signedNonce(nc, options.keyPair);

@@ -125,7 +125,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     });
   };
 
-  const serve = (subject: string, handler: (msg: Msg) => Promise<unknown> | unknown): Subscription =>
+  const serve = (subject: string, handler: (msg: Msg) => unknown): Subscription =>
     nc.subscribe(subject, {
       queue: IDENTITY_QUEUE_GROUP,
       callback: (err, msg) => {

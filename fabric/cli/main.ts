@@ -5,6 +5,7 @@ import {
   createLogger,
   defaultHubDataDir,
   defaultKeystoreDir,
+  InvalidInputError,
   newProgram,
   out,
   outJson,
@@ -45,6 +46,7 @@ program
   .action(async (flags: UpFlags) => {
     const logger = createLogger({ name: "fabric" });
     const nodes = Number(flags.nodes);
+    if (!Number.isInteger(nodes)) throw new InvalidInputError(`--nodes ${JSON.stringify(flags.nodes)} is not a whole number`);
     const hub = await startHub(
       {
         dataDir: resolve(flags.data ?? defaultHubDataDir()),

@@ -19,3 +19,4 @@ export type { Supervisor, SupervisorOptions } from "./supervisor.js";
 export { acquireLockFile, lockHolder } from "./lockfile.js";
 export { runCli, newProgram, portOption, exitCodeFor, out, say, outJson, writeSecretOutput, EXIT_OK, EXIT_FAILURE, EXIT_USAGE } from "./cli.js";
 export { pickFreePorts } from "./free-ports.js";
+export { parseInput } from "./validate.js";

@@ -21,7 +21,7 @@ function tryTake(path: string): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
   }
-  let holder = NaN;
+  let holder: number;
   try {
     holder = Number(readFileSync(path, "utf8"));
     // A lock file seen empty may be in the middle of being written: only an old one counts as stale.

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { z } from "zod";
-import { ensurePrivateDir } from "../core/index.js";
+import { ensurePrivateDir, parseInput } from "../core/index.js";
 import type { Keystore } from "../../identity/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
 
@@ -23,7 +23,7 @@ export type ClusterConfigOptions = z.input<typeof clusterConfigOptionsSchema>;
  * `nats-server -t`. Returns the files written.
  */
 export function writeClusterConfigs(ks: Keystore, outDir: string, input: ClusterConfigOptions): string[] {
-  const o = clusterConfigOptionsSchema.parse(input);
+  const o = parseInput(clusterConfigOptionsSchema, input, "cluster config");
   ensurePrivateDir(outDir);
   const preload: Record<string, string> = {};
   for (const acc of ks.accounts()) preload[acc.publicKey] = ks.accountJwt(acc.name);

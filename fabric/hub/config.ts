@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { writeFileAtomic, checkNatsServerConfig } from "../core/index.js";
+import { writeFileAtomic, checkNatsServerConfig, parseInput } from "../core/index.js";
 
 /** The hub's JetStream domain: leaf sites address the hub's JetStream as `$JS.hub.API`. */
 export const HUB_JETSTREAM_DOMAIN = "hub";
@@ -42,7 +42,7 @@ export type HubNodeConfig = z.input<typeof hubNodeConfigSchema>;
  * nats-server reads JSON as its config format, so the config is written as JSON.
  */
 export function hubServerConfig(input: HubNodeConfig): Record<string, unknown> {
-  const o = hubNodeConfigSchema.parse(input);
+  const o = parseInput(hubNodeConfigSchema, input, "hub node config");
   return {
     server_name: o.serverName,
     host: o.host,

@@ -10,6 +10,7 @@ import {
   ensurePrivateDir,
   errorMessage,
   lockHolder,
+  parseInput,
   pickFreePorts,
   pollUntil,
   readJsonFile,
@@ -72,6 +73,8 @@ export interface RunningHub {
   devCreds: string | undefined;
   streams: EnsureResult;
   push: PushReport | undefined;
+  /** The pids of the running nats-server processes (they change when the supervisor restarts one). */
+  serverPids(): number[];
   stop(): Promise<void>;
 }
 
@@ -87,7 +90,7 @@ function nodePort(base: number, i: number): number {
  * and runs the identity service. A second start on the same data directory resumes with all data.
  */
 export async function startHub(input: HubOptions, logger: Logger): Promise<RunningHub> {
-  const o = hubOptionsSchema.parse(input);
+  const o = parseInput(hubOptionsSchema, input, "hub options");
   const log = logger.child({ component: "hub" });
   ensurePrivateDir(o.dataDir);
   const lockPath = join(o.dataDir, "fabric-up.lock");
@@ -221,7 +224,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       if (existsSync(devPath)) devCreds = devPath;
     }
     log.info({ urls, streams }, "hub ready");
-    return { nodes, urls, keystore: ks, keystoreCreated, devCreds, streams, push, stop };
+    return { nodes, urls, keystore: ks, keystoreCreated, devCreds, streams, push, serverPids: () => supervisors.map((s) => s.current().pid), stop };
   } catch (err) {
     await stop();
     throw err;

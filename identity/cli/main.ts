@@ -107,7 +107,7 @@ function addIssue(issue: Command, role: string, arg: string, withSite: boolean, 
     .description(description)
     .addOption(accountOption())
     .addOption(expiryOption())
-    .option("--public-key <U...>", "the holder's own public key: only the JWT is returned")
+    .option("--public-key <key>", "the holder's own public key: only the JWT is returned")
     .option("-o, --output <file|->", "where to write the creds (or the JWT); - is stdout")
     .option("--json", "print a JSON summary");
   if (withSite) c.requiredOption("--site <site>", "the site");
@@ -146,7 +146,7 @@ issue
   .option("--site <site>", "the site (roles scoped to a site need it)")
   .addOption(accountOption())
   .addOption(expiryOption())
-  .option("--public-key <U...>", "the holder's own public key: only the JWT is returned")
+  .option("--public-key <key>", "the holder's own public key: only the JWT is returned")
   .option("-o, --output <file|->", "where to write the creds (or the JWT); - is stdout")
   .option("--json", "print a JSON summary")
   .action(async (name: string, flags: IssueFlags & { role: string }, cmd: Command) => issueCommand(cmd, flags.role, name, flags));

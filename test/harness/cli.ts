@@ -36,3 +36,51 @@ export function runCli(cli: "fabric" | "fabric-id", args: string[], options: { e
     });
   });
 }
+
+export interface RunningCli {
+  /** Resolves with the first complete JSON document the process printed on stdout. */
+  json<T>(timeoutMs?: number): Promise<T>;
+  stdout(): string;
+  stderr(): string;
+  /** Sends a signal and resolves with the exit code once it has exited. */
+  signal(sig: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/** Starts a long-running CLI (`fabric up`); killed on dispose by the caller's harness. */
+export function startCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
+  const child = spawn(process.execPath, [cliPath(cli), ...args], {
+    cwd: options.cwd ?? projectRoot(),
+    env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  return {
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    json: async <T>(timeoutMs = 60_000): Promise<T> => {
+      const deadline = Date.now() + timeoutMs;
+      let done = false;
+      void exited.then(() => (done = true));
+      for (;;) {
+        try {
+          return JSON.parse(stdout) as T;
+        } catch {
+          // not complete yet
+        }
+        if (done) throw new Error(`${cli} exited before printing JSON:\n${stderr}`);
+        if (Date.now() > deadline) throw new Error(`${cli} printed no JSON within ${timeoutMs} ms:\n${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    signal: async (sig) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+      return exited;
+    },
+  };
+}
