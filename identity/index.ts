@@ -21,11 +21,12 @@ export { initKeystore, createAccount, DEFAULT_OPERATOR_NAME, DEFAULT_ACCOUNT_NAM
 export type { InitOptions, InitResult } from "./init.js";
 export { issueUser, revokeUsers, rotateRole, addRole, removeRole, issueBootstrap, hashToken } from "./issue.js";
 export type { IssueOptions, IssueResult, RevokeResult, RotateResult, BootstrapResult, BootstrapTokenData } from "./issue.js";
-export { pushAccounts, pingServers, serverAccountViews, mintAdminCreds, CLAIMS_UPDATE_SUBJECT } from "./push.js";
-export type { PushReport, AccountPushResult, ServerPushResult, ServerAccountView, ServerInfo } from "./push.js";
+export { pushAccounts, openClaimsPusher, adminConnection, pingServers, serverAccountViews, mintAdminCreds, CLAIMS_UPDATE_SUBJECT } from "./push.js";
+export type { PushReport, AccountPushResult, ServerPushResult, ServerAccountView, ServerInfo, ClaimsPusher } from "./push.js";
 export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC, NONCE_TTL_MS } from "./service.js";
 export type { IdentityService, IdentityServiceOptions } from "./service.js";
 export { provisionDevice, renewCredential } from "./provision-client.js";
+export { credsAuthenticator, connectWithCreds } from "./connect.js";
 export type { ProvisionDeviceOptions } from "./provision-client.js";
 export { InvalidKeyError, CredentialError, KeystoreError, IssueError, PushError, ProvisionError } from "./errors.js";
 export type { CredentialErrorCode } from "./errors.js";

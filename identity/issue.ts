@@ -111,7 +111,10 @@ export interface RevokeResult {
  */
 export function revokeUsers(ks: Keystore, accountName: string, nameOrKey: string, role?: string): RevokeResult {
   const account = ks.account(accountName);
-  const matches = ks.users(accountName).filter((u) => (u.publicKey === nameOrKey || u.name === nameOrKey) && (role === undefined || u.role === role));
+  // by key: one record to read; by name: every record of the account
+  const byKey = isPublicKey(nameOrKey, "user") ? ks.user(accountName, nameOrKey) : undefined;
+  const candidates = byKey !== undefined ? [byKey] : ks.users(accountName);
+  const matches = candidates.filter((u) => (u.publicKey === nameOrKey || u.name === nameOrKey) && (role === undefined || u.role === role));
   if (matches.length === 0 && !isPublicKey(nameOrKey, "user")) {
     throw new IssueError("FABRIC_ERR_ISSUE", `no ${role ?? "user"} named ${JSON.stringify(nameOrKey)} in account ${accountName}`);
   }

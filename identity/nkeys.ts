@@ -136,10 +136,9 @@ export interface NKeyPair {
   sign(data: Uint8Array): Uint8Array;
 }
 
-function pairFromRaw(kind: KeyKind, rawSeed: Uint8Array, seedText?: string): NKeyPair {
-  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, rawSeed]), format: "der", type: "pkcs8" });
-  const spki = createPublicKey(privateKey).export({ format: "der", type: "spki" });
-  const pub = spki.subarray(SPKI_ED25519_PREFIX.length);
+function pairFromRaw(kind: KeyKind, rawSeed: Uint8Array, seedText?: string, known?: { privateKey: KeyObject; rawPublic: Uint8Array }): NKeyPair {
+  const privateKey = known?.privateKey ?? createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, rawSeed]), format: "der", type: "pkcs8" });
+  const pub = known?.rawPublic ?? createPublicKey(privateKey).export({ format: "der", type: "spki" }).subarray(SPKI_ED25519_PREFIX.length);
   const publicKey = withChecksum(Uint8Array.from([PREFIX_BYTE[kind], ...pub]));
   const prefix = PREFIX_BYTE[kind];
   const seed =
@@ -156,8 +155,8 @@ function pairFromRaw(kind: KeyKind, rawSeed: Uint8Array, seedText?: string): NKe
 export function createKeyPair(kind: KeyKind): NKeyPair {
   const { privateKey } = generateKeyPairSync("ed25519");
   const jwk = privateKey.export({ format: "jwk" });
-  if (jwk.d === undefined) throw new InvalidKeyError("node:crypto returned an Ed25519 key without its seed");
-  return pairFromRaw(kind, Buffer.from(jwk.d, "base64url"));
+  if (jwk.d === undefined || jwk.x === undefined) throw new InvalidKeyError("node:crypto returned an Ed25519 key without its seed");
+  return pairFromRaw(kind, Buffer.from(jwk.d, "base64url"), undefined, { privateKey, rawPublic: Buffer.from(jwk.x, "base64url") });
 }
 
 /** Loads a key pair from its encoded seed ("SU…"). */

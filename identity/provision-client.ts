@@ -1,4 +1,5 @@
-import { connectNats, errorMessage } from "../fabric/core/index.js";
+import { errorMessage } from "../fabric/core/index.js";
+import { connectWithCreds } from "./connect.js";
 import { ProvisionError } from "./errors.js";
 import { parseCreds } from "./creds.js";
 import { keyPairFromSeed, type NKeyPair } from "./nkeys.js";
@@ -41,7 +42,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   const { jwt: bootJwt } = parseCreds(options.bootstrapCreds);
   const name = peekJwt(bootJwt)["name"];
   const bootName = typeof name === "string" ? name : "";
-  const nc = await connectNats({ servers: options.servers, creds: options.bootstrapCreds, inboxPrefix: bootstrapInboxPrefix(bootName), name: `provision ${options.name}` });
+  const nc = await connectWithCreds(options.bootstrapCreds, { servers: options.servers, inboxPrefix: bootstrapInboxPrefix(bootName), name: `provision ${options.name}` });
   try {
     const proof = await signedNonce(nc, options.keyPair);
     return await credential(nc, subjects.identity.provision, { token: options.token, name: options.name, publicKey: options.keyPair.publicKey, ...proof });
@@ -57,7 +58,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
 export async function renewCredential(options: { servers: string | string[]; creds: string; inboxPrefix: string }): Promise<{ jwt: string; expiresAt?: number }> {
   const { jwt, seed } = parseCreds(options.creds);
   const kp = keyPairFromSeed(seed);
-  const nc = await connectNats({ servers: options.servers, creds: options.creds, inboxPrefix: options.inboxPrefix, name: "renew" });
+  const nc = await connectWithCreds(options.creds, { servers: options.servers, inboxPrefix: options.inboxPrefix, name: "renew" });
   try {
     const proof = await signedNonce(nc, kp);
     return await credential(nc, subjects.identity.renew, { jwt, ...proof });

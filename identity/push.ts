@@ -1,6 +1,7 @@
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
-import { connectNats, errorMessage, type Logger, silentLogger } from "../fabric/core/index.js";
+import { errorMessage, type Logger, silentLogger } from "../fabric/core/index.js";
+import { connectWithCreds } from "./connect.js";
 import { PushError } from "./errors.js";
 import { issueUser } from "./issue.js";
 import type { Keystore } from "./keystore.js";
@@ -10,6 +11,9 @@ import { peekJwt } from "./jwt.js";
 export const CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE";
 export const SERVER_PING_SUBJECT = "$SYS.REQ.SERVER.PING";
 export const ACCOUNTZ_PING_SUBJECT = "$SYS.REQ.SERVER.PING.ACCOUNTZ";
+export const CONNZ_PING_SUBJECT = "$SYS.REQ.SERVER.PING.CONNZ";
+/** Connections of one user to kick, at most, per server. */
+const KICK_CONNZ_LIMIT = 1_024;
 /** The short-lived system user the fabric pushes with lives this long. */
 export const ADMIN_CREDS_TTL_SEC = 120; // 2 min
 export const DEFAULT_PUSH_TIMEOUT_MS = 3_000; // 3 s
@@ -58,14 +62,18 @@ export interface PushReport {
   accounts: AccountPushResult[];
 }
 
-async function withAdminConnection<T>(ks: Keystore, servers: string[], fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+/** A connection as a fresh short-lived admin of the system account; PushError when the hub is unreachable. */
+export async function adminConnection(ks: Keystore, servers: string[]): Promise<NatsConnection> {
   if (servers.length === 0) throw new PushError("no hub URL known: run `fabric up`, or pass --server nats://host:port");
-  let nc: NatsConnection;
   try {
-    nc = await connectNats({ servers, creds: mintAdminCreds(ks), name: "fabric-id admin", timeoutMs: 3_000 });
+    return await connectWithCreds(mintAdminCreds(ks), { servers, name: "fabric admin", timeoutMs: 3_000 });
   } catch (err) {
     throw new PushError(`hub ${servers.join(", ")} is unreachable: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+async function withAdminConnection<T>(ks: Keystore, servers: string[], fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await adminConnection(ks, servers);
   try {
     return await fn(nc);
   } finally {
@@ -84,40 +92,107 @@ export async function pingServers(nc: NatsConnection, timeoutMs = DEFAULT_PUSH_T
   return out;
 }
 
+/** An open admin connection that pushes account JWTs; for the CLI one push, for the hub and benchmarks many. */
+export interface ClaimsPusher {
+  /** The servers that answered the ping when the pusher opened. */
+  readonly servers: ServerInfo[];
+  /** Pushes one account's current JWT and collects one reply per server. */
+  push(account: string): Promise<AccountPushResult>;
+  /**
+   * Disconnects every connection of these user keys in the account, on every server, at once (CONNZ by user,
+   * then KICK by connection id). A server applying an account update decodes and verifies the JWT of every
+   * client of the account (~0.1 ms each, in no particular order), so with a thousand devices connected the
+   * revocation alone takes up to ~150 ms to reach its victim; the kick takes a few. The revocation pushed
+   * right after keeps them out. Returns how many connections were kicked.
+   */
+  kick(account: string, userKeys: readonly string[]): Promise<number>;
+  close(): Promise<void>;
+}
+
+const connzByUserSchema = z.looseObject({
+  server: serverInfoSchema,
+  data: z.looseObject({ connections: z.array(z.looseObject({ cid: z.number().int() })).nullish() }).optional(),
+});
+
+export async function openClaimsPusher(ks: Keystore, options: { servers: string[]; timeoutMs?: number; logger?: Logger }): Promise<ClaimsPusher> {
+  const log = options.logger ?? silentLogger();
+  const timeoutMs = options.timeoutMs ?? DEFAULT_PUSH_TIMEOUT_MS;
+  const nc = await adminConnection(ks, options.servers);
+  try {
+    const servers = await pingServers(nc, timeoutMs);
+    const expected = Math.max(1, servers.length);
+    return {
+      servers,
+      push: async (name) => {
+        const jwt = ks.accountJwt(name);
+        const iat = Number(peekJwt(jwt)["iat"]);
+        const results: ServerPushResult[] = [];
+        const replies = await nc.requestMany(CLAIMS_UPDATE_SUBJECT, jwt, { strategy: "count", maxMessages: expected, maxWait: timeoutMs });
+        for await (const m of replies) {
+          const r = claimUpdateResponseSchema.safeParse(m.json());
+          if (!r.success) continue;
+          const ok = r.data.error === undefined && (r.data.data?.code ?? 200) === 200;
+          results.push({ server: r.data.server.name, ok, message: ok ? (r.data.data?.message ?? "jwt updated") : (r.data.error?.description ?? "error") });
+        }
+        const complete = results.length >= expected && results.every((r) => r.ok);
+        if (complete) ks.markPushed(name, iat);
+        log.info({ account: name, iat, servers: results.length, expected, complete }, "account JWT pushed");
+        return { account: name, iat, servers: results, complete };
+      },
+      kick: async (account, userKeys) => {
+        const accountKey = ks.account(account).publicKey;
+        const targets = await Promise.all(
+          userKeys.map(async (user) => {
+            const found: { server: string; cid: number }[] = [];
+            const replies = await nc.requestMany(CONNZ_PING_SUBJECT, JSON.stringify({ user, acc: accountKey, limit: KICK_CONNZ_LIMIT }), {
+              strategy: "count",
+              maxMessages: expected,
+              maxWait: timeoutMs,
+            });
+            for await (const m of replies) {
+              const r = connzByUserSchema.safeParse(m.json());
+              if (r.success) for (const c of r.data.data?.connections ?? []) found.push({ server: r.data.server.id, cid: c.cid });
+            }
+            return found;
+          }),
+        );
+        const kicks = targets.flat();
+        await Promise.all(
+          kicks.map((k) =>
+            nc.request(`$SYS.REQ.SERVER.${k.server}.KICK`, JSON.stringify({ cid: k.cid }), { timeout: timeoutMs }).catch((err: unknown) => {
+              log.warn({ server: k.server, cid: k.cid, err: errorMessage(err) }, "kick failed; the revocation still applies");
+            }),
+          ),
+        );
+        log.info({ account, users: userKeys.length, kicked: kicks.length }, "revoked users disconnected");
+        return kicks.length;
+      },
+      close: () => nc.close(),
+    };
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+}
+
 /**
  * Pushes account JWTs to every server of the hub through `$SYS.REQ.CLAIMS.UPDATE`, collecting one reply per
- * server. Accounts every server accepted are marked pushed in the keystore; the others stay pending and are
+ * server; with `kick`, first disconnects those (revoked) users everywhere. Accounts every server accepted are marked pushed in the keystore; the others stay pending and are
  * reported. Throws PushError only when the hub cannot be reached at all.
  */
 export async function pushAccounts(
   ks: Keystore,
-  options: { servers: string[]; accounts?: string[]; timeoutMs?: number; logger?: Logger },
+  options: { servers: string[]; accounts?: string[]; timeoutMs?: number; logger?: Logger; kick?: { account: string; users: readonly string[] } },
 ): Promise<PushReport> {
-  const log = options.logger ?? silentLogger();
-  const names = options.accounts ?? ks.accountNames();
-  const timeoutMs = options.timeoutMs ?? DEFAULT_PUSH_TIMEOUT_MS;
-  return withAdminConnection(ks, options.servers, async (nc) => {
-    const servers = await pingServers(nc, timeoutMs);
-    const expected = Math.max(1, servers.length);
+  const pusher = await openClaimsPusher(ks, options);
+  try {
+    if (options.kick !== undefined && options.kick.users.length > 0) await pusher.kick(options.kick.account, options.kick.users);
     const accounts: AccountPushResult[] = [];
-    for (const name of names) {
-      const jwt = ks.accountJwt(name);
-      const iat = Number(peekJwt(jwt)["iat"]);
-      const results: ServerPushResult[] = [];
-      const replies = await nc.requestMany(CLAIMS_UPDATE_SUBJECT, jwt, { strategy: "count", maxMessages: expected, maxWait: timeoutMs });
-      for await (const m of replies) {
-        const r = claimUpdateResponseSchema.safeParse(m.json());
-        if (!r.success) continue;
-        const ok = r.data.error === undefined && (r.data.data?.code ?? 200) === 200;
-        results.push({ server: r.data.server.name, ok, message: ok ? (r.data.data?.message ?? "jwt updated") : (r.data.error?.description ?? "error") });
-      }
-      const complete = results.length >= expected && results.every((r) => r.ok);
-      if (complete) ks.markPushed(name, iat);
-      log.info({ account: name, iat, servers: results.length, expected, complete }, "account JWT pushed");
-      accounts.push({ account: name, iat, servers: results, complete });
-    }
-    return { servers, accounts };
-  });
+    for (const name of options.accounts ?? ks.accountNames()) accounts.push(await pusher.push(name));
+    return { servers: pusher.servers, accounts };
+  } finally {
+    await pusher.close();
+  }
 }
 
 export interface ServerAccountView {

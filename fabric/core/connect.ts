@@ -1,11 +1,11 @@
-import { connect, credsAuthenticator, type NatsConnection, type ConnectionOptions } from "@nats-io/transport-node";
+import { connect, type Authenticator, type NatsConnection, type ConnectionOptions } from "@nats-io/transport-node";
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000; // 5 s
 
 export interface FabricConnectOptions {
   servers: string | string[];
-  /** The content of a `.creds` file. */
-  creds?: string;
+  /** How to answer the server's nonce (identity's `credsAuthenticator` for a fabric credential). */
+  authenticator?: Authenticator;
   name?: string;
   inboxPrefix?: string;
   timeoutMs?: number;
@@ -15,7 +15,7 @@ export interface FabricConnectOptions {
   extra?: Partial<ConnectionOptions>;
 }
 
-/** Connects with nats.js (transport-node) using a fabric credential. */
+/** Connects with nats.js (transport-node). */
 export async function connectNats(options: FabricConnectOptions): Promise<NatsConnection> {
   const opts: ConnectionOptions = {
     servers: options.servers,
@@ -24,7 +24,7 @@ export async function connectNats(options: FabricConnectOptions): Promise<NatsCo
     ...(options.reconnect === true ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
     ...(options.name === undefined ? {} : { name: options.name }),
     ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
-    ...(options.creds === undefined ? {} : { authenticator: credsAuthenticator(new TextEncoder().encode(options.creds)) }),
+    ...(options.authenticator === undefined ? {} : { authenticator: options.authenticator }),
     ...options.extra,
   };
   return connect(opts);

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { connectNats, errorMessage } from "../core/index.js";
-import { mintAdminCreds, pingServers, type Keystore } from "../../identity/index.js";
+import { errorMessage } from "../core/index.js";
+import { adminConnection, pingServers, type Keystore } from "../../identity/index.js";
 
 export const STATUS_TIMEOUT_MS = 3_000; // 3 s
 const CONNZ_LIMIT = 100_000;
@@ -68,7 +68,7 @@ const connzSchema = z.looseObject({
  * health, JetStream usage, streams with message counts, consumers with lag, clients by role.
  */
 export async function hubStatus(ks: Keystore, servers: string[]): Promise<HubStatus> {
-  const nc = await connectNats({ servers, creds: mintAdminCreds(ks), name: "fabric status", timeoutMs: STATUS_TIMEOUT_MS });
+  const nc = await adminConnection(ks, servers);
   try {
     const count = Math.max(1, (await pingServers(nc, STATUS_TIMEOUT_MS)).length);
     const ask = async (what: string, body: unknown): Promise<unknown[]> => {

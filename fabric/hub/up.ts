@@ -6,7 +6,6 @@ import { z } from "zod";
 import {
   acquireLockFile,
   ConfigError,
-  connectNats,
   ensurePrivateDir,
   errorMessage,
   lockHolder,
@@ -23,6 +22,7 @@ import {
   type Supervisor,
 } from "../core/index.js";
 import {
+  connectWithCreds,
   initKeystore,
   issueUser,
   Keystore,
@@ -207,7 +207,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
     let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
     for (const acc of ks.accounts().filter((a) => !a.system)) {
       const creds = await hubCreds(ks, o.dataDir, acc.name, log);
-      const nc = await connectNats({ servers: urls, creds, name: `fabric hub (${acc.name})`, reconnect: true });
+      const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
       connections.push(nc);
       const jsm = await jetstreamManager(nc);
       const r = await pollUntil(() => ensureHubStreams(nc, jsm, o.nodes >= 3 ? 3 : 1), { timeoutMs: HUB_READY_TIMEOUT_MS, intervalMs: 250, what: `streams of account ${acc.name}` });

@@ -53,9 +53,9 @@ function servers(cmd: Command, ks: Keystore): string[] {
 }
 
 /** Pushes the changed accounts; an unreachable hub queues the change (reported, exit 0). */
-async function pushAfterChange(cmd: Command, ks: Keystore, accounts: string[]): Promise<PushReport | { queued: true; reason: string }> {
+async function pushAfterChange(cmd: Command, ks: Keystore, accounts: string[], kick?: { account: string; users: string[] }): Promise<PushReport | { queued: true; reason: string }> {
   try {
-    const report = await pushAccounts(ks, { servers: servers(cmd, ks), accounts });
+    const report = await pushAccounts(ks, { servers: servers(cmd, ks), accounts, ...(kick === undefined ? {} : { kick }) });
     for (const a of report.accounts) {
       const ok = a.servers.filter((s) => s.ok).length;
       say(`pushed account ${a.account} to ${ok}/${Math.max(report.servers.length, a.servers.length)} server(s)${a.complete ? "" : ": incomplete, still pending (fabric-id push retries)"}`);
@@ -185,7 +185,7 @@ for (const role of ["device", "leaf", "service", "mqtt", "user"]) {
       const r = await ks.withLock(() => revokeUsers(ks, flags.account, nameOrKey, role === "user" ? undefined : role));
       const keys = r.revoked.length > 0 ? r.revoked.map((u) => u.publicKey) : [nameOrKey];
       say(`revoked ${keys.length} key(s) in account ${flags.account}`);
-      const push = await pushAfterChange(cmd, ks, [flags.account]);
+      const push = await pushAfterChange(cmd, ks, [flags.account], { account: flags.account, users: keys });
       if (flags.json === true) outJson({ revoked: keys, push });
       else out(keys.join("\n"));
     });

@@ -1,11 +1,10 @@
 import type { NatsConnection } from "@nats-io/transport-node";
-import { connectNats } from "../../fabric/core/index.js";
+import { connectWithCreds } from "../../identity/index.js";
 
 /** Connects as the holder of `creds`, failing fast (no reconnect) so a kick shows as a close. */
 export async function connectAs(servers: string | string[], creds: string, options: { inboxPrefix?: string; name?: string; reconnect?: boolean } = {}): Promise<NatsConnection> {
-  return connectNats({
+  return connectWithCreds(creds, {
     servers,
-    creds,
     name: options.name ?? "test client",
     ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
     reconnect: options.reconnect ?? false,

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { issueUser, pushAccounts, revokeUsers, rotateRole, deviceInboxPrefix } from "../../identity/index.js";
+import { issueUser, openClaimsPusher, pushAccounts, revokeUsers, rotateRole, deviceInboxPrefix } from "../../identity/index.js";
 import { connectAs, expectDisconnect, Harness, startTestHub, waitClosed, type TestHub } from "../harness/index.js";
 
 const h = new Harness();
@@ -17,14 +17,24 @@ async function connectEverywhere(hub: TestHub, c: string, inboxPrefix?: string):
   return Promise.all(hub.urls.map((url) => connectAs(url, c, inboxPrefix === undefined ? {} : { inboxPrefix })));
 }
 
-async function revocationDisconnectsEverywhere(hub: TestHub): Promise<void> {
-  const victim = creds(hub, "device", "victim", "plant-a");
-  const bystander = creds(hub, "device", "bystander", "plant-a");
-  const victims = await connectEverywhere(hub, victim, deviceInboxPrefix("plant-a", "victim"));
-  const others = await connectEverywhere(hub, bystander, deviceInboxPrefix("plant-a", "bystander"));
+/** With `kick`, the fabric's path (kick the connections, then push); without, the account update alone. */
+async function revocationDisconnectsEverywhere(hub: TestHub, kick: boolean): Promise<void> {
+  const tag = kick ? "kicked" : "updated";
+  const victim = creds(hub, "device", `victim-${tag}`, "plant-a");
+  const bystander = creds(hub, "device", `bystander-${tag}`, "plant-a");
+  const victims = await connectEverywhere(hub, victim, deviceInboxPrefix("plant-a", `victim-${tag}`));
+  const others = await connectEverywhere(hub, bystander, deviceInboxPrefix("plant-a", `bystander-${tag}`));
 
-  const r = revokeUsers(hub.keystore, "fleet", "victim", "device");
+  const r = revokeUsers(hub.keystore, "fleet", `victim-${tag}`, "device");
   expect(r.revoked).toHaveLength(1);
+  const users = r.revoked.map((u) => u.publicKey);
+  if (kick) {
+    // the kick alone closes every connection of the key, on every server, before any account update
+    const pusher = await openClaimsPusher(hub.keystore, { servers: hub.urls });
+    expect(await pusher.kick("fleet", users)).toBe(hub.urls.length);
+    await Promise.all(victims.map((nc) => waitClosed(nc, 5_000)));
+    await pusher.close();
+  }
   const report = await pushAccounts(hub.keystore, { servers: hub.urls, accounts: ["fleet"] });
   expect(report.servers).toHaveLength(hub.urls.length);
   expect(report.accounts[0]?.complete).toBe(true);
@@ -32,7 +42,9 @@ async function revocationDisconnectsEverywhere(hub: TestHub): Promise<void> {
 
   // every connection of the revoked device is closed by its server
   const closes = await Promise.all(victims.map((nc) => waitClosed(nc, 5_000)));
-  for (const err of closes) expect(String(err)).toMatch(/authorization|revoked/i);
+  // the account update says why; a kick just closes
+  if (!kick) for (const err of closes) expect(String(err)).toMatch(/authorization|revoked/i);
+  for (const nc of victims) expect(nc.isClosed()).toBe(true);
   // and it cannot come back on any server
   for (const url of hub.urls) expect(String(await expectDisconnect(url, victim))).toMatch(/authorization/i);
   // another device is untouched
@@ -46,7 +58,8 @@ async function revocationDisconnectsEverywhere(hub: TestHub): Promise<void> {
 describe("revocation", () => {
   it("disconnects a connected device on a single node, and it cannot reconnect", async () => {
     const hub = await startTestHub(h);
-    await revocationDisconnectsEverywhere(hub);
+    await revocationDisconnectsEverywhere(hub, false);
+    await revocationDisconnectsEverywhere(hub, true);
   });
 
   it("rotating a role key disconnects all of that role's users, and only them", async () => {
@@ -74,6 +87,7 @@ describe("revocation", () => {
   it("disconnects a connected device on every node of a 3-node cluster", async () => {
     const hub = await startTestHub(h, { nodes: 3 });
     expect(hub.urls).toHaveLength(3);
-    await revocationDisconnectsEverywhere(hub);
+    await revocationDisconnectsEverywhere(hub, false);
+    await revocationDisconnectsEverywhere(hub, true);
   });
 });

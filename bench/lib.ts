@@ -1,0 +1,48 @@
+import { cpus, totalmem, platform, release } from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { findNatsServer, projectRoot } from "../fabric/core/index.js";
+
+/** Percentile of a list of numbers (nearest rank). */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[rank] ?? NaN;
+}
+
+/** Runs `fn` repeatedly for about `ms` milliseconds; returns operations per second. */
+export async function rate(fn: () => unknown, ms: number, batch = 100): Promise<number> {
+  for (let i = 0; i < batch; i++) await fn(); // warm-up
+  let n = 0;
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    for (let i = 0; i < batch; i++) await fn();
+    n += batch;
+  }
+  return (n * 1000) / (performance.now() - start);
+}
+
+export function machine(): string {
+  const cpu = cpus()[0]?.model ?? "unknown CPU";
+  return `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${platform()} ${release()}, Node ${process.version}, nats-server ${findNatsServer().version}`;
+}
+
+export const fmt = (n: number, digits = 0): string => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * Replaces one benchmark's section of bench/RESULTS.md (between `<!-- bench:NAME -->` markers), so each
+ * benchmark can be rerun alone without losing the others' figures.
+ */
+export function writeSection(name: string, markdown: string): void {
+  const path = join(projectRoot(), "bench", "RESULTS.md");
+  const header = "# Benchmark results\n\nWritten by the benchmarks themselves (`npm run bench`, or `npm run bench -- <name>` for one). Each section says when, on what machine, and how to rerun it.\n";
+  let text = existsSync(path) ? readFileSync(path, "utf8") : header;
+  const open = `<!-- bench:${name} -->`;
+  const close = `<!-- /bench:${name} -->`;
+  const block = `${open}\n${markdown.trim()}\n${close}`;
+  const i = text.indexOf(open);
+  const j = text.indexOf(close);
+  text = i >= 0 && j > i ? text.slice(0, i) + block + text.slice(j + close.length) : `${text.trimEnd()}\n\n${block}\n`;
+  writeFileSync(path, text);
+}
