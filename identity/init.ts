@@ -65,7 +65,14 @@ export function initKeystore(dir: string, options: InitOptions = {}): InitResult
   };
   ks.saveOperatorJwt(encodeJwt<OperatorClaims>(operatorClaimsSchema.parse({ ...opClaims, iss: operator.publicKey, jti: "x" }), operator));
 
-  const adminTemplate = { pub: { allow: ["$SYS.REQ.>"] }, sub: { allow: ["_INBOX.>"] }, subs: -1, data: -1, payload: -1 };
+  // What the fabric's two-minute admin users may do: push account JWTs, ask servers for their state, kick.
+  const adminTemplate = {
+    pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.*", "$SYS.REQ.SERVER.*.KICK"] },
+    sub: { allow: ["_INBOX.>"] },
+    subs: -1,
+    data: -1,
+    payload: -1,
+  };
   ks.saveAccount({
     name: SYSTEM_ACCOUNT_NAME,
     publicKey: system.publicKey,

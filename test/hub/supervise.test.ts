@@ -35,9 +35,16 @@ describe("hub supervision", () => {
     const hub = await startTestHub(h, { nodes: 3 });
     const creds = issueUser(hub.keystore, { account: "fleet", role: "service", name: "svc" }).creds ?? "";
     const nc = await connectAs(hub.urls, creds);
-    const info = await (await jetstreamManager(nc)).streams.info("TELEMETRY");
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info("TELEMETRY");
     expect(info.config.num_replicas).toBe(3);
-    expect((info.cluster?.replicas ?? []).length).toBe(2);
+    // a leader and two replicas that have caught up
+    const current = await pollUntil(async () => {
+      const i = await jsm.streams.info("TELEMETRY");
+      const replicas = (i.cluster?.replicas ?? []).filter((r) => r.current);
+      return i.cluster?.leader !== undefined && replicas.length === 2 ? replicas : undefined;
+    }, { what: "two current replicas" });
+    expect(current).toHaveLength(2);
     await nc.close();
   });
 });
