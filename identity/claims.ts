@@ -99,22 +99,6 @@ export const userClaimsSchema = z.looseObject({
 });
 export type UserClaims = z.infer<typeof userClaimsSchema>;
 
-/** Unlimited account limits with JetStream on (an account JWT without limits refuses every connection). */
-export const UNLIMITED_JETSTREAM_ACCOUNT_LIMITS = {
-  subs: -1,
-  data: -1,
-  payload: -1,
-  imports: -1,
-  exports: -1,
-  wildcards: true,
-  conn: -1,
-  leaf: -1,
-  mem_storage: -1,
-  disk_storage: -1,
-  streams: -1,
-  consumer: -1,
-} as const;
-
 /** Unlimited account limits without JetStream (the system account). */
 export const UNLIMITED_ACCOUNT_LIMITS = {
   subs: -1,
@@ -125,4 +109,13 @@ export const UNLIMITED_ACCOUNT_LIMITS = {
   wildcards: true,
   conn: -1,
   leaf: -1,
+} as const;
+
+/** Unlimited account limits with JetStream on (an account JWT without limits refuses every connection). */
+export const UNLIMITED_JETSTREAM_ACCOUNT_LIMITS = {
+  ...UNLIMITED_ACCOUNT_LIMITS,
+  mem_storage: -1,
+  disk_storage: -1,
+  streams: -1,
+  consumer: -1,
 } as const;

@@ -1,4 +1,4 @@
-export { createKeyPair, keyPairFromSeed, verifySignature, isPublicKey, publicKeyKind, KEY_PREFIX_LETTER } from "./nkeys.js";
+export { createKeyPair, keyPairFromSeed, verifySignature, isPublicKey, publicKeyKind } from "./nkeys.js";
 export type { NKeyPair, KeyKind } from "./nkeys.js";
 export { encodeJwt, decodeJwt, peekJwt } from "./jwt.js";
 export {
@@ -12,8 +12,8 @@ export {
 export type { AccountClaims, OperatorClaims, UserClaims, UserPermissionLimits, Permission, ScopedSigningKey } from "./claims.js";
 export { formatCreds, parseCreds } from "./creds.js";
 export { BUILTIN_ROLES, BUILTIN_ROLE_TEMPLATES, SITE_ROLES, applyTemplate, expandSubjects, deviceInboxPrefix, bootstrapInboxPrefix, roleDefinitionSchema } from "./roles.js";
-export type { BuiltinRole, RoleDefinition, TemplateContext } from "./roles.js";
-export { validateUserJwt, validateAccountJwt, decodeOperatorJwt, isRevoked, verifyProof } from "./validate.js";
+export type { BuiltinRole, RoleDefinition, RoleDefinitionInput, TemplateContext } from "./roles.js";
+export { validateUserJwt, validateAccountJwt, isRevoked, verifyProof } from "./validate.js";
 export type { ValidatedUser, TrustAnchors } from "./validate.js";
 export { Keystore, KEYSTORE_VERSION } from "./keystore.js";
 export type { AccountRecord, UserRecord, RoleRecord, StoreFile } from "./keystore.js";

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { assertToken, InvalidInputError } from "../fabric/core/index.js";
+import { assertToken, InvalidInputError, parseInput } from "../fabric/core/index.js";
 import { userClaimsSchema, type UserClaims, type UserPermissionLimits } from "./claims.js";
 import { formatCreds } from "./creds.js";
 import { IssueError } from "./errors.js";
@@ -7,7 +7,7 @@ import { newRole } from "./init.js";
 import { encodeJwt } from "./jwt.js";
 import type { AccountRecord, Keystore, UserRecord } from "./keystore.js";
 import { createKeyPair, isPublicKey } from "./nkeys.js";
-import { BUILTIN_ROLES } from "./roles.js";
+import { BUILTIN_ROLES, roleDefinitionSchema, type RoleDefinitionInput } from "./roles.js";
 
 export interface IssueOptions {
   account: string;
@@ -153,13 +153,23 @@ export function rotateRole(ks: Keystore, accountName: string, roleName: string):
   return { role: roleName, oldKey: role.key, newKey: fresh.key, invalidated, account: record, accountJwt: jwt };
 }
 
-/** Adds a custom role with its own permission template. */
-export function addRole(ks: Keystore, accountName: string, roleName: string, template: UserPermissionLimits, siteScoped: boolean): { account: AccountRecord; accountJwt: string } {
-  assertToken(roleName, "role");
+/**
+ * Adds a custom role: subjects it may publish and subscribe to, which may use `{{name()}}`, `{{tag(site)}}`
+ * and the server's other template functions.
+ */
+export function addRole(ks: Keystore, accountName: string, definition: RoleDefinitionInput): { account: AccountRecord; accountJwt: string } {
+  const def = parseInput(roleDefinitionSchema, definition, "role");
+  if (def.pub === undefined && def.sub === undefined) throw new InvalidInputError("a role needs --pub or --sub subjects");
   const account = ks.account(accountName);
-  if (account.roles[roleName] !== undefined) throw new IssueError("FABRIC_ERR_ISSUE", `account ${accountName} already has a role ${roleName}`);
-  const limits = { subs: -1, data: -1, payload: -1, ...template };
-  const { record, jwt } = ks.saveAccount({ ...account, roles: { ...account.roles, [roleName]: newRole(ks, limits, siteScoped, false) } });
+  if (account.roles[def.name] !== undefined) throw new IssueError("FABRIC_ERR_ISSUE", `account ${accountName} already has a role ${def.name}`);
+  const template: UserPermissionLimits = {
+    ...(def.pub === undefined ? {} : { pub: { allow: def.pub } }),
+    ...(def.sub === undefined ? {} : { sub: { allow: def.sub } }),
+    subs: -1,
+    data: -1,
+    payload: -1,
+  };
+  const { record, jwt } = ks.saveAccount({ ...account, roles: { ...account.roles, [def.name]: newRole(ks, template, def.siteScoped, false) } });
   return { account: record, accountJwt: jwt };
 }
 

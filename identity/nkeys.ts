@@ -8,9 +8,6 @@ import { InvalidKeyError } from "./errors.js";
  */
 export type KeyKind = "operator" | "account" | "user" | "server";
 
-/** The first base32 letter of a public key of each kind. */
-export const KEY_PREFIX_LETTER: Readonly<Record<KeyKind, string>> = { operator: "O", account: "A", user: "U", server: "N" };
-
 const PREFIX_BYTE: Readonly<Record<KeyKind, number>> = { operator: 14 << 3, account: 0 << 3, user: 20 << 3, server: 13 << 3 };
 const SEED_PREFIX = 18 << 3; // 'S'
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { assertToken } from "../fabric/core/index.js";
-import { userPermissionLimitsSchema, type UserPermissionLimits } from "./claims.js";
+import { isValidSubject, TOKEN_PATTERN } from "../fabric/core/index.js";
+import type { UserPermissionLimits } from "./claims.js";
 
 /**
  * Roles are scoped signing keys of an account: the key's template carries the permissions, so the user JWTs
@@ -66,19 +66,17 @@ export function bootstrapInboxPrefix(name: string): string {
 export const SITE_ROLES: ReadonlySet<string> = new Set<BuiltinRole>(["device", "leaf", "mqtt", "bootstrap"]);
 
 /** A custom role an operator adds: its name and template, validated. */
+const subjectSchema = z.string().refine(isValidSubject, "not a valid NATS subject (dot-separated tokens, no spaces, '>' only last)");
+const subjectListSchema = z.array(subjectSchema).min(1, "give at least one subject");
+
 export const roleDefinitionSchema = z.strictObject({
-  name: z.string().refine((s) => {
-    try {
-      assertToken(s, "role");
-      return true;
-    } catch {
-      return false;
-    }
-  }, "role names are lowercase letters, digits, '_' and '-'"),
-  template: userPermissionLimitsSchema,
+  name: z.string().regex(TOKEN_PATTERN, "role names are lowercase letters, digits, '_' and '-'").max(64),
+  pub: subjectListSchema.optional(),
+  sub: subjectListSchema.optional(),
   siteScoped: z.boolean().default(false),
 });
 export type RoleDefinition = z.infer<typeof roleDefinitionSchema>;
+export type RoleDefinitionInput = z.input<typeof roleDefinitionSchema>;
 
 export interface TemplateContext {
   name: string;

@@ -1,4 +1,4 @@
-import { accountClaimsSchema, operatorClaimsSchema, userClaimsSchema, type AccountClaims, type UserClaims, type UserPermissionLimits, type ScopedSigningKey } from "./claims.js";
+import { accountClaimsSchema, userClaimsSchema, type AccountClaims, type UserClaims, type UserPermissionLimits, type ScopedSigningKey } from "./claims.js";
 import { CredentialError } from "./errors.js";
 import { decodeJwt } from "./jwt.js";
 import { isPublicKey, verifySignature } from "./nkeys.js";
@@ -49,15 +49,6 @@ export function validateAccountJwt(accountJwt: string, operatorKeys: readonly st
   }
   checkDates(account, Math.floor(now / 1000), "account JWT");
   return account;
-}
-
-/** Decodes and checks an operator JWT (self-signed). */
-export function decodeOperatorJwt(operatorJwt: string): ReturnType<typeof operatorClaimsSchema.parse> {
-  const op = decodeJwt(operatorJwt, operatorClaimsSchema, "operator JWT");
-  if (op.iss !== op.sub && !(op.nats.signing_keys ?? []).includes(op.iss)) {
-    throw new CredentialError("FABRIC_ERR_CREDENTIAL_UNTRUSTED_ISSUER", "operator JWT is not signed by the operator");
-  }
-  return op;
 }
 
 /** True when the account's revocations cover a user JWT issued at `iat`. */

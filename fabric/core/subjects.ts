@@ -12,10 +12,6 @@ export function assertToken(value: string, what: string): string {
   return value;
 }
 
-export function isToken(value: string): boolean {
-  return value.length > 0 && value.length <= MAX_TOKEN_LENGTH && TOKEN_PATTERN.test(value);
-}
-
 /** Subjects of the fabric's contracts (DESIGN.md). */
 export const subjects = {
   telemetry: (site: string, device: string, metric: string) => `telemetry.${site}.${device}.${metric}`,
@@ -30,15 +26,12 @@ export const subjects = {
   },
 } as const;
 
-/** NATS subject matching with `*` and `>` wildcards in the pattern (not the subject). */
-export function subjectMatches(pattern: string, subject: string): boolean {
-  const p = pattern.split(".");
-  const s = subject.split(".");
-  for (let i = 0; i < p.length; i++) {
-    const t = p[i];
-    if (t === ">") return s.length > i;
-    if (i >= s.length) return false;
-    if (t !== "*" && t !== s[i]) return false;
-  }
-  return p.length === s.length;
+/**
+ * True for a valid NATS subject (or permission subject): dot-separated non-empty tokens without white
+ * space, `*` and `>` only as whole tokens, `>` only last.
+ */
+export function isValidSubject(subject: string): boolean {
+  if (subject.length === 0 || /\s/.test(subject)) return false;
+  const tokens = subject.split(".");
+  return tokens.every((t, i) => t.length > 0 && (t === ">" ? i === tokens.length - 1 : !t.includes(">")) && (t === "*" || !t.includes("*")));
 }

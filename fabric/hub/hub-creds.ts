@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { errorMessage, ensurePrivateDir, writeSecretFile, type Logger } from "../core/index.js";
 import { issueUser, parseCreds, validateUserJwt, type Keystore } from "../../identity/index.js";
 
@@ -10,9 +10,8 @@ export const HUB_USER_NAME = "fabric-hub";
  * and re-issued when it no longer validates (its role key was rotated, or it was revoked).
  */
 export async function hubCreds(ks: Keystore, dataDir: string, account: string, logger: Logger): Promise<string> {
-  const dir = join(dataDir, "creds");
-  ensurePrivateDir(dir);
-  const path = join(dir, `${account}.creds`);
+  const path = hubCredsPath(dataDir, account);
+  ensurePrivateDir(dirname(path));
   if (existsSync(path)) {
     const text = readFileSync(path, "utf8");
     try {

@@ -209,12 +209,12 @@ role
   .command("add <name>")
   .description("add a custom role; subjects may use {{name()}} and {{tag(site)}}")
   .addOption(accountOption())
-  .option("--pub <subject...>", "subjects it may publish to", [])
-  .option("--sub <subject...>", "subjects it may subscribe to", [])
+  .option("--pub <subject...>", "subjects it may publish to")
+  .option("--sub <subject...>", "subjects it may subscribe to")
   .option("--site-scoped", "its users need --site", false)
-  .action(async (name: string, flags: { account: string; pub: string[]; sub: string[]; siteScoped: boolean }, cmd: Command) => {
+  .action(async (name: string, flags: { account: string; pub?: string[]; sub?: string[]; siteScoped: boolean }, cmd: Command) => {
     const ks = open(cmd);
-    await ks.withLock(() => addRole(ks, flags.account, name, { pub: { allow: flags.pub }, sub: { allow: flags.sub } }, flags.siteScoped));
+    await ks.withLock(() => addRole(ks, flags.account, { name, pub: flags.pub, sub: flags.sub, siteScoped: flags.siteScoped }));
     say(`added role ${name} to account ${flags.account}`);
     await pushAfterChange(cmd, ks, [flags.account]);
   });

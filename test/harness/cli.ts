@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { projectRoot } from "../../fabric/core/index.js";
@@ -16,25 +16,41 @@ export function cliPath(cli: "fabric" | "fabric-id"): string {
   return p;
 }
 
-/** Runs a CLI to completion with its own env, capturing stdout and stderr. */
-export function runCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath(cli), ...args], {
-      cwd: options.cwd ?? projectRoot(),
-      env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
+interface Spawned {
+  child: ChildProcessWithoutNullStreams;
+  stdout: () => string;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+function spawnCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string }): Spawned {
+  const child = spawn(process.execPath, [cliPath(cli), ...args], {
+    cwd: options.cwd ?? projectRoot(),
+    env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  child.stdin.end();
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve(code));
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+}
+
+/** Runs a CLI to completion with its own env, capturing stdout and stderr. */
+export async function runCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  const p = spawnCli(cli, args, options);
+  const timer = setTimeout(() => p.child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
+  try {
+    const code = await p.exited;
+    return { code, stdout: p.stdout(), stderr: p.stderr() };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export interface RunningCli {
@@ -49,19 +65,10 @@ export interface RunningCli {
 
 /** Starts a long-running CLI (`fabric up`); killed on dispose by the caller's harness. */
 export function startCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
-  const child = spawn(process.execPath, [cliPath(cli), ...args], {
-    cwd: options.cwd ?? projectRoot(),
-    env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stdout = "";
-  let stderr = "";
-  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  const { child, stdout: out, stderr, exited } = spawnCli(cli, args, options);
   return {
-    stdout: () => stdout,
-    stderr: () => stderr,
+    stdout: out,
+    stderr,
     exited,
     json: async <T>(timeoutMs = 60_000): Promise<T> => {
       const deadline = Date.now() + timeoutMs;
@@ -69,12 +76,12 @@ export function startCli(cli: "fabric" | "fabric-id", args: string[], options: {
       void exited.then(() => (done = true));
       for (;;) {
         try {
-          return JSON.parse(stdout) as T;
+          return JSON.parse(out()) as T;
         } catch {
           // not complete yet
         }
-        if (done) throw new Error(`${cli} exited before printing JSON:\n${stderr}`);
-        if (Date.now() > deadline) throw new Error(`${cli} printed no JSON within ${timeoutMs} ms:\n${stderr}`);
+        if (done) throw new Error(`${cli} exited before printing JSON:\n${stderr()}`);
+        if (Date.now() > deadline) throw new Error(`${cli} printed no JSON within ${timeoutMs} ms:\n${stderr()}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     },

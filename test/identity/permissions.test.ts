@@ -2,7 +2,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
 import {
+  addRole,
   createKeyPair,
+  pushAccounts,
   deviceInboxPrefix,
   encodeJwt,
   formatCreds,
@@ -112,5 +114,21 @@ describe("a device credential on a real nats-server", () => {
     // and the good one still connects
     const nc = await connectAs(hub.urls, good.creds);
     await nc.close();
+  });
+
+  it("enforces a custom role an operator added, with its own template", async () => {
+    addRole(hub.keystore, "fleet", { name: "auditor", pub: ["audit.{{tag(site)}}.>"], sub: ["events.{{tag(site)}}.>", "_INBOX.>"], siteScoped: true });
+    await pushAccounts(hub.keystore, { servers: hub.urls, accounts: ["fleet"] });
+    const r = issueUser(hub.keystore, { account: "fleet", role: "auditor", name: "aud-1", site: "plant-a" });
+    const nc = await connectAs(hub.urls, r.creds ?? "");
+    const own = nc.subscribe("events.plant-a.>");
+    const other = nc.subscribe("events.plant-b.>");
+    const otherErr = await other.closed.then((x) => (x instanceof Error ? String(x) : ""), (e: unknown) => String(e));
+    expect(otherErr).toMatch(/permissions violation for subscription/i);
+    await nc.flush();
+    expect(own.isClosed()).toBe(false);
+    await nc.close();
+    expect(() => addRole(hub.keystore, "fleet", { name: "broken", pub: ["a..b"] })).toThrow(/role\.pub\.0: not a valid NATS subject/);
+    expect(() => addRole(hub.keystore, "fleet", { name: "Bad Name", pub: ["a"] })).toThrow(/role\.name/);
   });
 });
