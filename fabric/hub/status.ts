@@ -94,7 +94,7 @@ export async function hubStatus(ks: Keystore, servers: string[]): Promise<HubSta
       const s = statzSchema.safeParse(r);
       if (s.success) statz.set(s.data.server.name, s.data);
     }
-    const jsz = (await ask("JSZ", { accounts: true, streams: true, consumers: true, config: false })).flatMap((r) => {
+    const jsz = (await ask("JSZ", { accounts: true, streams: true, consumer: true })).flatMap((r) => {
       const j = jszSchema.safeParse(r);
       return j.success ? [j.data] : [];
     });

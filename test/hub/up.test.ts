@@ -51,19 +51,32 @@ describe("fabric up", () => {
     const nc = await connectAs(url, creds);
     const js = jetstream(nc);
     for (let i = 0; i < 5; i++) await js.publish(`telemetry.plant-a.d${i}.temp`, JSON.stringify({ value: i, ts: Date.now() }));
+    await (await jetstreamManager(nc)).consumers.add("TELEMETRY", { durable_name: "reader", ack_policy: "explicit" });
     await nc.close();
 
     // fabric-id knows where the hub is and pushes live
     const revoke = await runCli("fabric-id", ["revoke", "device", "UDR5SKIIATYF3UCS6NP2KWPXC6RBRISEUABANMTQIEJN2FYYSUD5APJZ"], { env: { FABRIC_HOME: home } });
     expect(revoke.code).toBe(0);
     expect(revoke.stderr).toMatch(/pushed account fleet to 1\/1 server/);
+    const idStatus = await runCli("fabric-id", ["status", "--json"], { env: { FABRIC_HOME: home } });
+    const ids = JSON.parse(idStatus.stdout) as { hubReachable: boolean; accounts: { name: string; pendingPush: boolean; servers: { server: string; current: boolean }[] }[] };
+    expect(ids.hubReachable).toBe(true);
+    const fleet = ids.accounts.find((a) => a.name === "fleet");
+    expect(fleet?.pendingPush).toBe(false);
+    expect(fleet?.servers).toEqual([expect.objectContaining({ server: "hub", current: true })]);
 
     const status = await runCli("fabric", ["status", "--json"], { env: { FABRIC_HOME: home } });
     expect(status.code).toBe(0);
-    const st = JSON.parse(status.stdout) as { servers: { healthy: boolean }[]; streams: { name: string; messages: number }[]; clientsByRole: Record<string, number> };
+    const st = JSON.parse(status.stdout) as {
+      servers: { healthy: boolean }[];
+      streams: { name: string; messages: number; consumers: { name: string; pending: number }[] }[];
+      clientsByRole: Record<string, number>;
+    };
     expect(st.servers).toHaveLength(1);
     expect(st.servers[0]?.healthy).toBe(true);
-    expect(st.streams.find((s) => s.name === "TELEMETRY")?.messages).toBe(5);
+    const telemetry = st.streams.find((s) => s.name === "TELEMETRY");
+    expect(telemetry?.messages).toBe(5);
+    expect(telemetry?.consumers).toEqual([expect.objectContaining({ name: "reader", pending: 5 })]);
     expect(st.clientsByRole["hub"]).toBe(1);
 
     expect(await first.signal("SIGINT")).toBe(0);
