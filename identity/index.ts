@@ -17,7 +17,7 @@ export { validateUserJwt, validateAccountJwt, isRevoked, verifyProof } from "./v
 export type { ValidatedUser, TrustAnchors } from "./validate.js";
 export { Keystore, KEYSTORE_VERSION } from "./keystore.js";
 export type { AccountRecord, UserRecord, RoleRecord, StoreFile } from "./keystore.js";
-export { initKeystore, createAccount, DEFAULT_OPERATOR_NAME, DEFAULT_ACCOUNT_NAME, SYSTEM_ACCOUNT_NAME } from "./init.js";
+export { initKeystore, createAccount, upgradeKeystore, SYSTEM_ROLE_TEMPLATES, DEFAULT_OPERATOR_NAME, DEFAULT_ACCOUNT_NAME, SYSTEM_ACCOUNT_NAME } from "./init.js";
 export type { InitOptions, InitResult } from "./init.js";
 export { issueUser, revokeUsers, rotateRole, addRole, removeRole, issueBootstrap, hashToken } from "./issue.js";
 export type { IssueOptions, IssueResult, RevokeResult, RotateResult, BootstrapResult, BootstrapTokenData } from "./issue.js";
@@ -32,3 +32,5 @@ export { InvalidKeyError, CredentialError, KeystoreError, IssueError, PushError,
 export type { CredentialErrorCode } from "./errors.js";
 export { identityStatus } from "./status.js";
 export type { IdentityStatus } from "./status.js";
+export { watchAccounts, ACCOUNT_LOOKUP_TIMEOUT_MS } from "./watch.js";
+export type { AccountWatcher, AccountWatcherOptions } from "./watch.js";

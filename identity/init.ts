@@ -10,6 +10,42 @@ export const DEFAULT_OPERATOR_NAME = "fabric";
 export const DEFAULT_ACCOUNT_NAME = "fleet";
 export const SYSTEM_ACCOUNT_NAME = "sys";
 
+const NO_LIMITS = { subs: -1, data: -1, payload: -1 } as const;
+
+/** Roles of the system account, for the fabric's own processes. */
+export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher", RoleRecord["template"]>> = {
+  /** Two-minute admin users: push account JWTs, ask servers for their state, kick connections. */
+  admin: {
+    pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.*", "$SYS.REQ.SERVER.*.KICK"] },
+    sub: { allow: ["_INBOX.>"] },
+    ...NO_LIMITS,
+  },
+  /** The ingress and gateway: see every account JWT pushed, and look one up. */
+  watcher: {
+    pub: { allow: ["$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"] },
+    sub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "_INBOX.>"] },
+    ...NO_LIMITS,
+  },
+};
+
+/**
+ * Brings a keystore made by an older version up to date: adds the built-in roles it lacks (system and tenant
+ * accounts). Returns the accounts that changed (to push).
+ */
+export function upgradeKeystore(ks: Keystore): string[] {
+  const changed: string[] = [];
+  for (const acc of ks.accounts()) {
+    const want: Readonly<Record<string, RoleRecord["template"]>> = acc.system ? SYSTEM_ROLE_TEMPLATES : BUILTIN_ROLE_TEMPLATES;
+    const missing = Object.keys(want).filter((r) => acc.roles[r] === undefined);
+    if (missing.length === 0) continue;
+    const roles = { ...acc.roles };
+    for (const r of missing) roles[r] = newRole(ks, want[r] ?? {}, !acc.system && SITE_ROLES.has(r), true);
+    ks.saveAccount({ ...acc, roles });
+    changed.push(acc.name);
+  }
+  return changed;
+}
+
 export interface InitOptions {
   operator?: string;
   accounts?: readonly string[];
@@ -65,23 +101,9 @@ export function initKeystore(dir: string, options: InitOptions = {}): InitResult
   };
   ks.saveOperatorJwt(encodeJwt<OperatorClaims>(operatorClaimsSchema.parse({ ...opClaims, iss: operator.publicKey, jti: "x" }), operator));
 
-  // What the fabric's two-minute admin users may do: push account JWTs, ask servers for their state, kick.
-  const adminTemplate = {
-    pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.*", "$SYS.REQ.SERVER.*.KICK"] },
-    sub: { allow: ["_INBOX.>"] },
-    subs: -1,
-    data: -1,
-    payload: -1,
-  };
-  ks.saveAccount({
-    name: SYSTEM_ACCOUNT_NAME,
-    publicKey: system.publicKey,
-    system: true,
-    roles: { admin: newRole(ks, adminTemplate, false, true) },
-    revocations: {},
-    jwtIat: 0,
-    pushedIat: 0,
-  });
+  const roles: Record<string, RoleRecord> = {};
+  for (const [role, template] of Object.entries(SYSTEM_ROLE_TEMPLATES)) roles[role] = newRole(ks, template, false, true);
+  ks.saveAccount({ name: SYSTEM_ACCOUNT_NAME, publicKey: system.publicKey, system: true, roles, revocations: {}, jwtIat: 0, pushedIat: 0 });
   const accounts = accountNames.map((n) => createAccount(ks, n));
   return {
     keystore: ks,

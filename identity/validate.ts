@@ -20,6 +20,8 @@ export interface ValidatedUser {
   permissions: UserPermissionLimits;
   expiresAt: number | undefined;
   claims: UserClaims;
+  /** The JWT itself, to re-check it when the account changes. */
+  jwt: string;
 }
 
 export interface TrustAnchors {
@@ -119,6 +121,7 @@ export function validateUserJwt(userJwt: string, trust: TrustAnchors, now = Date
     permissions,
     expiresAt: user.exp,
     claims: user,
+    jwt: userJwt.trim(),
   };
 }
 

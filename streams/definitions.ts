@@ -25,11 +25,18 @@ export const HUB_STREAMS: readonly StreamDefinition[] = [
   { name: "REJECTED", subjects: ["rejected.>"], description: "input that failed validation, reason in the Fabric-Reject-Reason header", max_age: 7 * DAY_NS, duplicate_window: 2 * MINUTE_NS },
 ];
 
+/** Where the MQTT ingress keeps retained messages: the last message per subject, for every instance. */
+export const MQTT_RETAINED_STREAM = "MQTT_RETAINED";
+export const MQTT_RETAINED_PREFIX = "$FABRIC.mqtt.retained";
+/** The MQTT ingress's sessions (subscriptions, session epoch, expiry), by hashed client id. */
+export const MQTT_SESSIONS_BUCKET = "mqtt_sessions";
+
 /** The hub's KV buckets. */
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number }[] = [
   { name: "agg_latest", description: "latest window result per key", history: 1 },
   { name: "window_defs", description: "window definitions shared by every worker", history: 5 },
   { name: "window_checkpoints", description: "window operator state and input positions", history: 1 },
+  { name: MQTT_SESSIONS_BUCKET, description: "MQTT sessions of the ingress", history: 1 },
 ];
 
 /** The header that carries why a message went to REJECTED. */
@@ -83,6 +90,22 @@ export async function ensureHubStreams(nc: NatsConnection, jsm: JetStreamManager
       await jsm.streams.update(def.name, { ...c, ...want });
       result.updated.push(def.name);
     }
+  }
+  const retained = await jsm.streams.info(MQTT_RETAINED_STREAM).catch(() => undefined);
+  if (retained === undefined) {
+    await jsm.streams.add({
+      name: MQTT_RETAINED_STREAM,
+      subjects: [`${MQTT_RETAINED_PREFIX}.>`],
+      description: "MQTT retained messages, the last per topic",
+      max_msgs_per_subject: 1,
+      storage: "file",
+      num_replicas: replicas,
+      allow_direct: true,
+      allow_rollup_hdrs: true,
+    });
+    result.created.push(MQTT_RETAINED_STREAM);
+  } else {
+    result.unchanged.push(MQTT_RETAINED_STREAM);
   }
   const kvm = new Kvm(nc);
   for (const b of HUB_KV_BUCKETS) {

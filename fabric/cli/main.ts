@@ -14,6 +14,7 @@ import {
   say,
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
+import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubStatus, startHub, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 
@@ -26,6 +27,12 @@ interface UpFlags {
   monitorPort: number;
   leafPort: number;
   clusterPort: number;
+  mqttPort: number;
+  mqttWsPort: number;
+  mqttsPort: number;
+  mqttTlsCert?: string;
+  mqttTlsKey?: string;
+  mqtt: boolean;
   json?: boolean;
 }
 
@@ -42,8 +49,15 @@ program
   .addOption(portOption("--monitor-port <port>", "nats-server monitoring port (0: pick one)", DEFAULT_MONITOR_PORT))
   .addOption(portOption("--leaf-port <port>", "leaf node port (0: pick one)", DEFAULT_LEAF_PORT))
   .addOption(portOption("--cluster-port <port>", "first cluster route port with --nodes > 1 (0: pick)", DEFAULT_CLUSTER_PORT))
+  .addOption(portOption("--mqtt-port <port>", "MQTT port of the ingress (0: pick one)", DEFAULT_MQTT_PORT))
+  .addOption(portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT))
+  .addOption(portOption("--mqtts-port <port>", "MQTT over TLS port, with --mqtt-tls-cert/--mqtt-tls-key", DEFAULT_MQTTS_PORT))
+  .option("--mqtt-tls-cert <file>", "PEM certificate chain for MQTT over TLS")
+  .option("--mqtt-tls-key <file>", "PEM private key for MQTT over TLS")
+  .option("--no-mqtt", "do not run the MQTT ingress")
   .option("--json", "print the ready summary as JSON on stdout")
   .action(async (flags: UpFlags) => {
+    if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
     const logger = createLogger({ name: "fabric" });
     const nodes = Number(flags.nodes);
     if (!Number.isInteger(nodes)) throw new InvalidInputError(`--nodes ${JSON.stringify(flags.nodes)} is not a whole number`);
@@ -57,11 +71,23 @@ program
         monitorPort: flags.monitorPort,
         leafPort: flags.leafPort,
         clusterPort: flags.clusterPort,
+        ...(flags.mqtt
+          ? {
+              mqtt: {
+                port: flags.mqttPort,
+                wsPort: flags.mqttWsPort,
+                ...(flags.mqttTlsCert === undefined || flags.mqttTlsKey === undefined
+                  ? {}
+                  : { tls: { port: flags.mqttsPort, cert: resolve(flags.mqttTlsCert), key: resolve(flags.mqttTlsKey) } }),
+              },
+            }
+          : {}),
       },
       logger,
     );
     const summary = {
       urls: hub.urls,
+      mqtt: hub.mqtt,
       nodes: hub.nodes.map((n) => ({ name: n.name, url: n.url, ports: n.ports, log: n.logFile })),
       keystore: hub.keystore.dir,
       keystoreCreated: hub.keystoreCreated,

@@ -3,6 +3,7 @@ import type { ServerPorts } from "../core/index.js";
 
 export interface ReadySummary {
   urls: string[];
+  mqtt: { tcp: number; tls: number; ws: number } | undefined;
   nodes: { name: string; url: string; ports: ServerPorts; log: string }[];
   keystore: string;
   keystoreCreated: boolean;
@@ -16,6 +17,9 @@ export function renderReady(s: ReadySummary): string {
   for (const n of s.nodes) {
     lines.push(`  ${n.name}: ${n.url}  monitoring http://127.0.0.1:${n.ports.monitoring}  leaf nodes :${n.ports.leafnode}${n.ports.cluster > 0 ? `  routes :${n.ports.cluster}` : ""}`);
     lines.push(`    log ${n.log}`);
+  }
+  if (s.mqtt !== undefined) {
+    lines.push(`  MQTT ingress: mqtt://127.0.0.1:${s.mqtt.tcp}${s.mqtt.ws > 0 ? `  ws://127.0.0.1:${s.mqtt.ws}/mqtt` : ""}${s.mqtt.tls > 0 ? `  mqtts://127.0.0.1:${s.mqtt.tls}` : ""}`);
   }
   lines.push(`  keystore ${s.keystore}${s.keystoreCreated ? " (created now: a dev operator with account 'fleet')" : ""}`);
   if (s.devCreds !== undefined) lines.push(`  a service credential to try it: ${s.devCreds}`);

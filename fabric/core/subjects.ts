@@ -12,6 +12,11 @@ export function assertToken(value: string, what: string): string {
   return value;
 }
 
+/** True when `value` is a valid fabric token (see assertToken). */
+export function isToken(value: string): boolean {
+  return value.length > 0 && value.length <= MAX_TOKEN_LENGTH && TOKEN_PATTERN.test(value);
+}
+
 /** Subjects of the fabric's contracts (DESIGN.md). */
 export const subjects = {
   telemetry: (site: string, device: string, metric: string) => `telemetry.${site}.${device}.${metric}`,

@@ -3,14 +3,26 @@ import { dirname, join } from "node:path";
 import { errorMessage, ensurePrivateDir, writeSecretFile, type Logger } from "../core/index.js";
 import { issueUser, parseCreds, validateUserJwt, type Keystore } from "../../identity/index.js";
 
-export const HUB_USER_NAME = "fabric-hub";
+/** The credentials the hub's own components connect with, by purpose. */
+export const INTERNAL_CREDENTIALS = {
+  hub: { role: "hub", name: "fabric-hub" },
+  ingress: { role: "ingress", name: "fabric-ingress" },
+  watcher: { role: "watcher", name: "fabric-watcher" },
+} as const;
+export type InternalCredential = keyof typeof INTERNAL_CREDENTIALS;
+
+/** Where `fabric up` keeps an internal credential of an account. */
+export function hubCredsPath(dataDir: string, account: string, purpose: InternalCredential = "hub"): string {
+  return join(dataDir, "creds", purpose === "hub" ? `${account}.creds` : `${account}-${purpose}.creds`);
+}
 
 /**
- * The hub's own credential for a tenant account (role `hub`), kept in `<data>/creds/<account>.creds` (0600)
- * and re-issued when it no longer validates (its role key was rotated, or it was revoked).
+ * An internal credential of the hub (its bootstrap connection, the ingress, the account watcher), kept in
+ * `<data>/creds/` (0600) and re-issued when it no longer validates (its role key was rotated, or it was
+ * revoked).
  */
-export async function hubCreds(ks: Keystore, dataDir: string, account: string, logger: Logger): Promise<string> {
-  const path = hubCredsPath(dataDir, account);
+export async function hubCreds(ks: Keystore, dataDir: string, account: string, logger: Logger, purpose: InternalCredential = "hub"): Promise<string> {
+  const path = hubCredsPath(dataDir, account, purpose);
   ensurePrivateDir(dirname(path));
   if (existsSync(path)) {
     const text = readFileSync(path, "utf8");
@@ -18,16 +30,12 @@ export async function hubCreds(ks: Keystore, dataDir: string, account: string, l
       validateUserJwt(parseCreds(text).jwt, ks.trustAnchors());
       return text;
     } catch (err) {
-      logger.info({ account, reason: errorMessage(err) }, "hub credential no longer valid; issuing a new one");
+      logger.info({ account, purpose, reason: errorMessage(err) }, "internal credential no longer valid; issuing a new one");
     }
   }
-  const issued = await ks.withLock(() => issueUser(ks, { account, role: "hub", name: HUB_USER_NAME }));
-  if (issued.creds === undefined) throw new Error("hub credential issued without a seed");
+  const { role, name } = INTERNAL_CREDENTIALS[purpose];
+  const issued = await ks.withLock(() => issueUser(ks, { account, role, name }));
+  if (issued.creds === undefined) throw new Error("internal credential issued without a seed");
   writeSecretFile(path, issued.creds);
   return issued.creds;
-}
-
-/** Where `fabric up` keeps the hub's credentials. */
-export function hubCredsPath(dataDir: string, account: string): string {
-  return join(dataDir, "creds", `${account}.creds`);
 }

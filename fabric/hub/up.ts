@@ -30,8 +30,11 @@ import {
   startIdentityService,
   type IdentityService,
   type PushReport,
+  upgradeKeystore,
+  SYSTEM_ACCOUNT_NAME,
 } from "../../identity/index.js";
 import { ensureHubStreams, type EnsureResult } from "../../streams/index.js";
+import { startIngress, type Ingress } from "../../ingress/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
 import { hubCreds } from "./hub-creds.js";
 
@@ -53,6 +56,15 @@ export const hubOptionsSchema = z.strictObject({
   leafPort: portSchema,
   clusterPort: portSchema,
   identityService: z.boolean().default(true),
+  /** The MQTT ingress (for the first tenant account): plain, WebSocket and (with a certificate) TLS ports. */
+  mqtt: z
+    .strictObject({
+      port: portSchema,
+      wsPort: portSchema.optional(),
+      tls: z.strictObject({ port: portSchema, cert: z.string().min(1), key: z.string().min(1) }).optional(),
+      ingress: z.record(z.string(), z.unknown()).default({}),
+    })
+    .optional(),
 });
 export type HubOptions = z.input<typeof hubOptionsSchema>;
 
@@ -65,6 +77,8 @@ export interface HubNode {
 
 export interface RunningHub {
   nodes: HubNode[];
+  /** The MQTT ingress's ports, when it runs. */
+  mqtt: Ingress["ports"] | undefined;
   urls: string[];
   keystore: Keystore;
   /** True when this start created the keystore (a dev operator and accounts). */
@@ -103,7 +117,9 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
   const supervisors: Supervisor[] = [];
   const connections: NatsConnection[] = [];
   const services: IdentityService[] = [];
+  const ingresses: Ingress[] = [];
   const stop = async (): Promise<void> => {
+    for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
     for (const s of services.splice(0)) await s.stop().catch(() => undefined);
     for (const c of connections.splice(0)) await c.drain().catch(() => undefined);
     for (const s of supervisors.splice(0).reverse()) await s.stop();
@@ -116,6 +132,8 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
     let ks: Keystore;
     if (Keystore.exists(o.keystoreDir)) {
       ks = Keystore.open(o.keystoreDir);
+      const upgraded = await ks.withLock(() => upgradeKeystore(ks));
+      if (upgraded.length > 0) log.info({ accounts: upgraded }, "keystore upgraded with new built-in roles");
     } else {
       ks = initKeystore(o.keystoreDir).keystore;
       keystoreCreated = true;
@@ -215,6 +233,26 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
     }
     const tenant = ks.accounts().find((a) => !a.system);
+    let mqtt: Ingress["ports"] | undefined;
+    if (o.mqtt !== undefined && tenant !== undefined) {
+      const m = o.mqtt;
+      const ingress = await startIngress({
+        config: {
+          ...m.ingress,
+          tcp: { host: o.host, port: m.port },
+          ...(m.wsPort === undefined ? {} : { ws: { host: o.host, port: m.wsPort } }),
+          ...(m.tls === undefined ? {} : { tls: { host: o.host, port: m.tls.port, cert: m.tls.cert, key: m.tls.key } }),
+        },
+        servers: urls,
+        creds: await hubCreds(ks, o.dataDir, tenant.name, log, "ingress"),
+        watcherCreds: await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"),
+        operatorKeys: [store.operator.publicKey],
+        accountKey: tenant.publicKey,
+        logger: log,
+      });
+      ingresses.push(ingress);
+      mqtt = ingress.ports;
+    }
     if (tenant !== undefined) {
       const devPath = join(o.dataDir, "creds", `${tenant.name}-dev-service.creds`);
       if (keystoreCreated) {
@@ -224,7 +262,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       if (existsSync(devPath)) devCreds = devPath;
     }
     log.info({ urls, streams }, "hub ready");
-    return { nodes, urls, keystore: ks, keystoreCreated, devCreds, streams, push, serverPids: () => supervisors.map((s) => s.current().pid), stop };
+    return { nodes, mqtt, urls, keystore: ks, keystoreCreated, devCreds, streams, push, serverPids: () => supervisors.map((s) => s.current().pid), stop };
   } catch (err) {
     await stop();
     throw err;

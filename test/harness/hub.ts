@@ -18,7 +18,10 @@ export function testLogger(): Logger {
  * The real fabric hub (`startHub`, what `fabric up` runs) in temp directories, on ports the servers pick,
  * bound to 127.0.0.1; stopped on dispose. Pass a keystoreDir to reuse one.
  */
-export async function startTestHub(h: Harness, options: { nodes?: number; keystoreDir?: string; dataDir?: string; identityService?: boolean } = {}): Promise<TestHub> {
+export async function startTestHub(
+  h: Harness,
+  options: { nodes?: number; keystoreDir?: string; dataDir?: string; identityService?: boolean; mqtt?: boolean; ingress?: Record<string, unknown> } = {},
+): Promise<TestHub> {
   const root = h.tempDir("fabric-hub-");
   const keystoreDir = options.keystoreDir ?? join(root, "keys");
   if (!Keystore.exists(keystoreDir)) initKeystore(keystoreDir);
@@ -34,6 +37,7 @@ export async function startTestHub(h: Harness, options: { nodes?: number; keysto
       leafPort: 0,
       clusterPort: 0,
       identityService: options.identityService ?? true,
+      ...(options.mqtt === true ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {} } } : {}),
     },
     testLogger(),
   );

@@ -1,0 +1,121 @@
+import { headers as natsHeaders, nuid, type MsgHdrs, type NatsConnection, type Subscription } from "@nats-io/transport-node";
+import { FabricError } from "./errors.js";
+
+export const DEFAULT_MAX_OUTSTANDING = 4_096;
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 5_000; // 5 s
+const SWEEP_INTERVAL_MS = 250;
+
+export interface StoredAck {
+  stream: string;
+  seq: number;
+  duplicate: boolean;
+}
+
+/** A JetStream publish that was not stored: no stream for the subject, an error from the stream, or no answer. */
+export class PublishError extends FabricError {
+  constructor(code: "FABRIC_ERR_NO_STREAM" | "FABRIC_ERR_STORE" | "FABRIC_ERR_STORE_TIMEOUT", message: string) {
+    super(code, message);
+  }
+}
+
+interface Pending {
+  resolve: (ack: StoredAck) => void;
+  reject: (err: Error) => void;
+  deadline: number;
+  subject: string;
+}
+
+/**
+ * JetStream publishes pipelined on one wildcard reply subscription: each publish carries its own reply
+ * subject under the publisher's inbox, acks are matched by that token, and at most `maxOutstanding` are in
+ * flight (callers wait for room). About 4× what awaiting `js.publish()` calls reaches from one process here.
+ */
+export class JetStreamPublisher {
+  private readonly prefix: string;
+  private readonly sub: Subscription;
+  private readonly pending = new Map<string, Pending>();
+  private readonly waiters: (() => void)[] = [];
+  private readonly sweeper: NodeJS.Timeout;
+  private seq = 0;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly options: { maxOutstanding?: number; timeoutMs?: number; inboxPrefix?: string } = {},
+  ) {
+    this.prefix = `${options.inboxPrefix ?? "_INBOX"}.${nuid.next()}`;
+    this.sub = nc.subscribe(`${this.prefix}.*`, {
+      callback: (err, msg) => {
+        if (err !== null) return;
+        const token = msg.subject.slice(this.prefix.length + 1);
+        const p = this.pending.get(token);
+        if (p === undefined) return;
+        this.settle(token);
+        if (msg.headers?.code === 503) {
+          p.reject(new PublishError("FABRIC_ERR_NO_STREAM", `no stream stores ${p.subject}`));
+          return;
+        }
+        try {
+          const ack = msg.json<{ stream?: string; seq?: number; duplicate?: boolean; error?: { description?: string } }>();
+          if (ack.error !== undefined || ack.stream === undefined) {
+            p.reject(new PublishError("FABRIC_ERR_STORE", `the stream refused ${p.subject}: ${ack.error?.description ?? "no ack"}`));
+          } else {
+            p.resolve({ stream: ack.stream, seq: ack.seq ?? 0, duplicate: ack.duplicate === true });
+          }
+        } catch {
+          p.reject(new PublishError("FABRIC_ERR_STORE", `unreadable ack for ${p.subject}`));
+        }
+      },
+    });
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
+  }
+
+  get outstanding(): number {
+    return this.pending.size;
+  }
+
+  /** Publishes into JetStream; resolves once stored (or known a duplicate of a stored one). */
+  async publish(subject: string, payload: Uint8Array, options: { msgId?: string; headers?: MsgHdrs } = {}): Promise<StoredAck> {
+    const max = this.options.maxOutstanding ?? DEFAULT_MAX_OUTSTANDING;
+    while (this.pending.size >= max) await new Promise<void>((r) => this.waiters.push(r));
+    const token = (this.seq++).toString(36);
+    let h = options.headers;
+    if (options.msgId !== undefined) {
+      h = h ?? natsHeaders();
+      h.set("Nats-Msg-Id", options.msgId);
+    }
+    return new Promise<StoredAck>((resolve, reject) => {
+      this.pending.set(token, { resolve, reject, subject, deadline: Date.now() + (this.options.timeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS) });
+      try {
+        this.nc.publish(subject, payload, { reply: `${this.prefix}.${token}`, ...(h === undefined ? {} : { headers: h }) });
+      } catch (err) {
+        this.settle(token);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  private settle(token: string): void {
+    this.pending.delete(token);
+    this.waiters.shift()?.();
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const [token, p] of this.pending) {
+      if (p.deadline > now) continue;
+      this.settle(token);
+      p.reject(new PublishError("FABRIC_ERR_STORE_TIMEOUT", `no ack for ${p.subject} in time`));
+    }
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    this.sub.unsubscribe();
+    for (const [token, p] of this.pending) {
+      this.settle(token);
+      p.reject(new PublishError("FABRIC_ERR_STORE_TIMEOUT", `publisher closed before ${p.subject} was acknowledged`));
+    }
+    for (const w of this.waiters.splice(0)) w();
+  }
+}

@@ -1,0 +1,760 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Duplex } from "node:stream";
+import { generate, parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from "mqtt-packet";
+import type { Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
+import { errorMessage, isFabricError, PublishError, type Logger } from "../fabric/core/index.js";
+import type { ValidatedUser } from "../identity/index.js";
+import { FABRIC_AUTH_METHOD } from "./auth.js";
+import type { IngressContext } from "./context.js";
+import { connackV3For, MqttError, ReasonCode, type ReasonCodeValue } from "./errors.js";
+import { Framer } from "./framer.js";
+import { headersFromPublish, propertiesFromHeaders } from "./headers.js";
+import { mayPublish, maySubscribe } from "./permissions.js";
+import type { SessionRecord, StoredSubscription } from "./store.js";
+import { filterToSubjects, parseSharedFilter, subjectMatches, subjectToTopic, topicFilterProblem, topicMatches, topicNameProblem } from "./topics.js";
+
+type QoS = 0 | 1 | 2;
+type Version = 3 | 4 | 5;
+
+const MAX_WRITE_BUFFER = 8 * 1_048_576; // 8 MiB: beyond this, QoS 0 deliveries to a slow client are dropped
+const DEFAULT_CLIENT_RECEIVE_MAXIMUM = 65_535;
+
+interface Will {
+  topic: string;
+  payload: Buffer;
+  qos: QoS;
+  retain: boolean;
+  properties: IPublishPacket["properties"];
+  delaySec: number;
+}
+
+interface ActiveSubscription {
+  stored: StoredSubscription;
+  nats: Subscription[];
+}
+
+interface OutboundInflight {
+  packet: IPublishPacket;
+  /** QoS 2 after PUBREC: waiting for PUBCOMP. */
+  released: boolean;
+}
+
+/** Why a connection ended, for the will and the log. */
+type EndReason = { kind: "disconnect"; withWill: boolean } | { kind: "error"; reason: ReasonCodeValue; message: string } | { kind: "closed" };
+
+/**
+ * One MQTT client connection: the protocol state machine for MQTT 3.1, 3.1.1 and 5.0 in front of NATS and
+ * JetStream. Acknowledgements of QoS 1/2 publishes are sent only once JetStream has stored the message.
+ */
+export class MqttConnection {
+  readonly id = randomBytes(6).toString("hex");
+  clientId = "";
+  user: ValidatedUser | undefined;
+  private version: Version = 4;
+  private readonly log: Logger;
+  private readonly framer: Framer;
+  private parser: Parser;
+  private connected = false;
+  private closed = false;
+  private session: SessionRecord | undefined;
+  private will: Will | undefined;
+  private keepaliveMs = 0;
+  private lastPacketAt = Date.now();
+  private keepaliveTimer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private enhancedAuth: { user: ValidatedUser; nonce: string; connect: IConnectPacket } | undefined;
+  /** Inbound QoS 1/2 publishes not yet acknowledged, in arrival order (acks go out in that order). */
+  private ackChain: Promise<void> = Promise.resolve();
+  private inboundInflight = 0;
+  /** QoS 2 packet ids stored and PUBREC'd, waiting for PUBREL. */
+  private readonly awaitingRelease = new Set<number>();
+  private readonly subscriptions = new Map<string, ActiveSubscription>();
+  private readonly outbound = new Map<number, OutboundInflight>();
+  private readonly outboundQueue: IPublishPacket[] = [];
+  private nextPacketId = 1;
+  private clientReceiveMaximum = DEFAULT_CLIENT_RECEIVE_MAXIMUM;
+  private clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
+  private readonly aliasesIn = new Map<number, string>();
+  private readonly aliasesOut = new Map<string, number>();
+  private clientTopicAliasMaximum = 0;
+  /** For overlapping subscriptions: further copies of a message already delivered, to drop. */
+  private readonly copiesToDrop = new Map<string, number>();
+  /** Reply subjects of requests delivered to this client, which it may publish a response to. */
+  private readonly responseGrants = new Map<string, number>();
+  private endReason: EndReason = { kind: "closed" };
+  droppedQoS0 = 0;
+
+  constructor(
+    private readonly ctx: IngressContext,
+    private readonly socket: Duplex,
+    readonly remote: string,
+  ) {
+    this.log = ctx.log.child({ conn: this.id, remote });
+    this.framer = new Framer(ctx.config.maxPacketSize);
+    this.parser = this.newParser();
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("error", (err) => this.log.debug({ err: errorMessage(err) }, "socket error"));
+    socket.on("close", () => void this.onSocketClosed());
+    this.connectTimer = setTimeout(() => this.abort("no CONNECT in time"), ctx.config.connectTimeoutMs);
+  }
+
+  private newParser(): Parser {
+    const p = mqttParser({ protocolVersion: this.version });
+    p.on("packet", (packet: Packet) => {
+      this.lastPacketAt = Date.now();
+      this.handle(packet).catch((err: unknown) => this.fail(err));
+    });
+    p.on("error", (err: Error) => {
+      if (!this.connected && /protocol version/i.test(err.message)) {
+        // MQTT 3.1.1 §3.2.2.3: an unsupported level gets return code 1, then the connection closes.
+        this.write({ cmd: "connack", returnCode: 1, sessionPresent: false });
+        this.destroy();
+        return;
+      }
+      this.fail(new MqttError(ReasonCode.MalformedPacket, `malformed packet: ${err.message}`));
+    });
+    return p;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closed) return;
+    for (const frame of this.framer.push(chunk)) {
+      if (frame.kind === "too-large") {
+        this.fail(new MqttError(ReasonCode.PacketTooLarge, `packet of ${frame.size} bytes is over the limit of ${this.ctx.config.maxPacketSize}`));
+        return;
+      }
+      if (frame.kind === "malformed") {
+        this.fail(new MqttError(ReasonCode.MalformedPacket, frame.why));
+        return;
+      }
+      this.parser.parse(frame.bytes);
+    }
+  }
+
+  // --- writing ---
+
+  private write(packet: Packet): boolean {
+    if (this.closed || this.socket.destroyed) return false;
+    let bytes: Buffer;
+    try {
+      bytes = generate(packet, { protocolVersion: this.version });
+    } catch (err) {
+      this.log.error({ err: errorMessage(err), cmd: packet.cmd }, "could not encode a packet");
+      return false;
+    }
+    if (bytes.length > this.clientMaxPacketSize) {
+      this.log.debug({ cmd: packet.cmd, size: bytes.length }, "packet over the client's maximum size not sent");
+      return false;
+    }
+    return this.socket.write(bytes);
+  }
+
+  /** Ends the connection: MQTT 5 gets a DISCONNECT with the reason first. */
+  kick(reason: ReasonCodeValue, message: string): void {
+    if (this.closed) return;
+    this.endReason = { kind: "error", reason, message };
+    if (this.version === 5 && this.connected) {
+      this.write({ cmd: "disconnect", reasonCode: reason, properties: { reasonString: message.slice(0, 200) } });
+    }
+    this.log.info({ clientId: this.clientId, reason, message }, "disconnecting client");
+    this.destroy();
+  }
+
+  private fail(err: unknown): void {
+    if (this.closed) return;
+    if (err instanceof MqttError) {
+      if (!this.connected) {
+        this.refuseConnect(err.reason, err.message);
+        return;
+      }
+      this.kick(err.reason, err.message);
+      return;
+    }
+    this.log.error({ err: errorMessage(err) }, "connection failed");
+    this.kick(ReasonCode.UnspecifiedError, errorMessage(err));
+  }
+
+  private abort(why: string): void {
+    this.log.debug({ why }, "closing connection");
+    this.endReason = { kind: "error", reason: ReasonCode.ProtocolError, message: why };
+    this.destroy();
+  }
+
+  private destroy(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1_000).unref();
+    void this.cleanup();
+  }
+
+  // --- dispatch ---
+
+  private async handle(packet: Packet): Promise<void> {
+    if (this.closed) return;
+    if (!this.connected) {
+      if (packet.cmd === "connect") return this.onConnect(packet);
+      if (packet.cmd === "auth" && this.enhancedAuth !== undefined) return this.onAuthContinue(packet.properties?.authenticationData);
+      throw new MqttError(ReasonCode.ProtocolError, `expected CONNECT, got ${packet.cmd.toUpperCase()}`);
+    }
+    switch (packet.cmd) {
+      case "publish":
+        return this.onPublish(packet);
+      case "puback":
+      case "pubcomp":
+        return this.onOutboundDone(packet.messageId ?? 0);
+      case "pubrec":
+        return this.onPubrec(packet.messageId ?? 0, packet.reasonCode);
+      case "pubrel":
+        this.awaitingRelease.delete(packet.messageId ?? 0);
+        this.write({ cmd: "pubcomp", messageId: packet.messageId ?? 0 });
+        return;
+      case "subscribe":
+        return this.onSubscribe(packet);
+      case "unsubscribe":
+        return this.onUnsubscribe(packet);
+      case "pingreq":
+        this.write({ cmd: "pingresp" });
+        return;
+      case "disconnect": {
+        const withWill = this.version === 5 && packet.reasonCode === ReasonCode.DisconnectWithWill;
+        const expiry = packet.properties?.sessionExpiryInterval;
+        if (expiry !== undefined && this.session !== undefined) {
+          if (this.session.expirySec === 0 && expiry > 0) throw new MqttError(ReasonCode.ProtocolError, "session expiry cannot be set on DISCONNECT when it was 0 at CONNECT");
+          this.session.expirySec = Math.min(expiry, this.ctx.limits.maxSessionExpirySec);
+        }
+        this.endReason = { kind: "disconnect", withWill };
+        this.destroy();
+        return;
+      }
+      case "connect":
+        throw new MqttError(ReasonCode.ProtocolError, "a second CONNECT");
+      case "auth":
+        throw new MqttError(ReasonCode.ProtocolError, "re-authentication is not supported");
+      default:
+        throw new MqttError(ReasonCode.ProtocolError, `unexpected ${packet.cmd.toUpperCase()} from a client`);
+    }
+  }
+
+  // --- CONNECT ---
+
+  private refuseConnect(reason: ReasonCodeValue, message: string): void {
+    this.log.info({ clientId: this.clientId, reason, message }, "connection refused");
+    this.endReason = { kind: "error", reason, message };
+    if (this.version === 5) this.write({ cmd: "connack", reasonCode: reason, sessionPresent: false, properties: { reasonString: message.slice(0, 200) } });
+    else this.write({ cmd: "connack", returnCode: connackV3For(reason), sessionPresent: false });
+    this.destroy();
+  }
+
+  private async onConnect(packet: IConnectPacket): Promise<void> {
+    this.version = (packet.protocolVersion ?? 4) as Version;
+    clearTimeout(this.connectTimer);
+    let clientId = packet.clientId;
+    const clean = packet.clean !== false;
+    let assigned: string | undefined;
+    if (clientId === "") {
+      if (this.version !== 5 && !clean) throw new MqttError(ReasonCode.ClientIdentifierNotValid, "an empty client id needs a clean session");
+      clientId = `fabric-${randomBytes(9).toString("base64url")}`;
+      if (this.version === 5) assigned = clientId;
+    }
+    this.clientId = clientId;
+    const method = packet.properties?.authenticationMethod;
+    if (this.version === 5 && method !== undefined) {
+      if (method !== FABRIC_AUTH_METHOD) throw new MqttError(ReasonCode.BadAuthenticationMethod, `authentication method ${method} is not supported (use ${FABRIC_AUTH_METHOD})`);
+      const { user, nonce } = await this.ctx.auth.challenge(packet.properties?.authenticationData);
+      this.enhancedAuth = { user, nonce, connect: { ...packet, clientId } };
+      this.assignedClientId = assigned;
+      this.write({ cmd: "auth", reasonCode: ReasonCode.ContinueAuthentication, properties: { authenticationMethod: FABRIC_AUTH_METHOD, authenticationData: Buffer.from(nonce, "utf8") } });
+      return;
+    }
+    const user = await this.ctx.auth.password(packet.username, packet.password, clientId);
+    await this.accept(packet, user, clean, assigned);
+  }
+
+  private assignedClientId: string | undefined;
+
+  private async onAuthContinue(signature: Buffer | undefined): Promise<void> {
+    const pending = this.enhancedAuth;
+    if (pending === undefined) throw new MqttError(ReasonCode.ProtocolError, "AUTH without an authentication in progress");
+    this.ctx.auth.verifyChallenge(pending.user, pending.nonce, signature);
+    this.enhancedAuth = undefined;
+    await this.accept(pending.connect, pending.user, pending.connect.clean !== false, this.assignedClientId, true);
+  }
+
+  private async accept(packet: IConnectPacket, user: ValidatedUser, clean: boolean, assigned: string | undefined, enhanced = false): Promise<void> {
+    this.user = user;
+    const props = packet.properties;
+    this.clientReceiveMaximum = props?.receiveMaximum ?? DEFAULT_CLIENT_RECEIVE_MAXIMUM;
+    this.clientMaxPacketSize = props?.maximumPacketSize ?? Number.MAX_SAFE_INTEGER;
+    this.clientTopicAliasMaximum = props?.topicAliasMaximum ?? 0;
+    // the client id may now take over another connection of the same id, here or on another instance
+    await this.ctx.registry.claim(this);
+    if (this.closed) return;
+    let session = clean ? undefined : await this.ctx.store.loadSession(this.clientId);
+    if (clean) await this.ctx.store.deleteSession(this.clientId);
+    const sessionPresent = session !== undefined;
+    const expirySec = this.version === 5 ? Math.min(props?.sessionExpiryInterval ?? 0, this.ctx.limits.maxSessionExpirySec) : clean ? 0 : this.ctx.config.sessionExpirySec;
+    session ??= { clientId: this.clientId, epoch: randomBytes(6).toString("base64url"), subscriptions: [], expirySec, protocolVersion: this.version };
+    session = { ...session, expirySec, protocolVersion: this.version };
+    delete session.disconnectedAt;
+    this.session = session;
+    if (expirySec > 0) await this.ctx.store.saveSession(session);
+    if (packet.will !== undefined) {
+      const w = packet.will;
+      const problem = topicNameProblem(w.topic);
+      if (problem !== undefined) throw new MqttError(ReasonCode.TopicNameInvalid, `will ${problem}`);
+      this.will = {
+        topic: w.topic,
+        payload: Buffer.isBuffer(w.payload) ? w.payload : Buffer.from(w.payload),
+        qos: (w.qos ?? 0) as QoS,
+        retain: w.retain === true,
+        properties: w.properties === undefined ? undefined : { ...w.properties, payloadFormatIndicator: w.properties.payloadFormatIndicator },
+        delaySec: w.properties?.willDelayInterval ?? 0,
+      };
+    }
+    let keepalive = packet.keepalive ?? 0;
+    let serverKeepAlive: number | undefined;
+    const max = this.ctx.config.maxKeepAliveSec;
+    if (this.version === 5 && max > 0 && (keepalive === 0 || keepalive > max)) {
+      keepalive = max;
+      serverKeepAlive = max;
+    }
+    this.keepaliveMs = keepalive * 1000;
+    this.connected = true;
+    if (this.version === 5) {
+      this.write({
+        cmd: "connack",
+        reasonCode: ReasonCode.Success,
+        sessionPresent,
+        properties: {
+          receiveMaximum: this.ctx.config.receiveMaximum,
+          maximumPacketSize: this.ctx.config.maxPacketSize,
+          topicAliasMaximum: this.ctx.config.topicAliasMaximum,
+          retainAvailable: true,
+          wildcardSubscriptionAvailable: true,
+          subscriptionIdentifiersAvailable: true,
+          sharedSubscriptionAvailable: true,
+          ...(expirySec !== (props?.sessionExpiryInterval ?? 0) ? { sessionExpiryInterval: expirySec } : {}),
+          ...(assigned === undefined ? {} : { assignedClientIdentifier: assigned }),
+          ...(serverKeepAlive === undefined ? {} : { serverKeepAlive }),
+          ...(enhanced ? { authenticationMethod: FABRIC_AUTH_METHOD } : {}),
+        },
+      });
+    } else {
+      this.write({ cmd: "connack", returnCode: 0, sessionPresent });
+    }
+    this.log.info({ clientId: this.clientId, user: user.name, role: user.role, version: this.version, sessionPresent }, "client connected");
+    if (this.keepaliveMs > 0) {
+      this.keepaliveTimer = setInterval(() => {
+        if (Date.now() - this.lastPacketAt > this.keepaliveMs * 1.5) this.kick(ReasonCode.KeepAliveTimeout, "keepalive timeout");
+      }, Math.max(250, this.keepaliveMs / 2));
+      this.keepaliveTimer.unref();
+    }
+    if (user.expiresAt !== undefined) {
+      const ms = user.expiresAt * 1000 - Date.now();
+      this.expiryTimer = setTimeout(() => this.kick(ReasonCode.NotAuthorized, "credential expired"), Math.max(0, Math.min(ms, 2_147_000_000)));
+      this.expiryTimer.unref();
+    }
+    for (const s of session.subscriptions) this.activate(s);
+  }
+
+  /** The account changed: a revoked or no longer valid credential is cut off. */
+  recheck(): void {
+    if (this.user === undefined || this.closed) return;
+    try {
+      this.ctx.auth.recheck(this.user);
+    } catch (err) {
+      this.kick(ReasonCode.NotAuthorized, errorMessage(err));
+    }
+  }
+
+  // --- PUBLISH from the client ---
+
+  private resolveTopic(packet: IPublishPacket): string {
+    const alias = packet.properties?.topicAlias;
+    if (alias === undefined) return packet.topic;
+    if (alias === 0 || alias > this.ctx.config.topicAliasMaximum) throw new MqttError(ReasonCode.TopicAliasInvalid, `topic alias ${alias} is out of range`);
+    if (packet.topic !== "") {
+      this.aliasesIn.set(alias, packet.topic);
+      return packet.topic;
+    }
+    const topic = this.aliasesIn.get(alias);
+    if (topic === undefined) throw new MqttError(ReasonCode.ProtocolError, `topic alias ${alias} was never set`);
+    return topic;
+  }
+
+  private async onPublish(packet: IPublishPacket): Promise<void> {
+    const user = this.user;
+    if (user === undefined) return;
+    const qos = packet.qos;
+    const pid = packet.messageId ?? 0;
+    const topic = this.resolveTopic(packet);
+    const problem = topicNameProblem(topic);
+    if (problem !== undefined) throw new MqttError(ReasonCode.TopicNameInvalid, problem);
+    if (qos === 2 && this.awaitingRelease.has(pid)) {
+      // a retransmission of a QoS 2 publish already stored: acknowledge again, store nothing
+      this.write({ cmd: "pubrec", messageId: pid });
+      return;
+    }
+    if (qos > 0) {
+      this.inboundInflight++;
+      if (this.inboundInflight > this.ctx.config.receiveMaximum) {
+        if (this.version === 5) throw new MqttError(ReasonCode.ReceiveMaximumExceeded, `more than ${this.ctx.config.receiveMaximum} unacknowledged publishes`);
+        this.socket.pause(); // MQTT 3 has no limit to announce: slow the client down instead
+      }
+    }
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (packet.properties?.payloadFormatIndicator === true && !isUtf8(payload)) {
+      return this.settleInbound(qos, pid, ReasonCode.PayloadFormatInvalid, "payload is not UTF-8 though its format indicator says so");
+    }
+    const now = Date.now();
+    const mapped = this.ctx.mapper.inbound(topic, payload, now);
+    if (!mayPublish(user.permissions, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
+      this.log.info({ clientId: this.clientId, subject: mapped.subject }, "publish refused by permissions");
+      return this.settleInbound(qos, pid, ReasonCode.NotAuthorized, `not allowed to publish to ${topic}`);
+    }
+    const headers = headersFromPublish(this.clientId, { ...packet, topic }, now);
+    if (mapped.rejected !== undefined) {
+      const stored = this.ctx.rejected(mapped.subject, payload, headers, mapped.rejected);
+      return this.chainAck(qos, pid, stored.then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: mapped.rejected })));
+    }
+    if (packet.retain) {
+      const retained = this.ctx.store.retain(mapped.subject, payload, qos, headers);
+      if (payload.length === 0) {
+        // clearing a retained message publishes nothing else
+        return this.chainAck(qos, pid, retained.then(() => ({ reason: ReasonCode.Success })));
+      }
+      await retained;
+    }
+    if (qos === 0) {
+      this.ctx.nc.publish(mapped.subject, mapped.payload, { headers });
+      return;
+    }
+    const msgId = this.messageId(pid, topic, payload);
+    const stored = this.store(mapped.subject, mapped.payload, headers, msgId, packet.dup);
+    return this.chainAck(qos, pid, stored);
+  }
+
+  /** Message id of a QoS 1/2 publish: the same for a retransmission (same session, packet id and content). */
+  private messageId(pid: number, topic: string, payload: Buffer): string {
+    const h = createHash("sha256");
+    h.update(`${this.clientId}\u0000${this.session?.epoch ?? ""}\u0000${pid}\u0000${topic}\u0000`);
+    h.update(payload);
+    return `mqtt:${h.digest("base64url").slice(0, 32)}`;
+  }
+
+  /**
+   * Stores into JetStream. A retransmission (DUP) found a duplicate was stored before: done. A first
+   * transmission that collides with an earlier, identical message gets a salted id and is stored too.
+   */
+  private async store(subject: string, payload: Uint8Array, headers: MsgHdrs, msgId: string, dup: boolean): Promise<{ reason: ReasonCodeValue; message?: string }> {
+    try {
+      let ack = await this.ctx.publisher.publish(subject, payload, { msgId, headers });
+      for (let salt = 1; ack.duplicate && !dup && salt <= 8; salt++) {
+        ack = await this.ctx.publisher.publish(subject, payload, { msgId: `${msgId}:${salt}`, headers });
+      }
+      return { reason: ReasonCode.Success };
+    } catch (err) {
+      if (err instanceof PublishError && err.code === "FABRIC_ERR_NO_STREAM") {
+        await this.ctx.rejected(subject, payload, headers, `no stream stores ${subject}`);
+        return { reason: ReasonCode.TopicNameInvalid, message: `no stream stores this topic; the message is kept in REJECTED` };
+      }
+      throw err;
+    }
+  }
+
+  private chainAck(qos: QoS, pid: number, outcome: Promise<{ reason: ReasonCodeValue; message?: string | undefined }>): void {
+    if (qos === 0) {
+      outcome.catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "QoS 0 message not stored"));
+      return;
+    }
+    const prev = this.ackChain;
+    this.ackChain = (async () => {
+      let result: { reason: ReasonCodeValue; message?: string | undefined };
+      try {
+        result = await outcome;
+      } catch (err) {
+        // not stored: never acknowledged. MQTT 5 is told; MQTT 3 can only be disconnected, and retries.
+        await prev;
+        this.log.warn({ clientId: this.clientId, err: errorMessage(err) }, "publish not stored");
+        if (this.version === 5) this.settleInbound(qos, pid, ReasonCode.ImplementationSpecificError, `not stored: ${isFabricError(err) ? err.message : "error"}`);
+        else this.kick(ReasonCode.ServerUnavailable, "message could not be stored");
+        return;
+      }
+      await prev;
+      this.settleInbound(qos, pid, result.reason, result.message);
+    })();
+  }
+
+  private settleInbound(qos: QoS, pid: number, reason: ReasonCodeValue, message?: string): void {
+    if (qos === 0) return;
+    this.inboundInflight--;
+    if (this.inboundInflight <= this.ctx.config.receiveMaximum && this.socket.isPaused()) this.socket.resume();
+    const ok = reason === ReasonCode.Success;
+    const props = this.version === 5 && !ok && message !== undefined ? { properties: { reasonString: message.slice(0, 200) } } : {};
+    const reasonCode = this.version === 5 && !ok ? { reasonCode: reason } : {};
+    if (qos === 1) {
+      this.write({ cmd: "puback", messageId: pid, ...reasonCode, ...props });
+    } else {
+      if (ok || reason === ReasonCode.PayloadFormatInvalid || reason === ReasonCode.TopicNameInvalid) this.awaitingRelease.add(pid);
+      this.write({ cmd: "pubrec", messageId: pid, ...reasonCode, ...props });
+    }
+  }
+
+  // --- SUBSCRIBE ---
+
+  private async onSubscribe(packet: ISubscribePacket): Promise<void> {
+    const user = this.user;
+    if (user === undefined || this.session === undefined) return;
+    const subscriptionId = packet.properties?.subscriptionIdentifier;
+    const granted: number[] = [];
+    const retainedToSend: { filter: string; stored: StoredSubscription }[] = [];
+    for (const s of packet.subscriptions) {
+      const shared = parseSharedFilter(s.topic);
+      const filter = shared?.filter ?? s.topic;
+      const problem = topicFilterProblem(filter) ?? (s.topic.startsWith("$share/") && shared === undefined ? "malformed shared subscription" : undefined);
+      if (problem !== undefined) {
+        granted.push(this.version === 5 ? ReasonCode.TopicFilterInvalid : 0x80);
+        continue;
+      }
+      if (shared !== undefined && s.nl === true) {
+        throw new MqttError(ReasonCode.ProtocolError, "no-local is not allowed on a shared subscription");
+      }
+      if (!filterToSubjects(filter).every((subj) => maySubscribe(user.permissions, subj))) {
+        this.log.info({ clientId: this.clientId, filter }, "subscription refused by permissions");
+        granted.push(this.version === 5 ? ReasonCode.NotAuthorized : 0x80);
+        continue;
+      }
+      const qos = Math.min(s.qos, 2) as QoS;
+      const stored: StoredSubscription = {
+        filter: s.topic,
+        qos,
+        noLocal: s.nl === true,
+        retainAsPublished: s.rap === true,
+        retainHandling: s.rh ?? 0,
+        ...(subscriptionId === undefined ? {} : { subscriptionId }),
+        ...(shared === undefined ? {} : { shareGroup: shared.group }),
+      };
+      const existed = this.subscriptions.has(s.topic);
+      this.deactivate(s.topic);
+      this.session.subscriptions = [...this.session.subscriptions.filter((x) => x.filter !== s.topic), stored];
+      this.activate(stored);
+      granted.push(qos);
+      if (shared === undefined && (stored.retainHandling === 0 || (stored.retainHandling === 1 && !existed))) retainedToSend.push({ filter, stored });
+    }
+    if (this.session.expirySec > 0) await this.ctx.store.saveSession(this.session);
+    this.write({ cmd: "suback", messageId: packet.messageId ?? 0, granted });
+    for (const r of retainedToSend) {
+      for (const m of await this.ctx.store.retainedFor(r.filter)) {
+        if (!topicMatches(r.filter, m.topic)) continue;
+        const { properties, expired } = propertiesFromHeaders(m.headers, undefined, Date.now());
+        if (expired) continue;
+        if (r.stored.subscriptionId !== undefined) properties.subscriptionIdentifier = r.stored.subscriptionId;
+        this.sendPublish(m.topic, Buffer.from(m.payload), Math.min(m.qos, r.stored.qos) as QoS, true, properties);
+      }
+    }
+  }
+
+  private activate(stored: StoredSubscription): void {
+    const shared = parseSharedFilter(stored.filter);
+    const filter = shared?.filter ?? stored.filter;
+    const nats = filterToSubjects(filter).map((subject) =>
+      this.ctx.nc.subscribe(subject, {
+        ...(stored.shareGroup === undefined ? {} : { queue: `mqtt-share.${stored.shareGroup}` }),
+        callback: (err, msg) => {
+          if (err === null) this.deliver(msg, stored);
+        },
+      }),
+    );
+    this.subscriptions.set(stored.filter, { stored, nats });
+  }
+
+  private deactivate(filter: string): boolean {
+    const active = this.subscriptions.get(filter);
+    if (active === undefined) return false;
+    for (const s of active.nats) s.unsubscribe();
+    this.subscriptions.delete(filter);
+    return true;
+  }
+
+  private async onUnsubscribe(packet: IUnsubscribePacket): Promise<void> {
+    const codes: number[] = [];
+    for (const filter of packet.unsubscriptions) {
+      const existed = this.deactivate(filter);
+      if (this.session !== undefined) this.session.subscriptions = this.session.subscriptions.filter((s) => s.filter !== filter);
+      codes.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted);
+    }
+    if (this.session !== undefined && this.session.expirySec > 0) await this.ctx.store.saveSession(this.session);
+    if (this.version === 5) this.write({ cmd: "unsuback", messageId: packet.messageId ?? 0, granted: codes });
+    else this.write({ cmd: "unsuback", messageId: packet.messageId ?? 0, granted: [] });
+  }
+
+  // --- delivery to the client ---
+
+  private deliver(msg: Msg, via: StoredSubscription): void {
+    if (!this.connected || this.closed) return;
+    const topic = subjectToTopic(msg.subject);
+    // overlapping subscriptions: NATS delivers one copy per matching subscription, back to back; the first
+    // copy is delivered at the highest QoS of all matches and the others are dropped
+    const dropKey = `${msg.subject}\u0000${msg.data.length}`;
+    const toDrop = this.copiesToDrop.get(dropKey) ?? 0;
+    if (toDrop > 0) {
+      if (toDrop === 1) this.copiesToDrop.delete(dropKey);
+      else this.copiesToDrop.set(dropKey, toDrop - 1);
+      return;
+    }
+    const matching = via.shareGroup !== undefined ? [via] : [...this.subscriptions.values()].map((a) => a.stored).filter((s) => s.shareGroup === undefined && topicMatches(s.filter, topic));
+    if (matching.length === 0) return;
+    const natsCopies = via.shareGroup !== undefined ? 0 : this.natsCopies(msg.subject) - 1;
+    if (natsCopies > 0) this.copiesToDrop.set(dropKey, (this.copiesToDrop.get(dropKey) ?? 0) + natsCopies);
+    const now = Date.now();
+    const { properties, expired, origin, retained } = propertiesFromHeaders(msg.headers, msg.reply === undefined || msg.reply === "" ? undefined : subjectToTopic(msg.reply), now);
+    if (expired) return;
+    const eligible = matching.filter((s) => !(s.noLocal && origin === this.clientId));
+    if (eligible.length === 0) return;
+    const qos = Math.max(...eligible.map((s) => s.qos)) as QoS;
+    const ids = eligible.flatMap((s) => (s.subscriptionId === undefined ? [] : [s.subscriptionId]));
+    if (ids.length > 0) properties.subscriptionIdentifier = ids.length === 1 ? (ids[0] ?? 0) : ids;
+    const retain = retained && eligible.some((s) => s.retainAsPublished);
+    if (msg.reply !== undefined && msg.reply !== "" && this.user?.permissions.resp !== undefined) this.grantResponse(msg.reply);
+    this.sendPublish(topic, Buffer.from(msg.data), qos, retain, properties);
+  }
+
+  /** How many of this connection's NATS subscriptions match a subject (each gets its own copy). */
+  private natsCopies(subject: string): number {
+    let n = 0;
+    for (const a of this.subscriptions.values()) {
+      if (a.stored.shareGroup !== undefined) continue;
+      const shared = parseSharedFilter(a.stored.filter);
+      const filter = shared?.filter ?? a.stored.filter;
+      for (const s of filterToSubjects(filter)) if (subjectMatches(s, subject)) n++;
+    }
+    return n;
+  }
+
+  private grantResponse(reply: string): void {
+    const ttl = this.user?.permissions.resp?.ttl ?? 0;
+    this.responseGrants.set(reply, ttl > 0 ? Date.now() + ttl / 1e6 : Number.MAX_SAFE_INTEGER);
+    if (this.responseGrants.size > 1_024) {
+      const first = this.responseGrants.keys().next().value;
+      if (first !== undefined) this.responseGrants.delete(first);
+    }
+  }
+
+  private useResponseGrant(subject: string): boolean {
+    const until = this.responseGrants.get(subject);
+    if (until === undefined) return false;
+    this.responseGrants.delete(subject);
+    return until >= Date.now();
+  }
+
+  private sendPublish(topic: string, payload: Buffer, qos: QoS, retain: boolean, properties: NonNullable<IPublishPacket["properties"]>): void {
+    const packet: IPublishPacket = { cmd: "publish", topic, payload, qos, retain, dup: false };
+    if (this.version === 5) {
+      const alias = this.outAlias(topic);
+      if (alias !== undefined) {
+        properties.topicAlias = alias.alias;
+        if (alias.known) packet.topic = "";
+      }
+      if (Object.keys(properties).length > 0) packet.properties = properties;
+    }
+    if (qos === 0) {
+      if (this.socket.writableLength > MAX_WRITE_BUFFER) {
+        this.droppedQoS0++;
+        return;
+      }
+      this.write(packet);
+      return;
+    }
+    if (this.outbound.size >= this.clientReceiveMaximum) {
+      this.outboundQueue.push(packet);
+      return;
+    }
+    this.sendInflight(packet);
+  }
+
+  private outAlias(topic: string): { alias: number; known: boolean } | undefined {
+    if (this.clientTopicAliasMaximum === 0) return undefined;
+    const known = this.aliasesOut.get(topic);
+    if (known !== undefined) return { alias: known, known: true };
+    if (this.aliasesOut.size >= this.clientTopicAliasMaximum) return undefined;
+    const alias = this.aliasesOut.size + 1;
+    this.aliasesOut.set(topic, alias);
+    return { alias, known: false };
+  }
+
+  private sendInflight(packet: IPublishPacket): void {
+    let pid = this.nextPacketId;
+    for (let i = 0; i < 65_535 && this.outbound.has(pid); i++) pid = (pid % 65_535) + 1;
+    this.nextPacketId = (pid % 65_535) + 1;
+    packet.messageId = pid;
+    this.outbound.set(pid, { packet, released: false });
+    this.write(packet);
+  }
+
+  private onPubrec(pid: number, reasonCode: number | undefined): void {
+    const inflight = this.outbound.get(pid);
+    if (inflight === undefined || (reasonCode !== undefined && reasonCode >= 0x80)) {
+      this.onOutboundDone(pid);
+      return;
+    }
+    inflight.released = true;
+    this.write({ cmd: "pubrel", messageId: pid });
+  }
+
+  private onOutboundDone(pid: number): void {
+    if (!this.outbound.delete(pid)) return;
+    const next = this.outboundQueue.shift();
+    if (next !== undefined) this.sendInflight(next);
+  }
+
+  // --- the end ---
+
+  private async onSocketClosed(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      await this.cleanup();
+    }
+  }
+
+  private cleaned = false;
+
+  private async cleanup(): Promise<void> {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    clearTimeout(this.connectTimer);
+    clearInterval(this.keepaliveTimer);
+    clearTimeout(this.expiryTimer);
+    for (const a of this.subscriptions.values()) for (const s of a.nats) s.unsubscribe();
+    this.subscriptions.clear();
+    if (!this.connected) return;
+    const takenOver = this.ctx.registry.release(this);
+    const graceful = this.endReason.kind === "disconnect" && !this.endReason.withWill;
+    const revoked = this.endReason.kind === "error" && this.endReason.reason === ReasonCode.NotAuthorized;
+    if (this.will !== undefined && !graceful && !revoked && this.user !== undefined) {
+      this.ctx.wills.schedule(this.clientId, this.user, this.will, takenOver);
+    }
+    const session = this.session;
+    if (session !== undefined && !takenOver) {
+      try {
+        if (session.expirySec > 0) await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now() });
+        else await this.ctx.store.deleteSession(this.clientId);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, "could not save the session");
+      }
+    }
+    this.log.info({ clientId: this.clientId, end: this.endReason.kind }, "client disconnected");
+  }
+}
+
+function isUtf8(b: Buffer): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export type { Will };
