@@ -248,7 +248,7 @@ export class MqttConnection {
   }
 
   private async onConnect(packet: IConnectPacket): Promise<void> {
-    this.version = (packet.protocolVersion ?? 4) as Version;
+    this.version = (packet.protocolVersion ?? 4);
     clearTimeout(this.connectTimer);
     let clientId = packet.clientId;
     const clean = packet.clean !== false;
@@ -307,7 +307,7 @@ export class MqttConnection {
       this.will = {
         topic: w.topic,
         payload: Buffer.isBuffer(w.payload) ? w.payload : Buffer.from(w.payload),
-        qos: (w.qos ?? 0) as QoS,
+        qos: (w.qos ?? 0),
         retain: w.retain === true,
         properties: w.properties === undefined ? undefined : { ...w.properties, payloadFormatIndicator: w.properties.payloadFormatIndicator },
         delaySec: w.properties?.willDelayInterval ?? 0,
@@ -521,7 +521,9 @@ export class MqttConnection {
       if (shared !== undefined && s.nl === true) {
         throw new MqttError(ReasonCode.ProtocolError, "no-local is not allowed on a shared subscription");
       }
-      if (!filterToSubjects(filter).every((subj) => maySubscribe(user.permissions, subj))) {
+      // for `a/#` the level `a` itself may lie outside the permissions: then only `a/...` is delivered
+      const main = filterToSubjects(filter).at(-1) ?? "";
+      if (!maySubscribe(user.permissions, main)) {
         this.log.info({ clientId: this.clientId, filter }, "subscription refused by permissions");
         granted.push(this.version === 5 ? ReasonCode.NotAuthorized : 0x80);
         continue;
@@ -559,7 +561,10 @@ export class MqttConnection {
   private activate(stored: StoredSubscription): void {
     const shared = parseSharedFilter(stored.filter);
     const filter = shared?.filter ?? stored.filter;
-    const nats = filterToSubjects(filter).map((subject) =>
+    const permissions = this.user?.permissions ?? {};
+    const nats = filterToSubjects(filter)
+      .filter((subject) => maySubscribe(permissions, subject))
+      .map((subject) =>
       this.ctx.nc.subscribe(subject, {
         ...(stored.shareGroup === undefined ? {} : { queue: `mqtt-share.${stored.shareGroup}` }),
         callback: (err, msg) => {
@@ -626,9 +631,7 @@ export class MqttConnection {
     let n = 0;
     for (const a of this.subscriptions.values()) {
       if (a.stored.shareGroup !== undefined) continue;
-      const shared = parseSharedFilter(a.stored.filter);
-      const filter = shared?.filter ?? a.stored.filter;
-      for (const s of filterToSubjects(filter)) if (subjectMatches(s, subject)) n++;
+      for (const s of a.nats) if (subjectMatches(s.getSubject(), subject)) n++;
     }
     return n;
   }

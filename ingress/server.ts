@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
-import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from "node:net";
+import { createServer as createNetServer, type Server as NetServer, type Socket } from "node:net";
 import { readFileSync } from "node:fs";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
@@ -40,7 +40,7 @@ export interface Ingress {
 
 function portOf(server: NetServer | HttpServer | undefined): number {
   const a = server?.address();
-  return a !== null && a !== undefined && typeof a !== "string" ? (a as AddressInfo).port : 0;
+  return a !== null && a !== undefined && typeof a !== "string" ? (a).port : 0;
 }
 
 async function listen(server: NetServer | HttpServer, port: number, host: string): Promise<void> {

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqtt, { type MqttClient } from "mqtt";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { pollUntil } from "../../fabric/core/index.js";
 import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
 import { connectAs, Harness, startTestHub, type TestHub } from "../harness/index.js";
 
