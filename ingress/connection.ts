@@ -67,6 +67,9 @@ export class MqttConnection {
   /** Inbound QoS 1/2 publishes not yet acknowledged, in arrival order (acks go out in that order). */
   private ackChain: Promise<void> = Promise.resolve();
   private inboundInflight = 0;
+  /** The message id last stored for each packet id on this connection (see store). */
+  private pidFingerprints: Uint32Array | undefined;
+  private pidRepeats: Uint16Array | undefined;
   /** QoS 2 packet ids stored and PUBREC'd, waiting for PUBREL. */
   private readonly awaitingRelease = new Set<number>();
   private readonly subscriptions = new Map<string, ActiveSubscription>();
@@ -432,7 +435,7 @@ export class MqttConnection {
       return;
     }
     const msgId = this.messageId(pid, topic, payload);
-    const stored = this.store(mapped.subject, mapped.payload, headers, msgId, packet.dup);
+    const stored = this.store(mapped.subject, mapped.payload, headers, msgId, pid);
     return this.chainAck(qos, pid, stored);
   }
 
@@ -445,15 +448,26 @@ export class MqttConnection {
   }
 
   /**
-   * Stores into JetStream. A retransmission (DUP) found a duplicate was stored before: done. A first
-   * transmission that collides with an earlier, identical message gets a salted id and is stored too.
+   * Stores into JetStream under a message id that a retransmission shares (see messageId), so a publish
+   * retried after a lost acknowledgement (the ingress died, the connection broke) is stored once.
+   *
+   * The DUP flag cannot tell a retransmission from a new message (MQTT.js never sets it). What can: a client
+   * reuses a packet id only after it was acknowledged. So on one connection, a packet id that comes again
+   * with the same content is a new message, and gets a fresh id (`<id>:<n>`); the first use of a packet id
+   * on a connection may be a retransmission, and keeps the plain id.
    */
-  private async store(subject: string, payload: Uint8Array, headers: MsgHdrs, msgId: string, dup: boolean): Promise<{ reason: ReasonCodeValue; message?: string }> {
+  private async store(subject: string, payload: Uint8Array, headers: MsgHdrs, msgId: string, pid: number): Promise<{ reason: ReasonCodeValue; message?: string }> {
+    // per packet id: a 32-bit fingerprint of the last base id and how often it came again (320 KiB, lazily)
+    this.pidFingerprints ??= new Uint32Array(65_536);
+    this.pidRepeats ??= new Uint16Array(65_536);
+    const fp = (fingerprint(msgId) >>> 0) | 1; // never 0, which marks a packet id unused on this connection
+    const again = this.pidFingerprints[pid] === fp;
+    const n = again ? (this.pidRepeats[pid] ?? 0) + 1 : 0;
+    this.pidFingerprints[pid] = fp;
+    this.pidRepeats[pid] = n;
+    const id = n === 0 ? msgId : `${msgId}:${n}`;
     try {
-      let ack = await this.ctx.publisher.publish(subject, payload, { msgId, headers });
-      for (let salt = 1; ack.duplicate && !dup && salt <= 8; salt++) {
-        ack = await this.ctx.publisher.publish(subject, payload, { msgId: `${msgId}:${salt}`, headers });
-      }
+      await this.ctx.publisher.publish(subject, payload, { msgId: id, headers });
       return { reason: ReasonCode.Success };
     } catch (err) {
       if (err instanceof PublishError && err.code === "FABRIC_ERR_NO_STREAM") {
@@ -749,6 +763,16 @@ export class MqttConnection {
     }
     this.log.info({ clientId: this.clientId, end: this.endReason.kind }, "client disconnected");
   }
+}
+
+/** FNV-1a of a string: a cheap 32-bit fingerprint. */
+function fingerprint(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h;
 }
 
 function isUtf8(b: Buffer): boolean {

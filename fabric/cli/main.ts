@@ -15,7 +15,7 @@ import {
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
-import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubStatus, startHub, writeClusterConfigs } from "../hub/index.js";
+import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 
 interface UpFlags {
@@ -34,6 +34,24 @@ interface UpFlags {
   mqttTlsKey?: string;
   mqtt: boolean;
   json?: boolean;
+}
+
+/** Runs until SIGINT or SIGTERM, then stops what runs. */
+async function untilSignal(stop: () => Promise<void>): Promise<void> {
+  await new Promise<void>((done) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      say(`${sig}: stopping`);
+      stop().then(done, (err: unknown) => {
+        say(`error while stopping: ${String(err)}`);
+        done();
+      });
+    };
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  });
 }
 
 const program = newProgram("fabric", "the fabric hub: NATS JetStream with decentralised identity");
@@ -96,20 +114,7 @@ program
     };
     if (flags.json === true) outJson(summary);
     else say(renderReady(summary));
-    await new Promise<void>((done) => {
-      let stopping = false;
-      const onSignal = (sig: NodeJS.Signals): void => {
-        if (stopping) return;
-        stopping = true;
-        say(`${sig}: stopping the hub`);
-        hub.stop().then(done, (err: unknown) => {
-          say(`error while stopping: ${String(err)}`);
-          done();
-        });
-      };
-      process.once("SIGINT", onSignal);
-      process.once("SIGTERM", onSignal);
-    });
+    await untilSignal(() => hub.stop());
     say("hub stopped");
   });
 
@@ -127,6 +132,59 @@ program
     else out(renderHubStatus(status));
     if (status.servers.some((s) => !s.healthy)) process.exitCode = 1;
   });
+
+program
+  .command("ingress")
+  .description("run an MQTT ingress process of its own against a running hub (several may serve one hub)")
+  .option("--server <url...>", "hub URL(s) (default: what fabric up recorded)")
+  .option("--host <addr>", "listen address", DEFAULT_HOST)
+  .addOption(portOption("--mqtt-port <port>", "MQTT port (0: pick one)", DEFAULT_MQTT_PORT))
+  .addOption(portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT))
+  .option("--config <file>", "ingress options (JSON): limits, TLS, legacy topic mappings")
+  .option("--store <dir>", "keystore directory, on the hub's machine (default: $FABRIC_HOME/keys)")
+  .option("--data <dir>", "the hub's data directory, for its credentials (default: $FABRIC_HOME/hub)")
+  .option("--account <name>", "tenant account to serve (default: the first)")
+  .option("--creds <file>", "an ingress credential (role ingress), for a remote hub")
+  .option("--watcher-creds <file>", "a system account watcher credential, for a remote hub")
+  .option("--operator <key>", "the operator's public key, for a remote hub")
+  .option("--json", "print the ports as JSON on stdout once listening")
+  .action(
+    async (flags: {
+      server?: string[];
+      host: string;
+      mqttPort: number;
+      mqttWsPort: number;
+      config?: string;
+      store?: string;
+      data?: string;
+      account?: string;
+      creds?: string;
+      watcherCreds?: string;
+      operator?: string;
+      json?: boolean;
+    }) => {
+      const logger = createLogger({ name: "fabric-ingress" });
+      const remote = flags.creds !== undefined;
+      const keystoreDir = resolve(flags.store ?? defaultKeystoreDir());
+      const servers = flags.server ?? (remote ? [] : Keystore.open(keystoreDir).storeFile().hubUrls);
+      const ingress = await startStandaloneIngress(
+        {
+          servers,
+          host: flags.host,
+          port: flags.mqttPort,
+          wsPort: flags.mqttWsPort,
+          ...(flags.config === undefined ? {} : { configFile: resolve(flags.config) }),
+          ...(remote
+            ? { credsFile: flags.creds, watcherCredsFile: flags.watcherCreds, operatorKey: flags.operator }
+            : { keystoreDir, dataDir: resolve(flags.data ?? defaultHubDataDir()), ...(flags.account === undefined ? {} : { account: flags.account }) }),
+        },
+        logger,
+      );
+      if (flags.json === true) outJson(ingress.ports);
+      else say(`MQTT ingress listening: mqtt://${flags.host}:${ingress.ports.tcp}${ingress.ports.ws > 0 ? ` ws://${flags.host}:${ingress.ports.ws}/mqtt` : ""}`);
+      await untilSignal(() => ingress.stop());
+    },
+  );
 
 const config = program.command("config").description("generate configs");
 config
