@@ -85,14 +85,18 @@ function findNatsServer() {
   return undefined;
 }
 
-function installFromDebian() {
+/**
+ * Downloads Debian packages with a private apt state (the system's package database and sources untouched)
+ * and unpacks them into `target`. Returns false when apt is not available or a step failed (it says why).
+ */
+function installDebs(packages, suite, target) {
   if (!onPath("apt-get") || !onPath("dpkg-deb")) return false;
-  const apt = join(TOOLS, "apt");
+  const apt = join(TOOLS, `apt-${suite}`);
   rmSync(apt, { recursive: true, force: true });
   for (const d of ["lists/partial", "cache/archives/partial", "etc", "debs"]) mkdirSync(join(apt, d), { recursive: true });
   const keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
   const signedBy = existsSync(keyring) ? `[signed-by=${keyring}] ` : "";
-  writeFileSync(join(apt, "etc", "sources.list"), `deb ${signedBy}http://deb.debian.org/debian sid main\n`);
+  writeFileSync(join(apt, "etc", "sources.list"), `deb ${signedBy}http://deb.debian.org/debian ${suite} main\n`);
   const opts = [
     "-o", `Dir::Etc::SourceList=${join(apt, "etc", "sources.list")}`,
     "-o", "Dir::Etc::SourceParts=/dev/null",
@@ -102,32 +106,39 @@ function installFromDebian() {
     "-o", "APT::Sandbox::User=root",
     "-q",
   ];
-  log("nats-server >= 2.14 not found: downloading Debian's nats-server package into tools/ (system packages untouched)");
-  const up = run("apt-get", [...opts, "update"]);
-  if (!up.ok) {
-    log(`apt-get update (private sid list) failed:\n${up.out}`);
-    return false;
+  try {
+    const up = run("apt-get", [...opts, "update"]);
+    if (!up.ok) {
+      log(`apt-get update (private ${suite} list) failed:\n${up.out}`);
+      return false;
+    }
+    const dl = run("apt-get", [...opts, "download", ...packages], { cwd: join(apt, "debs") });
+    const debs = readdirSync(join(apt, "debs")).filter((f) => f.endsWith(".deb"));
+    if (!dl.ok || debs.length < packages.length) {
+      log(`apt-get download ${packages.join(" ")} failed:\n${dl.out}`);
+      return false;
+    }
+    rmSync(target, { recursive: true, force: true });
+    for (const deb of debs) {
+      const x = run("dpkg-deb", ["-x", join(apt, "debs", deb), target]);
+      if (!x.ok) {
+        log(`dpkg-deb -x ${deb} failed:\n${x.out}`);
+        return false;
+      }
+    }
+    log(`installed ${debs.join(", ")} into ${target}`);
+    return true;
+  } finally {
+    rmSync(apt, { recursive: true, force: true });
   }
-  const dl = run("apt-get", [...opts, "download", "nats-server"], { cwd: join(apt, "debs") });
-  const deb = readdirSync(join(apt, "debs")).find((f) => f.endsWith(".deb"));
-  if (!dl.ok || !deb) {
-    log(`apt-get download nats-server failed:\n${dl.out}`);
-    return false;
-  }
-  rmSync(NATS_DIR, { recursive: true, force: true });
-  const x = run("dpkg-deb", ["-x", join(apt, "debs", deb), NATS_DIR]);
-  rmSync(apt, { recursive: true, force: true });
-  if (!x.ok) {
-    log(`dpkg-deb -x failed:\n${x.out}`);
-    return false;
-  }
-  log(`installed ${deb} into ${NATS_DIR}`);
-  return true;
 }
 
 function ensureNatsServer() {
   let found = findNatsServer();
-  if (!found && installFromDebian()) found = findNatsServer();
+  if (!found) {
+    log("nats-server >= 2.14 not found: downloading Debian's nats-server package into tools/ (system packages untouched)");
+    if (installDebs(["nats-server"], "sid", NATS_DIR)) found = findNatsServer();
+  }
   if (!found) {
     log(
       [
@@ -144,8 +155,30 @@ function ensureNatsServer() {
   log(`nats-server ${found.version.join(".")} (${found.where}): ${found.bin}`);
 }
 
+/** Mosquitto (broker and clients) for the MQTT tests and benchmarks: a real legacy peer and an anchor. */
+const MOSQUITTO_DIR = join(TOOLS, "mosquitto");
+const MOSQUITTO_PACKAGES = ["mosquitto", "mosquitto-clients", "libmosquitto1", "libcjson1", "libdlt2", "libwrap0"];
+
+function mosquittoWorks() {
+  const lib = join(MOSQUITTO_DIR, "usr", "lib", "x86_64-linux-gnu");
+  const bin = join(MOSQUITTO_DIR, "usr", "bin", "mosquitto_pub");
+  if (!existsSync(bin)) return false;
+  const r = run(bin, ["--help"], { env: { ...process.env, LD_LIBRARY_PATH: `${lib}:${join(MOSQUITTO_DIR, "lib", "x86_64-linux-gnu")}` } });
+  return /mosquitto_pub version/.test(r.out);
+}
+
+function ensureMosquitto() {
+  if (mosquittoWorks()) return;
+  log("mosquitto not in tools/: downloading Debian's mosquitto packages into tools/ (system packages untouched)");
+  if (!installDebs(MOSQUITTO_PACKAGES, "bookworm", MOSQUITTO_DIR) || !mosquittoWorks()) {
+    log("mosquitto could not be installed into tools/: install Debian's mosquitto and mosquitto-clients (the MQTT tests use them)");
+    process.exit(1);
+  }
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
   if (!args.has("--no-npm")) ensureNpmPackages();
   if (!args.has("--no-nats")) ensureNatsServer();
+  if (args.has("--mosquitto")) ensureMosquitto();
 }

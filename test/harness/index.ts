@@ -5,3 +5,4 @@ export { runCli, cliPath, startCli } from "./cli.js";
 export type { CliResult, RunningCli } from "./cli.js";
 export { connectAs, expectDisconnect, waitClosed } from "./clients.js";
 export { SEED_PATTERN, modesBelow } from "./secrets.js";
+export { mosquittoCommand, spawnMosquitto } from "./mosquitto.js";
