@@ -1,12 +1,14 @@
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { generate, parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from "mqtt-packet";
 import type { Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
+import type { JsMsg } from "@nats-io/jetstream";
 import { errorMessage, isFabricError, PublishError, type Logger } from "../fabric/core/index.js";
 import type { ValidatedUser } from "../identity/index.js";
 import { FABRIC_AUTH_METHOD } from "./auth.js";
 import type { IngressContext } from "./context.js";
 import { connackV3For, MqttError, ReasonCode, type ReasonCodeValue } from "./errors.js";
+import { DurableSessionConsumers, streamFor } from "./durable.js";
 import { Framer } from "./framer.js";
 import { headersFromPublish, propertiesFromHeaders } from "./headers.js";
 import { mayPublish, maySubscribe } from "./permissions.js";
@@ -31,12 +33,18 @@ interface Will {
 interface ActiveSubscription {
   stored: StoredSubscription;
   nats: Subscription[];
+  /** Served by the session's durable consumer on this stream instead of core subscriptions. */
+  durableStream?: string | undefined;
+  /** The NATS subjects of the filter the credential allows. */
+  subjects: string[];
 }
 
 interface OutboundInflight {
   packet: IPublishPacket;
   /** QoS 2 after PUBREC: waiting for PUBCOMP. */
   released: boolean;
+  /** From a durable consumer: acknowledged to JetStream when the client acknowledges it. */
+  js?: JsMsg | undefined;
 }
 
 /** Why a connection ended, for the will and the log. */
@@ -64,8 +72,6 @@ export class MqttConnection {
   private connectTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private enhancedAuth: { user: ValidatedUser; nonce: string; connect: IConnectPacket } | undefined;
-  /** Inbound QoS 1/2 publishes not yet acknowledged, in arrival order (acks go out in that order). */
-  private ackChain: Promise<void> = Promise.resolve();
   private inboundInflight = 0;
   /** The message id last stored for each packet id on this connection (see store). */
   private pidFingerprints: Uint32Array | undefined;
@@ -74,7 +80,8 @@ export class MqttConnection {
   private readonly awaitingRelease = new Set<number>();
   private readonly subscriptions = new Map<string, ActiveSubscription>();
   private readonly outbound = new Map<number, OutboundInflight>();
-  private readonly outboundQueue: IPublishPacket[] = [];
+  private readonly outboundQueue: { packet: IPublishPacket; js?: JsMsg | undefined }[] = [];
+  private durable: DurableSessionConsumers | undefined;
   private nextPacketId = 1;
   private clientReceiveMaximum = DEFAULT_CLIENT_RECEIVE_MAXIMUM;
   private clientMaxPacketSize = Number.MAX_SAFE_INTEGER;
@@ -106,7 +113,8 @@ export class MqttConnection {
     const p = mqttParser({ protocolVersion: this.version });
     p.on("packet", (packet: Packet) => {
       this.lastPacketAt = Date.now();
-      this.handle(packet).catch((err: unknown) => this.fail(err));
+      if (this.busy) this.backlog.push(packet);
+      else this.run(packet);
     });
     p.on("error", (err: Error) => {
       if (!this.connected && /protocol version/i.test(err.message)) {
@@ -131,7 +139,13 @@ export class MqttConnection {
         this.fail(new MqttError(ReasonCode.MalformedPacket, frame.why));
         return;
       }
-      this.parser.parse(frame.bytes);
+      const fast = this.connected && !this.busy ? decodeSimplePublish(frame.bytes, this.version) : undefined;
+      if (fast !== undefined) {
+        this.lastPacketAt = Date.now();
+        this.run(fast);
+      } else {
+        this.parser.parse(frame.bytes);
+      }
     }
   }
 
@@ -150,7 +164,28 @@ export class MqttConnection {
       this.log.debug({ cmd: packet.cmd, size: bytes.length }, "packet over the client's maximum size not sent");
       return false;
     }
+    return this.writeBytes(bytes);
+  }
+
+  /** Writes of one tick go out in one syscall (the acks of a pipelined burst, the deliveries of a batch). */
+  private writeBytes(bytes: Buffer): boolean {
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
     return this.socket.write(bytes);
+  }
+
+  private corked = false;
+
+  /** A success PUBACK/PUBREC/PUBCOMP is 4 bytes in every version: written without the encoder. */
+  private writeAck(type: 0x40 | 0x50 | 0x70, pid: number): void {
+    if (this.closed || this.socket.destroyed) return;
+    this.writeBytes(Buffer.from([type, 2, pid >> 8, pid & 0xff]));
   }
 
   /** Ends the connection: MQTT 5 gets a DISCONNECT with the reason first. */
@@ -194,7 +229,37 @@ export class MqttConnection {
 
   // --- dispatch ---
 
-  private async handle(packet: Packet): Promise<void> {
+  /**
+   * Packets are handled one after the other, in order: a handler that has to wait (CONNECT checking the
+   * credential, SUBSCRIBE saving the session) holds back the packets behind it. A PUBLISH never waits here:
+   * its store is started at once, in order, and its acknowledgement follows when stored.
+   */
+  private busy = false;
+  private readonly backlog: Packet[] = [];
+
+  private run(packet: Packet): void {
+    let pending: void | Promise<void>;
+    try {
+      pending = this.handle(packet);
+    } catch (err) {
+      this.fail(err);
+      return;
+    }
+    if (pending === undefined) return;
+    this.busy = true;
+    pending
+      .catch((err: unknown) => this.fail(err))
+      .finally(() => {
+        this.busy = false;
+        while (!this.busy && !this.closed) {
+          const next = this.backlog.shift();
+          if (next === undefined) break;
+          this.run(next);
+        }
+      });
+  }
+
+  private handle(packet: Packet): void | Promise<void> {
     if (this.closed) return;
     if (!this.connected) {
       if (packet.cmd === "connect") return this.onConnect(packet);
@@ -211,7 +276,7 @@ export class MqttConnection {
         return this.onPubrec(packet.messageId ?? 0, packet.reasonCode);
       case "pubrel":
         this.awaitingRelease.delete(packet.messageId ?? 0);
-        this.write({ cmd: "pubcomp", messageId: packet.messageId ?? 0 });
+        this.writeAck(0x70, packet.messageId ?? 0);
         return;
       case "subscribe":
         return this.onSubscribe(packet);
@@ -294,8 +359,12 @@ export class MqttConnection {
     // the client id may now take over another connection of the same id, here or on another instance
     await this.ctx.registry.claim(this);
     if (this.closed) return;
-    let session = clean ? undefined : await this.ctx.store.loadSession(this.clientId);
-    if (clean) await this.ctx.store.deleteSession(this.clientId);
+    const previous = await this.ctx.store.loadSession(this.clientId);
+    let session = clean ? undefined : previous;
+    if (clean && previous !== undefined) {
+      await this.ctx.store.deleteSession(this.clientId);
+      if (previous.subscriptions.some((x) => x.qos > 0)) await DurableSessionConsumers.deleteAll(this.ctx.nc, this.clientId);
+    }
     const sessionPresent = session !== undefined;
     const expirySec = this.version === 5 ? Math.min(props?.sessionExpiryInterval ?? 0, this.ctx.limits.maxSessionExpirySec) : clean ? 0 : this.ctx.config.sessionExpirySec;
     session ??= { clientId: this.clientId, epoch: randomBytes(6).toString("base64url"), subscriptions: [], expirySec, protocolVersion: this.version };
@@ -360,6 +429,42 @@ export class MqttConnection {
       this.expiryTimer.unref();
     }
     for (const s of session.subscriptions) this.activate(s);
+    await this.syncDurable();
+  }
+
+  /** Brings the session's durable consumers in line with its durable subscriptions, and pulls from them. */
+  private async syncDurable(): Promise<void> {
+    const session = this.session;
+    if (session === undefined || session.expirySec === 0) return;
+    const byStream = new Map<string, string[]>();
+    for (const a of this.subscriptions.values()) {
+      if (a.durableStream === undefined) continue;
+      byStream.set(a.durableStream, [...(byStream.get(a.durableStream) ?? []), ...a.subjects]);
+    }
+    if (byStream.size === 0 && this.durable === undefined) return;
+    this.durable ??= new DurableSessionConsumers(this.ctx.nc, this.clientId, this.log);
+    await this.durable.stop();
+    await this.durable.sync(byStream, session.expirySec, this.clientReceiveMaximum);
+    if (!this.closed) await this.durable.start(byStream.keys(), (m) => this.deliverDurable(m));
+  }
+
+  private deliverDurable(js: JsMsg): void {
+    if (this.closed) {
+      js.nak();
+      return;
+    }
+    const topic = subjectToTopic(js.subject);
+    const matching = [...this.subscriptions.values()].filter((a) => a.durableStream !== undefined && topicMatches(a.stored.filter, topic)).map((a) => a.stored);
+    const { properties, expired, origin, retained } = propertiesFromHeaders(js.headers, undefined, Date.now());
+    const eligible = matching.filter((s) => !(s.noLocal && origin === this.clientId));
+    if (expired || eligible.length === 0) {
+      js.ack();
+      return;
+    }
+    const qos = Math.max(...eligible.map((s) => s.qos)) as QoS;
+    const ids = eligible.flatMap((s) => (s.subscriptionId === undefined ? [] : [s.subscriptionId]));
+    if (ids.length > 0) properties.subscriptionIdentifier = ids.length === 1 ? (ids[0] ?? 0) : ids;
+    this.sendPublish(topic, Buffer.from(js.data), qos, retained && eligible.some((s) => s.retainAsPublished), properties, js);
   }
 
   /** The account changed: a revoked or no longer valid credential is cut off. */
@@ -387,7 +492,7 @@ export class MqttConnection {
     return topic;
   }
 
-  private async onPublish(packet: IPublishPacket): Promise<void> {
+  private onPublish(packet: IPublishPacket): void {
     const user = this.user;
     if (user === undefined) return;
     const qos = packet.qos;
@@ -409,42 +514,58 @@ export class MqttConnection {
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (packet.properties?.payloadFormatIndicator === true && !isUtf8(payload)) {
-      return this.settleInbound(qos, pid, ReasonCode.PayloadFormatInvalid, "payload is not UTF-8 though its format indicator says so");
+      this.settleInbound(qos, pid, ReasonCode.PayloadFormatInvalid, "payload is not UTF-8 though its format indicator says so");
+      return;
     }
     const now = Date.now();
     const mapped = this.ctx.mapper.inbound(topic, payload, now);
-    if (!mayPublish(user.permissions, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
+    if (!this.mayPublishCached(user, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
       this.log.info({ clientId: this.clientId, subject: mapped.subject }, "publish refused by permissions");
-      return this.settleInbound(qos, pid, ReasonCode.NotAuthorized, `not allowed to publish to ${topic}`);
+      this.settleInbound(qos, pid, ReasonCode.NotAuthorized, `not allowed to publish to ${topic}`);
+      return;
     }
     const headers = headersFromPublish(this.clientId, { ...packet, topic }, now);
     if (mapped.rejected !== undefined) {
       const stored = this.ctx.rejected(mapped.subject, payload, headers, mapped.rejected);
-      return this.chainAck(qos, pid, stored.then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: mapped.rejected })));
+      this.chainAck(qos, pid, stored.then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: mapped.rejected })));
+      return;
     }
+    let retained: Promise<void> | undefined;
     if (packet.retain) {
-      const retained = this.ctx.store.retain(mapped.subject, payload, qos, headers);
+      retained = this.ctx.store.retain(mapped.subject, payload, qos, headers);
       if (payload.length === 0) {
         // clearing a retained message publishes nothing else
-        return this.chainAck(qos, pid, retained.then(() => ({ reason: ReasonCode.Success })));
+        this.chainAck(qos, pid, retained.then(() => ({ reason: ReasonCode.Success })));
+        return;
       }
-      await retained;
     }
     if (qos === 0) {
       this.ctx.nc.publish(mapped.subject, mapped.payload, { headers });
+      retained?.catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "retained message not stored"));
       return;
     }
     const msgId = this.messageId(pid, topic, payload);
     const stored = this.store(mapped.subject, mapped.payload, headers, msgId, pid);
-    return this.chainAck(qos, pid, stored);
+    this.chainAck(qos, pid, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r));
+  }
+
+  /** Publish permissions per subject, remembered (a device publishes to few subjects, many times). */
+  private readonly publishAllowed = new Map<string, boolean>();
+
+  private mayPublishCached(user: ValidatedUser, subject: string): boolean {
+    let ok = this.publishAllowed.get(subject);
+    if (ok === undefined) {
+      ok = mayPublish(user.permissions, subject);
+      if (this.publishAllowed.size >= 1_024) this.publishAllowed.clear();
+      this.publishAllowed.set(subject, ok);
+    }
+    return ok;
   }
 
   /** Message id of a QoS 1/2 publish: the same for a retransmission (same session, packet id and content). */
   private messageId(pid: number, topic: string, payload: Buffer): string {
-    const h = createHash("sha256");
-    h.update(`${this.clientId}\u0000${this.session?.epoch ?? ""}\u0000${pid}\u0000${topic}\u0000`);
-    h.update(payload);
-    return `mqtt:${h.digest("base64url").slice(0, 32)}`;
+    const head = Buffer.from(`${this.clientId}\u0000${this.session?.epoch ?? ""}\u0000${pid}\u0000${topic}\u0000`, "utf8");
+    return `mqtt:${hash("sha256", Buffer.concat([head, payload]), "base64url").slice(0, 32)}`;
   }
 
   /**
@@ -478,27 +599,46 @@ export class MqttConnection {
     }
   }
 
+  /**
+   * Acknowledgements go out in the order the publishes came in (MQTT 4.6), each once its message is stored:
+   * a queue of outcomes, flushed from the head as far as they are known.
+   */
+  private readonly ackQueue: { qos: 1 | 2; pid: number; result?: { reason: ReasonCodeValue; message?: string | undefined } | Error }[] = [];
+
   private chainAck(qos: QoS, pid: number, outcome: Promise<{ reason: ReasonCodeValue; message?: string | undefined }>): void {
     if (qos === 0) {
       outcome.catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "QoS 0 message not stored"));
       return;
     }
-    const prev = this.ackChain;
-    this.ackChain = (async () => {
-      let result: { reason: ReasonCodeValue; message?: string | undefined };
-      try {
-        result = await outcome;
-      } catch (err) {
+    const entry: (typeof this.ackQueue)[number] = { qos, pid };
+    this.ackQueue.push(entry);
+    outcome.then(
+      (r) => {
+        entry.result = r;
+        this.flushAcks();
+      },
+      (err: unknown) => {
+        entry.result = err instanceof Error ? err : new Error(String(err));
+        this.flushAcks();
+      },
+    );
+  }
+
+  private flushAcks(): void {
+    for (;;) {
+      const head = this.ackQueue[0];
+      if (head?.result === undefined) return;
+      this.ackQueue.shift();
+      const r = head.result;
+      if (r instanceof Error) {
         // not stored: never acknowledged. MQTT 5 is told; MQTT 3 can only be disconnected, and retries.
-        await prev;
-        this.log.warn({ clientId: this.clientId, err: errorMessage(err) }, "publish not stored");
-        if (this.version === 5) this.settleInbound(qos, pid, ReasonCode.ImplementationSpecificError, `not stored: ${isFabricError(err) ? err.message : "error"}`);
+        this.log.warn({ clientId: this.clientId, err: errorMessage(r) }, "publish not stored");
+        if (this.version === 5) this.settleInbound(head.qos, head.pid, ReasonCode.ImplementationSpecificError, `not stored: ${isFabricError(r) ? r.message : "error"}`);
         else this.kick(ReasonCode.ServerUnavailable, "message could not be stored");
-        return;
+      } else {
+        this.settleInbound(head.qos, head.pid, r.reason, r.message);
       }
-      await prev;
-      this.settleInbound(qos, pid, result.reason, result.message);
-    })();
+    }
   }
 
   private settleInbound(qos: QoS, pid: number, reason: ReasonCodeValue, message?: string): void {
@@ -509,10 +649,12 @@ export class MqttConnection {
     const props = this.version === 5 && !ok && message !== undefined ? { properties: { reasonString: message.slice(0, 200) } } : {};
     const reasonCode = this.version === 5 && !ok ? { reasonCode: reason } : {};
     if (qos === 1) {
-      this.write({ cmd: "puback", messageId: pid, ...reasonCode, ...props });
+      if (ok) this.writeAck(0x40, pid);
+      else this.write({ cmd: "puback", messageId: pid, ...reasonCode, ...props });
     } else {
       if (ok || reason === ReasonCode.PayloadFormatInvalid || reason === ReasonCode.TopicNameInvalid) this.awaitingRelease.add(pid);
-      this.write({ cmd: "pubrec", messageId: pid, ...reasonCode, ...props });
+      if (ok) this.writeAck(0x50, pid);
+      else this.write({ cmd: "pubrec", messageId: pid, ...reasonCode, ...props });
     }
   }
 
@@ -560,6 +702,7 @@ export class MqttConnection {
       if (shared === undefined && (stored.retainHandling === 0 || (stored.retainHandling === 1 && !existed))) retainedToSend.push({ filter, stored });
     }
     if (this.session.expirySec > 0) await this.ctx.store.saveSession(this.session);
+    await this.syncDurable();
     this.write({ cmd: "suback", messageId: packet.messageId ?? 0, granted });
     for (const r of retainedToSend) {
       for (const m of await this.ctx.store.retainedFor(r.filter)) {
@@ -576,9 +719,13 @@ export class MqttConnection {
     const shared = parseSharedFilter(stored.filter);
     const filter = shared?.filter ?? stored.filter;
     const permissions = this.user?.permissions ?? {};
-    const nats = filterToSubjects(filter)
-      .filter((subject) => maySubscribe(permissions, subject))
-      .map((subject) =>
+    const subjects = filterToSubjects(filter).filter((subject) => maySubscribe(permissions, subject));
+    const durableStream = this.session !== undefined && this.session.expirySec > 0 && stored.qos > 0 && stored.shareGroup === undefined ? streamFor(subjects) : undefined;
+    if (durableStream !== undefined) {
+      this.subscriptions.set(stored.filter, { stored, nats: [], durableStream, subjects });
+      return;
+    }
+    const nats = subjects.map((subject) =>
       this.ctx.nc.subscribe(subject, {
         ...(stored.shareGroup === undefined ? {} : { queue: `mqtt-share.${stored.shareGroup}` }),
         callback: (err, msg) => {
@@ -586,7 +733,7 @@ export class MqttConnection {
         },
       }),
     );
-    this.subscriptions.set(stored.filter, { stored, nats });
+    this.subscriptions.set(stored.filter, { stored, nats, subjects });
   }
 
   private deactivate(filter: string): boolean {
@@ -605,6 +752,7 @@ export class MqttConnection {
       codes.push(existed ? ReasonCode.Success : ReasonCode.NoSubscriptionExisted);
     }
     if (this.session !== undefined && this.session.expirySec > 0) await this.ctx.store.saveSession(this.session);
+    await this.syncDurable();
     if (this.version === 5) this.write({ cmd: "unsuback", messageId: packet.messageId ?? 0, granted: codes });
     else this.write({ cmd: "unsuback", messageId: packet.messageId ?? 0, granted: [] });
   }
@@ -666,8 +814,8 @@ export class MqttConnection {
     return until >= Date.now();
   }
 
-  private sendPublish(topic: string, payload: Buffer, qos: QoS, retain: boolean, properties: NonNullable<IPublishPacket["properties"]>): void {
-    const packet: IPublishPacket = { cmd: "publish", topic, payload, qos, retain, dup: false };
+  private sendPublish(topic: string, payload: Buffer, qos: QoS, retain: boolean, properties: NonNullable<IPublishPacket["properties"]>, js?: JsMsg): void {
+    const packet: IPublishPacket = { cmd: "publish", topic, payload, qos, retain, dup: js?.redelivered === true };
     if (this.version === 5) {
       const alias = this.outAlias(topic);
       if (alias !== undefined) {
@@ -685,10 +833,10 @@ export class MqttConnection {
       return;
     }
     if (this.outbound.size >= this.clientReceiveMaximum) {
-      this.outboundQueue.push(packet);
+      this.outboundQueue.push({ packet, js });
       return;
     }
-    this.sendInflight(packet);
+    this.sendInflight(packet, js);
   }
 
   private outAlias(topic: string): { alias: number; known: boolean } | undefined {
@@ -701,12 +849,12 @@ export class MqttConnection {
     return { alias, known: false };
   }
 
-  private sendInflight(packet: IPublishPacket): void {
+  private sendInflight(packet: IPublishPacket, js?: JsMsg): void {
     let pid = this.nextPacketId;
     for (let i = 0; i < 65_535 && this.outbound.has(pid); i++) pid = (pid % 65_535) + 1;
     this.nextPacketId = (pid % 65_535) + 1;
     packet.messageId = pid;
-    this.outbound.set(pid, { packet, released: false });
+    this.outbound.set(pid, { packet, released: false, js });
     this.write(packet);
   }
 
@@ -721,9 +869,12 @@ export class MqttConnection {
   }
 
   private onOutboundDone(pid: number): void {
-    if (!this.outbound.delete(pid)) return;
+    const done = this.outbound.get(pid);
+    if (done === undefined) return;
+    this.outbound.delete(pid);
+    done.js?.ack();
     const next = this.outboundQueue.shift();
-    if (next !== undefined) this.sendInflight(next);
+    if (next !== undefined) this.sendInflight(next.packet, next.js);
   }
 
   // --- the end ---
@@ -745,6 +896,12 @@ export class MqttConnection {
     clearTimeout(this.expiryTimer);
     for (const a of this.subscriptions.values()) for (const s of a.nats) s.unsubscribe();
     this.subscriptions.clear();
+    if (this.durable !== undefined) {
+      await this.durable.stop().catch(() => undefined);
+      // what the client did not acknowledge is offered again at once when it is back
+      for (const o of this.outbound.values()) o.js?.nak();
+      for (const q of this.outboundQueue.splice(0)) q.js?.nak();
+    }
     if (!this.connected) return;
     const takenOver = this.ctx.registry.release(this);
     const graceful = this.endReason.kind === "disconnect" && !this.endReason.withWill;
@@ -756,7 +913,10 @@ export class MqttConnection {
     if (session !== undefined && !takenOver) {
       try {
         if (session.expirySec > 0) await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now() });
-        else await this.ctx.store.deleteSession(this.clientId);
+        else {
+          await this.ctx.store.deleteSession(this.clientId);
+          if (this.durable !== undefined) await DurableSessionConsumers.deleteAll(this.ctx.nc, this.clientId);
+        }
       } catch (err) {
         this.log.warn({ err: errorMessage(err) }, "could not save the session");
       }
@@ -764,6 +924,48 @@ export class MqttConnection {
     this.log.info({ clientId: this.clientId, end: this.endReason.kind }, "client disconnected");
   }
 }
+
+/**
+ * The hot path: a PUBLISH without properties (MQTT 3, or 5 with an empty property block) decoded by hand
+ * (header flags, topic, packet id, payload); anything else, or anything odd, goes to mqtt-packet's parser,
+ * which also reports malformed packets.
+ */
+function decodeSimplePublish(bytes: Buffer, version: Version): IPublishPacket | undefined {
+  const b0 = bytes[0] ?? 0;
+  if (b0 >> 4 !== 3) return undefined;
+  const q = (b0 >> 1) & 3;
+  if (q === 3) return undefined;
+  const qos = q as QoS;
+  let i = 1;
+  while ((bytes[i] ?? 0) & 0x80) i++;
+  i++;
+  const topicLen = ((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0);
+  i += 2;
+  if (i + topicLen > bytes.length) return undefined;
+  const topicBytes = bytes.subarray(i, i + topicLen);
+  i += topicLen;
+  let messageId: number | undefined;
+  if (qos > 0) {
+    if (i + 2 > bytes.length) return undefined;
+    messageId = ((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0);
+    if (messageId === 0) return undefined;
+    i += 2;
+  }
+  if (version === 5) {
+    if (bytes[i] !== 0) return undefined; // properties: the full parser
+    i += 1;
+  }
+  if (i > bytes.length) return undefined;
+  let topic: string;
+  try {
+    topic = UTF8.decode(topicBytes);
+  } catch {
+    return undefined; // invalid UTF-8: the full parser refuses it
+  }
+  return { cmd: "publish", qos, dup: (b0 & 8) !== 0, retain: (b0 & 1) !== 0, topic, payload: bytes.subarray(i), ...(messageId === undefined ? {} : { messageId }) };
+}
+
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
 /** FNV-1a of a string: a cheap 32-bit fingerprint. */
 function fingerprint(s: string): number {

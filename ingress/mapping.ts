@@ -9,6 +9,7 @@ import { topicToSubject } from "./topics.js";
  * default mapping (`a/b/c` ↔ `a.b.c`).
  */
 const VAR = /^\{([a-z][a-z0-9_]*)\}$/;
+const SUBJECT_CACHE_SIZE = 16_384;
 
 export const payloadNormaliserSchema = z.strictObject({
   /** Dotted path of the reading's value in the legacy JSON, e.g. `data.v`. */
@@ -79,6 +80,8 @@ export interface TopicMapper {
 
 /** Compiles the mappings (already validated) into a mapper; first matching mapping wins. */
 export function createTopicMapper(mappings: readonly z.output<typeof topicMappingSchema>[]): TopicMapper {
+  // devices publish to the same few topics over and over
+  const defaultSubjects = new Map<string, string>();
   const compiled = mappings.map((m) => ({ ...m, levels: m.topic.split("/").map((l) => VAR.exec(l)?.[1] ?? { literal: l }) }));
   const finish = (subject: string, payload: Uint8Array): MappedMessage => {
     if (subject.startsWith("telemetry.")) {
@@ -120,7 +123,13 @@ export function createTopicMapper(mappings: readonly z.output<typeof topicMappin
         }
         return finish(subject, Buffer.from(JSON.stringify({ value, ts })));
       }
-      return finish(topicToSubject(topic), payload);
+      let subject = defaultSubjects.get(topic);
+      if (subject === undefined) {
+        subject = topicToSubject(topic);
+        if (defaultSubjects.size >= SUBJECT_CACHE_SIZE) defaultSubjects.clear();
+        defaultSubjects.set(topic, subject);
+      }
+      return finish(subject, payload);
     },
   };
 }

@@ -54,6 +54,7 @@ export async function runCli(cli: "fabric" | "fabric-id", args: string[], option
 }
 
 export interface RunningCli {
+  pid: number;
   /** Resolves with the first complete JSON document the process printed on stdout. */
   json<T>(timeoutMs?: number): Promise<T>;
   stdout(): string;
@@ -67,6 +68,7 @@ export interface RunningCli {
 export function startCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
   const { child, stdout: out, stderr, exited } = spawnCli(cli, args, options);
   return {
+    pid: child.pid ?? -1,
     stdout: out,
     stderr,
     exited,

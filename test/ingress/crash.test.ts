@@ -89,3 +89,41 @@ describe("ingress killed mid-stream (SIGKILL)", () => {
     await streamWithKill(2, "crash-q2");
   });
 });
+
+describe("persistent sessions", () => {
+  it("keep QoS 1 messages for an offline subscriber and deliver them when it is back", async () => {
+    const { port, cli } = await startIngressProcess(0);
+    const device = "offline-1";
+    const r = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name: device, site: "plant-a" });
+    const opts = { protocolVersion: 4 as const, clientId: `sess-${device}`, clean: false, username: device, password: r.jwt, reconnectPeriod: 0 };
+    const first = await mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, opts);
+    await first.subscribeAsync(`cmd/plant-a/${device}/#`, { qos: 1 });
+    await first.endAsync();
+    // while it is away, commands arrive (stored in COMMANDS)
+    const svc = issueUser(hub.keystore, { account: "fleet", role: "service", name: "sender" });
+    const nc = await connectAs(hub.urls, svc.creds ?? "");
+    const js = jetstream(nc);
+    for (let i = 0; i < 5; i++) await js.publish(`cmd.plant-a.${device}.set`, `v${i}`);
+    await nc.close();
+    // back, without subscribing again: the session delivers what it missed, in order, and acknowledges it
+    const received: string[] = [];
+    const second = mqtt.connect(`mqtt://127.0.0.1:${port}`, opts);
+    h.defer(() => second.endAsync(true));
+    second.on("message", (_t, payload) => received.push(payload.toString()));
+    await pollUntil(() => received.length >= 5, { what: "the five commands" });
+    expect(received).toEqual(["v0", "v1", "v2", "v3", "v4"]);
+    await second.endAsync();
+    // a third connection gets nothing again: they were acknowledged
+    const third = mqtt.connect(`mqtt://127.0.0.1:${port}`, opts);
+    const again: string[] = [];
+    third.on("message", (_t, payload) => again.push(payload.toString()));
+    await new Promise<void>((resolve) => third.once("connect", () => resolve()));
+    const probe = await connectAs(hub.urls, svc.creds ?? "");
+    await jetstream(probe).publish(`cmd.plant-a.${device}.set`, "fresh");
+    await probe.close();
+    await pollUntil(() => again.length >= 1, { what: "the fresh command" });
+    expect(again).toEqual(["fresh"]);
+    await third.endAsync();
+    await cli.signal("SIGTERM");
+  });
+});
