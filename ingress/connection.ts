@@ -368,8 +368,13 @@ export class MqttConnection {
     const sessionPresent = session !== undefined;
     const expirySec = this.version === 5 ? Math.min(props?.sessionExpiryInterval ?? 0, this.ctx.limits.maxSessionExpirySec) : clean ? 0 : this.ctx.config.sessionExpirySec;
     session ??= { clientId: this.clientId, epoch: randomBytes(6).toString("base64url"), subscriptions: [], expirySec, protocolVersion: this.version };
-    session = { ...session, expirySec, protocolVersion: this.version };
+    // After a DISCONNECT the client has nothing to retransmit: a new epoch, so its new messages never match
+    // the last ones of that connection. After an abrupt end (network, ingress crash, takeover) the epoch stays,
+    // so its retransmissions are recognised and stored once.
+    const epoch = session.graceful === true ? randomBytes(6).toString("base64url") : session.epoch;
+    session = { ...session, epoch, expirySec, protocolVersion: this.version };
     delete session.disconnectedAt;
+    delete session.graceful;
     this.session = session;
     if (expirySec > 0) await this.ctx.store.saveSession(session);
     if (packet.will !== undefined) {
@@ -545,7 +550,7 @@ export class MqttConnection {
       return;
     }
     const msgId = this.messageId(pid, topic, payload);
-    const stored = this.store(mapped.subject, mapped.payload, headers, msgId, pid);
+    const stored = this.store(mapped.subject, mapped.payload, headers, msgId, pid, packet.dup);
     this.chainAck(qos, pid, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r));
   }
 
@@ -572,18 +577,23 @@ export class MqttConnection {
    * Stores into JetStream under a message id that a retransmission shares (see messageId), so a publish
    * retried after a lost acknowledgement (the ingress died, the connection broke) is stored once.
    *
-   * The DUP flag cannot tell a retransmission from a new message (MQTT.js never sets it). What can: a client
-   * reuses a packet id only after it was acknowledged. So on one connection, a packet id that comes again
-   * with the same content is a new message, and gets a fresh id (`<id>:<n>`); the first use of a packet id
-   * on a connection may be a retransmission, and keeps the plain id.
+   * A DUP flag of 0 cannot be trusted to mean "new" (MQTT.js never sets DUP on a retransmission). What can
+   * be: a client reuses a packet id only after it was acknowledged, so on one connection a packet id that
+   * comes again with the same content (DUP 0) is a new message and gets a fresh id (`<id>:<n>`); the first use
+   * of a packet id on a connection may be a retransmission and keeps the plain id. Across connections the
+   * session epoch (in the id) changes after a DISCONNECT, when there is nothing to retransmit, and stays
+   * after an abrupt end, when there may be. What remains: after an abrupt end, a new message whose packet id,
+   * topic and payload equal one sent just before the end is taken for its retransmission (within the stream's
+   * duplicate window).
    */
-  private async store(subject: string, payload: Uint8Array, headers: MsgHdrs, msgId: string, pid: number): Promise<{ reason: ReasonCodeValue; message?: string }> {
+  private async store(subject: string, payload: Uint8Array, headers: MsgHdrs, msgId: string, pid: number, dup: boolean): Promise<{ reason: ReasonCodeValue; message?: string }> {
     // per packet id: a 32-bit fingerprint of the last base id and how often it came again (320 KiB, lazily)
     this.pidFingerprints ??= new Uint32Array(65_536);
     this.pidRepeats ??= new Uint16Array(65_536);
-    const fp = (fingerprint(msgId) >>> 0) | 1; // never 0, which marks a packet id unused on this connection
+    const fp = (fingerprint(msgId) | 1) >>> 0; // never 0, which marks a packet id unused on this connection
     const again = this.pidFingerprints[pid] === fp;
-    const n = again ? (this.pidRepeats[pid] ?? 0) + 1 : 0;
+    // DUP set: a retransmission of the message last sent with this packet id, under the same id
+    const n = again ? (this.pidRepeats[pid] ?? 0) + (dup ? 0 : 1) : 0;
     this.pidFingerprints[pid] = fp;
     this.pidRepeats[pid] = n;
     const id = n === 0 ? msgId : `${msgId}:${n}`;
@@ -912,7 +922,7 @@ export class MqttConnection {
     const session = this.session;
     if (session !== undefined && !takenOver) {
       try {
-        if (session.expirySec > 0) await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now() });
+        if (session.expirySec > 0) await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now(), graceful: this.endReason.kind === "disconnect" });
         else {
           await this.ctx.store.deleteSession(this.clientId);
           if (this.durable !== undefined) await DurableSessionConsumers.deleteAll(this.ctx.nc, this.clientId);

@@ -28,6 +28,8 @@ export const sessionRecordSchema = z.strictObject({
   expirySec: z.number().int().min(0),
   /** ms since the epoch; undefined while connected. */
   disconnectedAt: z.number().int().optional(),
+  /** The last connection ended with DISCONNECT (nothing left to retransmit). */
+  graceful: z.boolean().optional(),
   protocolVersion: z.number().int(),
 });
 export type SessionRecord = z.infer<typeof sessionRecordSchema>;
