@@ -113,6 +113,11 @@ export class MqttConnection {
     const p = mqttParser({ protocolVersion: this.version });
     p.on("packet", (packet: Packet) => {
       this.lastPacketAt = Date.now();
+      if (illFormedUtf8(packet, this.lastFrame)) {
+        // MQTT 3.1.1 §1.5.3, 5.0 §1.5.4: ill-formed UTF-8 in a string is a malformed packet
+        this.fail(new MqttError(ReasonCode.MalformedPacket, `ill-formed UTF-8 in a ${packet.cmd.toUpperCase()} string`));
+        return;
+      }
       if (this.busy) this.backlog.push(packet);
       else this.run(packet);
     });
@@ -144,6 +149,7 @@ export class MqttConnection {
         this.lastPacketAt = Date.now();
         this.run(fast);
       } else {
+        this.lastFrame = frame.bytes;
         this.parser.parse(frame.bytes);
       }
     }
@@ -357,7 +363,7 @@ export class MqttConnection {
     this.clientMaxPacketSize = props?.maximumPacketSize ?? Number.MAX_SAFE_INTEGER;
     this.clientTopicAliasMaximum = props?.topicAliasMaximum ?? 0;
     // the client id may now take over another connection of the same id, here or on another instance
-    await this.ctx.registry.claim(this);
+    await this.ctx.registry.claim(this, !clean);
     if (this.closed) return;
     const previous = await this.ctx.store.loadSession(this.clientId);
     let session = clean ? undefined : previous;
@@ -399,6 +405,11 @@ export class MqttConnection {
     }
     this.keepaliveMs = keepalive * 1000;
     this.connected = true;
+    // the session's subscriptions are in place on the server before the CONNACK says the session is there;
+    // what they receive before the CONNACK is written waits for it
+    for (const s of session.subscriptions) this.activate(s);
+    await this.ctx.nc.flush();
+    if (this.closed) return;
     if (this.version === 5) {
       this.write({
         cmd: "connack",
@@ -433,9 +444,15 @@ export class MqttConnection {
       this.expiryTimer = setTimeout(() => this.kick(ReasonCode.NotAuthorized, "credential expired"), Math.max(0, Math.min(ms, 2_147_000_000)));
       this.expiryTimer.unref();
     }
-    for (const s of session.subscriptions) this.activate(s);
+    this.connackSent = true;
+    for (const [msg, via] of this.early.splice(0)) this.deliver(msg, via);
     await this.syncDurable();
   }
+
+  private connackSent = false;
+  /** The frame being parsed, for checks of the raw bytes. */
+  private lastFrame: Buffer = Buffer.alloc(0);
+  private readonly early: [Msg, StoredSubscription][] = [];
 
   /** Brings the session's durable consumers in line with its durable subscriptions, and pulls from them. */
   private async syncDurable(): Promise<void> {
@@ -453,6 +470,13 @@ export class MqttConnection {
     if (!this.closed) await this.durable.start(byStream.keys(), (m) => this.deliverDurable(m));
   }
 
+  /** The packet ids of deliveries from durable consumers not yet acknowledged, to send them again with the same id. */
+  private inflightOutRecord(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [pid, o] of this.outbound) if (o.js !== undefined) out[`${o.js.info.stream}:${o.js.seq}`] = pid;
+    return out;
+  }
+
   private deliverDurable(js: JsMsg): void {
     if (this.closed) {
       js.nak();
@@ -460,16 +484,24 @@ export class MqttConnection {
     }
     const topic = subjectToTopic(js.subject);
     const matching = [...this.subscriptions.values()].filter((a) => a.durableStream !== undefined && topicMatches(a.stored.filter, topic)).map((a) => a.stored);
-    const { properties, expired, origin, retained } = propertiesFromHeaders(js.headers, undefined, Date.now());
+    const { properties, expired, origin, retained, publishedQos } = propertiesFromHeaders(js.headers, undefined, Date.now());
     const eligible = matching.filter((s) => !(s.noLocal && origin === this.clientId));
     if (expired || eligible.length === 0) {
       js.ack();
       return;
     }
-    const qos = Math.max(...eligible.map((s) => s.qos)) as QoS;
+    const qos = Math.max(1, Math.min(Math.max(...eligible.map((s) => s.qos)), publishedQos)) as QoS;
     const ids = eligible.flatMap((s) => (s.subscriptionId === undefined ? [] : [s.subscriptionId]));
     if (ids.length > 0) properties.subscriptionIdentifier = ids.length === 1 ? (ids[0] ?? 0) : ids;
     this.sendPublish(topic, Buffer.from(js.data), qos, retained && eligible.some((s) => s.retainAsPublished), properties, js);
+  }
+
+  private takenOverByResume = false;
+
+  /** Another connection took over the client id (`resume`: it continues the session). */
+  takenOver(resume: boolean): void {
+    this.takenOverByResume = resume;
+    this.kick(ReasonCode.SessionTakenOver, "another connection took over the session");
   }
 
   /** The account changed: a revoked or no longer valid credential is cut off. */
@@ -550,7 +582,15 @@ export class MqttConnection {
       return;
     }
     const msgId = this.messageId(pid, topic, payload);
-    const stored = this.store(mapped.subject, mapped.payload, headers, msgId, pid, packet.dup);
+    const located = this.ctx.locator.streamOf(mapped.subject);
+    const store = (stream: string | undefined): Promise<{ reason: ReasonCodeValue; message?: string }> => {
+      if (stream !== undefined) return this.store(mapped.subject, mapped.payload, headers, msgId, pid, packet.dup);
+      if (retained === undefined) return this.notStored(mapped.subject, payload, headers);
+      // no stream, but retained: stored as the topic's retained message, delivered to whoever listens now
+      this.ctx.nc.publish(mapped.subject, mapped.payload, { headers });
+      return Promise.resolve({ reason: ReasonCode.Success });
+    };
+    const stored = located instanceof Promise ? located.then(store) : store(located.stream);
     this.chainAck(qos, pid, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r));
   }
 
@@ -601,12 +641,18 @@ export class MqttConnection {
       await this.ctx.publisher.publish(subject, payload, { msgId: id, headers });
       return { reason: ReasonCode.Success };
     } catch (err) {
-      if (err instanceof PublishError && err.code === "FABRIC_ERR_NO_STREAM") {
-        await this.ctx.rejected(subject, payload, headers, `no stream stores ${subject}`);
-        return { reason: ReasonCode.TopicNameInvalid, message: `no stream stores this topic; the message is kept in REJECTED` };
-      }
+      if (err instanceof PublishError && err.code === "FABRIC_ERR_NO_STREAM") return this.notStored(subject, payload, headers);
       throw err;
     }
+  }
+
+  /**
+   * A QoS 1/2 publish to a subject no stream stores: it cannot be stored, so it is not delivered either; it is
+   * kept in REJECTED and acknowledged with 0x90 (MQTT 3: acknowledged, as every refused payload is).
+   */
+  private async notStored(subject: string, payload: Uint8Array, headers: MsgHdrs): Promise<{ reason: ReasonCodeValue; message: string }> {
+    await this.ctx.rejected(subject, payload, headers, `no stream stores ${subject}`);
+    return { reason: ReasonCode.TopicNameInvalid, message: "no stream stores this topic: QoS 1/2 needs one; the message is kept in REJECTED" };
   }
 
   /**
@@ -713,6 +759,8 @@ export class MqttConnection {
     }
     if (this.session.expirySec > 0) await this.ctx.store.saveSession(this.session);
     await this.syncDurable();
+    // the subscriptions are in place on the server before the SUBACK says so
+    await this.ctx.nc.flush();
     this.write({ cmd: "suback", messageId: packet.messageId ?? 0, granted });
     for (const r of retainedToSend) {
       for (const m of await this.ctx.store.retainedFor(r.filter)) {
@@ -771,6 +819,10 @@ export class MqttConnection {
 
   private deliver(msg: Msg, via: StoredSubscription): void {
     if (!this.connected || this.closed) return;
+    if (!this.connackSent) {
+      this.early.push([msg, via]);
+      return;
+    }
     const topic = subjectToTopic(msg.subject);
     // overlapping subscriptions: NATS delivers one copy per matching subscription, back to back; the first
     // copy is delivered at the highest QoS of all matches and the others are dropped
@@ -786,11 +838,11 @@ export class MqttConnection {
     const natsCopies = via.shareGroup !== undefined ? 0 : this.natsCopies(msg.subject) - 1;
     if (natsCopies > 0) this.copiesToDrop.set(dropKey, (this.copiesToDrop.get(dropKey) ?? 0) + natsCopies);
     const now = Date.now();
-    const { properties, expired, origin, retained } = propertiesFromHeaders(msg.headers, msg.reply === undefined || msg.reply === "" ? undefined : subjectToTopic(msg.reply), now);
+    const { properties, expired, origin, retained, publishedQos } = propertiesFromHeaders(msg.headers, msg.reply === undefined || msg.reply === "" ? undefined : subjectToTopic(msg.reply), now);
     if (expired) return;
     const eligible = matching.filter((s) => !(s.noLocal && origin === this.clientId));
     if (eligible.length === 0) return;
-    const qos = Math.max(...eligible.map((s) => s.qos)) as QoS;
+    const qos = Math.min(Math.max(...eligible.map((s) => s.qos)), publishedQos) as QoS;
     const ids = eligible.flatMap((s) => (s.subscriptionId === undefined ? [] : [s.subscriptionId]));
     if (ids.length > 0) properties.subscriptionIdentifier = ids.length === 1 ? (ids[0] ?? 0) : ids;
     const retain = retained && eligible.some((s) => s.retainAsPublished);
@@ -860,9 +912,11 @@ export class MqttConnection {
   }
 
   private sendInflight(packet: IPublishPacket, js?: JsMsg): void {
-    let pid = this.nextPacketId;
+    // a message the client did not acknowledge on its last connection goes again with its packet id (MQTT 4.4)
+    const previous = js?.redelivered === true ? this.session?.inflightOut?.[`${js.info.stream}:${js.seq}`] : undefined;
+    let pid = previous !== undefined && !this.outbound.has(previous) ? previous : this.nextPacketId;
     for (let i = 0; i < 65_535 && this.outbound.has(pid); i++) pid = (pid % 65_535) + 1;
-    this.nextPacketId = (pid % 65_535) + 1;
+    if (pid !== previous) this.nextPacketId = (pid % 65_535) + 1;
     packet.messageId = pid;
     this.outbound.set(pid, { packet, released: false, js });
     this.write(packet);
@@ -906,6 +960,7 @@ export class MqttConnection {
     clearTimeout(this.expiryTimer);
     for (const a of this.subscriptions.values()) for (const s of a.nats) s.unsubscribe();
     this.subscriptions.clear();
+    const inflight = this.inflightOutRecord();
     if (this.durable !== undefined) {
       await this.durable.stop().catch(() => undefined);
       // what the client did not acknowledge is offered again at once when it is back
@@ -917,12 +972,16 @@ export class MqttConnection {
     const graceful = this.endReason.kind === "disconnect" && !this.endReason.withWill;
     const revoked = this.endReason.kind === "error" && this.endReason.reason === ReasonCode.NotAuthorized;
     if (this.will !== undefined && !graceful && !revoked && this.user !== undefined) {
-      this.ctx.wills.schedule(this.clientId, this.user, this.will, takenOver);
+      // taken over by a connection that continues the session: the will waits for its delay like any other
+      // (and is cancelled, the client being back); taken over by a new session: the will goes at once
+      if (!(takenOver && this.takenOverByResume && this.will.delaySec > 0)) this.ctx.wills.schedule(this.clientId, this.user, this.will, takenOver);
     }
     const session = this.session;
     if (session !== undefined && !takenOver) {
       try {
-        if (session.expirySec > 0) await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now(), graceful: this.endReason.kind === "disconnect" });
+        if (session.expirySec > 0) {
+          await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now(), graceful: this.endReason.kind === "disconnect", inflightOut: inflight });
+        }
         else {
           await this.ctx.store.deleteSession(this.clientId);
           if (this.durable !== undefined) await DurableSessionConsumers.deleteAll(this.ctx.nc, this.clientId);
@@ -976,6 +1035,25 @@ function decodeSimplePublish(bytes: Buffer, version: Version): IPublishPacket | 
 }
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
+const REPLACEMENT_UTF8 = Buffer.from("\uFFFD", "utf8");
+
+/**
+ * mqtt-packet decodes strings leniently (bad bytes become U+FFFD). A decoded U+FFFD that the raw bytes do not
+ * hold as such came from ill-formed UTF-8.
+ */
+function illFormedUtf8(packet: Packet, raw: Buffer): boolean {
+  const strings: (string | undefined)[] = [];
+  if (packet.cmd === "connect") strings.push(packet.clientId, packet.username, packet.will?.topic);
+  else if (packet.cmd === "publish") strings.push(packet.topic);
+  else if (packet.cmd === "subscribe") strings.push(...packet.subscriptions.map((x) => x.topic));
+  else if (packet.cmd === "unsubscribe") strings.push(...packet.unsubscriptions);
+  if (!strings.some((x) => x?.includes("\uFFFD") === true)) return false;
+  const count = (strings.join("").match(/\uFFFD/g) ?? []).length;
+  let inRaw = 0;
+  for (let i = raw.indexOf(REPLACEMENT_UTF8); i >= 0; i = raw.indexOf(REPLACEMENT_UTF8, i + 3)) inRaw++;
+  return inRaw < count;
+}
 
 /** FNV-1a of a string: a cheap 32-bit fingerprint. */
 function fingerprint(s: string): number {

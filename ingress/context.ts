@@ -8,6 +8,7 @@ import type { IngressConfig } from "./config.js";
 import type { MqttConnection, Will } from "./connection.js";
 import { ReasonCode } from "./errors.js";
 import { headersFromPublish } from "./headers.js";
+import type { StreamLocator } from "./locator.js";
 import type { TopicMapper } from "./mapping.js";
 import { mayPublish } from "./permissions.js";
 import type { IngressStore } from "./store.js";
@@ -21,6 +22,7 @@ export interface IngressContext {
   store: IngressStore;
   auth: Authenticator;
   mapper: TopicMapper;
+  locator: StreamLocator;
   registry: Registry;
   wills: WillScheduler;
   log: Logger;
@@ -60,22 +62,23 @@ export class Registry {
     return this.all;
   }
 
-  async claim(conn: MqttConnection): Promise<void> {
+  /** `resume`: the new connection continues the session (clean start 0). */
+  async claim(conn: MqttConnection, resume: boolean): Promise<void> {
     this.wills.cancel(conn.clientId);
     const old = this.byClientId.get(conn.clientId);
     this.byClientId.set(conn.clientId, conn);
-    if (old !== undefined && old !== conn) old.kick(ReasonCode.SessionTakenOver, "another connection took over the session");
-    this.nc.publish(takeoverSubject(conn.clientId), JSON.stringify({ instance: this.instanceId, conn: conn.id }));
+    if (old !== undefined && old !== conn) old.takenOver(resume);
+    this.nc.publish(takeoverSubject(conn.clientId), JSON.stringify({ instance: this.instanceId, conn: conn.id, resume }));
     await this.nc.flush();
   }
 
   /** A takeover notice from another instance. */
-  takeoverElsewhere(subject: string, instance: string): void {
+  takeoverElsewhere(subject: string, instance: string, resume: boolean): void {
     if (instance === this.instanceId) return;
     for (const [clientId, conn] of this.byClientId) {
       if (takeoverSubject(clientId) === subject) {
         this.byClientId.delete(clientId);
-        conn.kick(ReasonCode.SessionTakenOver, "another connection took over the session");
+        conn.takenOver(resume);
       }
     }
   }
@@ -103,6 +106,10 @@ export class WillScheduler {
     this.publishWill = publish;
   }
 
+  /**
+   * MQTT 5 §3.1.3.2.2: the will goes out after its delay unless the client is back by then; on a takeover at
+   * once, unless the new connection continues the session and there is a delay (`takenOver` is then false).
+   */
   schedule(clientId: string, user: ValidatedUser, will: Will, takenOver: boolean): void {
     const fire = (): void => {
       this.pending.delete(clientId);

@@ -8,6 +8,7 @@ import type { IPublishPacket, UserProperties } from "mqtt-packet";
  */
 export const H = {
   client: "Fabric-Mqtt-Client",
+  qos: "Fabric-Mqtt-Qos",
   retain: "Fabric-Mqtt-Retain",
   expiresAt: "Fabric-Mqtt-Expires-At",
   responseTopic: "Fabric-Mqtt-Response-Topic",
@@ -26,6 +27,7 @@ type PublishProperties = NonNullable<IPublishPacket["properties"]>;
 export function headersFromPublish(clientId: string, packet: IPublishPacket, now: number): MsgHdrs {
   const h = natsHeaders();
   h.set(H.client, clientId);
+  if (packet.qos < 2) h.set(H.qos, String(packet.qos));
   if (packet.retain) h.set(H.retain, "1");
   const p = packet.properties;
   if (p === undefined) return h;
@@ -50,6 +52,8 @@ export interface OutboundProperties {
   /** The publishing MQTT client, for no-local. */
   origin: string | undefined;
   retained: boolean;
+  /** The QoS it was published with by an MQTT client (deliveries never exceed it); 2 when not from MQTT. */
+  publishedQos: 0 | 1 | 2;
 }
 
 /** MQTT 5 properties for delivering a NATS message (reply subject → response topic). */
@@ -58,6 +62,7 @@ export function propertiesFromHeaders(h: MsgHdrs | undefined, responseTopic: str
   let expired = false;
   let origin: string | undefined;
   let retained = false;
+  let publishedQos: 0 | 1 | 2 = 2;
   if (responseTopic !== undefined) properties.responseTopic = responseTopic;
   if (h !== undefined) {
     const userProperties: UserProperties = {};
@@ -73,6 +78,9 @@ export function propertiesFromHeaders(h: MsgHdrs | undefined, responseTopic: str
           break;
         case H.retain.toLowerCase():
           retained = v === "1";
+          break;
+        case H.qos.toLowerCase():
+          publishedQos = v === "0" ? 0 : v === "1" ? 1 : 2;
           break;
         case H.expiresAt.toLowerCase(): {
           const left = Math.ceil((Number(v) - now) / 1000);
@@ -104,5 +112,5 @@ export function propertiesFromHeaders(h: MsgHdrs | undefined, responseTopic: str
     }
     if (Object.keys(userProperties).length > 0) properties.userProperties = userProperties;
   }
-  return { properties, expired, origin, retained };
+  return { properties, expired, origin, retained, publishedQos };
 }

@@ -13,6 +13,7 @@ import { ingressOptionsSchema, MAX_SESSION_EXPIRY_SEC, type IngressOptions } fro
 import { MqttConnection } from "./connection.js";
 import { Registry, rejectedPublisher, TAKEOVER_SUBJECT_PREFIX, WillScheduler, willPublisher, type IngressContext } from "./context.js";
 import { ReasonCode } from "./errors.js";
+import { StreamLocator } from "./locator.js";
 import { createTopicMapper } from "./mapping.js";
 import { IngressStore } from "./store.js";
 
@@ -95,6 +96,7 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
       store,
       auth: createAuthenticator(watcher, options.accountKey),
       mapper: createTopicMapper(config.mappings),
+      locator: new StreamLocator(nc),
       registry,
       wills,
       log,
@@ -105,8 +107,8 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
       callback: (err, msg) => {
         if (err !== null) return;
         try {
-          const { instance } = msg.json<{ instance: string }>();
-          registry.takeoverElsewhere(msg.subject, instance);
+          const { instance, resume } = msg.json<{ instance: string; resume?: boolean }>();
+          registry.takeoverElsewhere(msg.subject, instance, resume === true);
         } catch {
           // not ours
         }

@@ -4,6 +4,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { Kvm, type KV } from "@nats-io/kv";
 import { z } from "zod";
 import { MQTT_RETAINED_PREFIX, MQTT_RETAINED_STREAM, MQTT_SESSIONS_BUCKET } from "../streams/index.js";
+import { H } from "./headers.js";
 import { filterToSubjects, subjectToTopic } from "./topics.js";
 
 /** A subscription as the session keeps it. */
@@ -30,6 +31,8 @@ export const sessionRecordSchema = z.strictObject({
   disconnectedAt: z.number().int().optional(),
   /** The last connection ended with DISCONNECT (nothing left to retransmit). */
   graceful: z.boolean().optional(),
+  /** Deliveries the client had not acknowledged when it left: `<stream>:<seq>` → packet id. */
+  inflightOut: z.record(z.string(), z.number().int()).optional(),
   protocolVersion: z.number().int(),
 });
 export type SessionRecord = z.infer<typeof sessionRecordSchema>;
@@ -42,7 +45,8 @@ export interface RetainedMessage {
   headers: MsgHdrs | undefined;
 }
 
-export const RETAIN_QOS_HEADER = "Fabric-Mqtt-Qos";
+/** The QoS a retained message was published with (the header every MQTT publish carries). */
+export const RETAIN_QOS_HEADER = H.qos;
 
 function sessionKey(clientId: string): string {
   return createHash("sha256").update(clientId, "utf8").digest("hex");
