@@ -6,7 +6,6 @@ import { REJECT_REASON_HEADER } from "../streams/index.js";
 import type { Authenticator } from "./auth.js";
 import type { IngressConfig } from "./config.js";
 import type { MqttConnection, Will } from "./connection.js";
-import { ReasonCode } from "./errors.js";
 import { headersFromPublish } from "./headers.js";
 import type { StreamLocator } from "./locator.js";
 import type { TopicMapper } from "./mapping.js";
