@@ -20,7 +20,16 @@ export function testLogger(): Logger {
  */
 export async function startTestHub(
   h: Harness,
-  options: { nodes?: number; keystoreDir?: string; dataDir?: string; identityService?: boolean; mqtt?: boolean; ingress?: Record<string, unknown> } = {},
+  options: {
+    nodes?: number;
+    keystoreDir?: string;
+    dataDir?: string;
+    identityService?: boolean;
+    mqtt?: boolean;
+    /** MQTT over TLS with this certificate and key (PEM files). */
+    mqttTls?: { cert: string; key: string };
+    ingress?: Record<string, unknown>;
+  } = {},
 ): Promise<TestHub> {
   const root = h.tempDir("fabric-hub-");
   const keystoreDir = options.keystoreDir ?? join(root, "keys");
@@ -37,7 +46,9 @@ export async function startTestHub(
       leafPort: 0,
       clusterPort: 0,
       identityService: options.identityService ?? true,
-      ...(options.mqtt === true ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {} } } : {}),
+      ...(options.mqtt === true
+        ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
+        : {}),
     },
     testLogger(),
   );
