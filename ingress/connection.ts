@@ -465,9 +465,14 @@ export class MqttConnection {
     }
     if (byStream.size === 0 && this.durable === undefined) return;
     this.durable ??= new DurableSessionConsumers(this.ctx.nc, this.clientId, this.log);
-    await this.durable.stop();
-    await this.durable.sync(byStream, session.expirySec, this.clientReceiveMaximum);
-    if (!this.closed) await this.durable.start(byStream.keys(), (m) => this.deliverDurable(m));
+    try {
+      await this.durable.stop();
+      await this.durable.sync(byStream, session.expirySec, this.clientReceiveMaximum);
+      if (!this.closed) await this.durable.start(byStream.keys(), (m) => this.deliverDurable(m));
+    } catch (err) {
+      // the session stays usable: its QoS 1/2 subscriptions then only get what arrives while it is connected
+      this.log.error({ clientId: this.clientId, err: errorMessage(err) }, "durable session consumers not in place");
+    }
   }
 
   /** The packet ids of deliveries from durable consumers not yet acknowledged, to send them again with the same id. */

@@ -3,12 +3,54 @@ import { jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from "
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, type Logger } from "../fabric/core/index.js";
 import { HUB_STREAMS } from "../streams/index.js";
-import { subjectWithin } from "./topics.js";
+import { subjectsIntersect, subjectWithin } from "./topics.js";
 
 /** How long a delivered, unacknowledged message waits before JetStream offers it again. */
 export const DURABLE_ACK_WAIT_NS = 30_000_000_000; // 30 s
 /** At most this many messages in flight to one client per stream (bounded by its receive maximum). */
 export const DURABLE_MAX_ACK_PENDING = 1_024;
+
+/** The smallest pattern matching everything two intersecting patterns match (`a.*.c` ∨ `a.b.*` = `a.*.*`). */
+function join(x: string, y: string): string {
+  const a = x.split(".");
+  const b = y.split(".");
+  const out: string[] = [];
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const s = a[i];
+    const t = b[i];
+    if (s === ">" || t === ">" || s === undefined || t === undefined) {
+      out.push(">");
+      break;
+    }
+    out.push(s === t ? s : "*");
+  }
+  return out.join(".");
+}
+
+/**
+ * JetStream refuses a consumer whose filter subjects overlap. Patterns within another are dropped; two that
+ * intersect otherwise are replaced by their join (the session then skips, and acknowledges, what none of its
+ * subscriptions matches).
+ */
+export function disjointFilters(subjects: readonly string[]): string[] {
+  let set = [...new Set(subjects)];
+  for (let changed = true; changed; ) {
+    changed = false;
+    set = set.filter((s, i) => !set.some((o, j) => j !== i && subjectWithin(s, o) && (!subjectWithin(o, s) || j < i)));
+    outer: for (let i = 0; i < set.length; i++) {
+      for (let j = i + 1; j < set.length; j++) {
+        const a = set[i] ?? "";
+        const b = set[j] ?? "";
+        if (subjectsIntersect(a, b)) {
+          set = [...set.filter((_, k) => k !== i && k !== j), join(a, b)];
+          changed = true;
+          break outer;
+        }
+      }
+    }
+  }
+  return set;
+}
 
 /** The hub stream that holds every subject of a subscription, if one does. */
 export function streamFor(subjects: readonly string[]): string | undefined {
@@ -59,7 +101,7 @@ export class DurableSessionConsumers {
       const config = {
         durable_name: name,
         deliver_subject: deliverSubject(this.clientId, stream),
-        filter_subjects: [...new Set(subjects)],
+        filter_subjects: disjointFilters(subjects),
         ack_policy: "explicit" as const,
         ack_wait: DURABLE_ACK_WAIT_NS,
         max_ack_pending: Math.min(maxAckPending, DURABLE_MAX_ACK_PENDING),

@@ -56,3 +56,14 @@ describe("topic ↔ subject mapping", () => {
     expect(subjectsIntersect("cmd.a", "cmd.b")).toBe(false);
   });
 });
+
+describe("durable consumer filters", () => {
+  it("are made disjoint: nested dropped, intersecting joined", async () => {
+    const { disjointFilters } = await import("../../ingress/durable.js");
+    expect(disjointFilters(["events.a.>", "events.a.*.c"])).toEqual(["events.a.>"]);
+    expect(disjointFilters(["a.*.c", "a.b.*"])).toEqual(["a.*.*"]);
+    expect(disjointFilters(["a.b", "a.b", "c.d"]).sort()).toEqual(["a.b", "c.d"]);
+    expect(disjointFilters(["a.*.c", "a.b.*", "a.>"])).toEqual(["a.>"]);
+    expect(disjointFilters(["cmd.s.d", "cmd.s.d.>"]).sort()).toEqual(["cmd.s.d", "cmd.s.d.>"]);
+  });
+});
