@@ -170,6 +170,7 @@ export class MqttConnection {
       this.log.debug({ cmd: packet.cmd, size: bytes.length }, "packet over the client's maximum size not sent");
       return false;
     }
+    this.flushPendingAcks();
     return this.writeBytes(bytes);
   }
 
@@ -188,11 +189,25 @@ export class MqttConnection {
 
   private corked = false;
 
-  /** A success PUBACK/PUBREC/PUBCOMP is 4 bytes in every version: written without the encoder. */
+  /**
+   * A success PUBACK/PUBREC/PUBCOMP is 4 bytes in every version: written without the encoder, the acks of a
+   * tick gathered into one buffer.
+   */
   private writeAck(type: 0x40 | 0x50 | 0x70, pid: number): void {
     if (this.closed || this.socket.destroyed) return;
-    this.writeBytes(Buffer.from([type, 2, pid >> 8, pid & 0xff]));
+    if (this.acks.length === 0) process.nextTick(() => this.flushPendingAcks());
+    this.acks.push(type, 2, pid >> 8, pid & 0xff);
   }
+
+  /** Gathered acks go out before any other packet, so the order of everything written stays as decided. */
+  private flushPendingAcks(): void {
+    if (this.acks.length === 0) return;
+    const bytes = Buffer.from(this.acks);
+    this.acks.length = 0;
+    if (!this.closed && !this.socket.destroyed) this.writeBytes(bytes);
+  }
+
+  private readonly acks: number[] = [];
 
   /** Ends the connection: MQTT 5 gets a DISCONNECT with the reason first. */
   kick(reason: ReasonCodeValue, message: string): void {
