@@ -555,8 +555,11 @@ export class MqttConnection {
     const qos = packet.qos;
     const pid = packet.messageId ?? 0;
     const topic = this.resolveTopic(packet);
-    const problem = topicNameProblem(topic);
-    if (problem !== undefined) throw new MqttError(ReasonCode.TopicNameInvalid, problem);
+    if (!this.publishAllowed.has(topic)) {
+      // a topic is checked the first time (the permission cache below remembers it from then on)
+      const problem = topicNameProblem(topic);
+      if (problem !== undefined) throw new MqttError(ReasonCode.TopicNameInvalid, problem);
+    }
     if (qos === 2 && this.awaitingRelease.has(pid)) {
       // a retransmission of a QoS 2 publish already stored: acknowledge again, store nothing
       this.write({ cmd: "pubrec", messageId: pid });
@@ -576,12 +579,12 @@ export class MqttConnection {
     }
     const now = Date.now();
     const mapped = this.ctx.mapper.inbound(topic, payload, now);
-    if (!this.mayPublishCached(user, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
+    if (!this.mayPublishCached(user, topic, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
       this.log.info({ clientId: this.clientId, subject: mapped.subject }, "publish refused by permissions");
       this.settleInbound(qos, pid, ReasonCode.NotAuthorized, `not allowed to publish to ${topic}`);
       return;
     }
-    const headers = headersFromPublish(this.clientId, { ...packet, topic }, now);
+    const headers = headersFromPublish(this.clientId, packet, now);
     if (mapped.rejected !== undefined) {
       const stored = this.ctx.rejected(mapped.subject, payload, headers, mapped.rejected);
       this.chainAck(qos, pid, stored.then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: mapped.rejected })));
@@ -614,15 +617,15 @@ export class MqttConnection {
     this.chainAck(qos, pid, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r));
   }
 
-  /** Publish permissions per subject, remembered (a device publishes to few subjects, many times). */
+  /** Publish permissions per (valid) topic, remembered: a device publishes to few topics, many times. */
   private readonly publishAllowed = new Map<string, boolean>();
 
-  private mayPublishCached(user: ValidatedUser, subject: string): boolean {
-    let ok = this.publishAllowed.get(subject);
+  private mayPublishCached(user: ValidatedUser, topic: string, subject: string): boolean {
+    let ok = this.publishAllowed.get(topic);
     if (ok === undefined) {
       ok = mayPublish(user.permissions, subject);
       if (this.publishAllowed.size >= 1_024) this.publishAllowed.clear();
-      this.publishAllowed.set(subject, ok);
+      this.publishAllowed.set(topic, ok);
     }
     return ok;
   }
