@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import mqtt from "mqtt";
 import { jetstream } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
-import { issueUser } from "../../identity/index.js";
+import { issueUser, keyPairFromSeed } from "../../identity/index.js";
+import { proofPassword } from "../../ingress/index.js";
 import { connectAs, Harness, startCli, startTestHub, type RunningCli, type TestHub } from "../harness/index.js";
 
 const h = new Harness();
@@ -125,5 +126,47 @@ describe("persistent sessions", () => {
     expect(again).toEqual(["fresh"]);
     await third.endAsync();
     await cli.signal("SIGTERM");
+  });
+});
+
+describe("several ingress instances serving one hub", () => {
+  it("share sessions, retained messages and take over a client id across instances", async () => {
+    const a = await startIngressProcess(0);
+    const b = await startIngressProcess(0);
+    const device = "multi-1";
+    const r = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name: device, site: "plant-a" });
+    const opts = { protocolVersion: 5 as const, clientId: `multi-${device}`, clean: false, properties: { sessionExpiryInterval: 300 }, username: device, password: r.jwt, reconnectPeriod: 0 };
+    // a session made on instance A
+    const onA = await mqtt.connectAsync(`mqtt://127.0.0.1:${a.port}`, opts);
+    h.defer(() => onA.endAsync(true));
+    await onA.subscribeAsync(`cmd/plant-a/${device}/#`, { qos: 1 });
+    const kicked = new Promise<number | undefined>((resolve) => onA.on("disconnect", (p) => resolve(p.reasonCode)));
+    // the same client id on instance B takes the session over: A disconnects it (0x8E), B has the session
+    const onB = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.port}`, opts);
+    h.defer(() => onB.endAsync(true));
+    expect(await kicked).toBe(0x8e);
+    const received: string[] = [];
+    onB.on("message", (_t, p) => received.push(p.toString()));
+    const svc = issueUser(hub.keystore, { account: "fleet", role: "service", name: "multi-sender" });
+    const nc = await connectAs(hub.urls, svc.creds ?? "");
+    await jetstream(nc).publish(`cmd.plant-a.${device}.go`, "via-b");
+    await pollUntil(() => received.includes("via-b"), { what: "the command through instance B" });
+    // a retained message set through B is what a subscriber on A gets
+    const setter = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name: "multi-setter", site: "plant-a" });
+    const pubB = await mqtt.connectAsync(`mqtt://127.0.0.1:${b.port}`, { username: "multi-setter", password: setter.jwt, reconnectPeriod: 0 });
+    await pubB.publishAsync("telemetry/plant-a/multi-setter/state", JSON.stringify({ value: 7, ts: Date.now() }), { qos: 1, retain: true });
+    await pubB.endAsync();
+    const reader = issueUser(hub.keystore, { account: "fleet", role: "service", name: "multi-reader" });
+    const kp = keyPairFromSeed(reader.seed ?? "");
+    const subA = await mqtt.connectAsync(`mqtt://127.0.0.1:${a.port}`, { clientId: "multi-reader", username: "multi-reader", password: proofPassword(reader.jwt, "multi-reader", "multi-reader", (d) => kp.sign(d)), reconnectPeriod: 0 });
+    const retained = new Promise<{ payload: string; retain: boolean }>((resolve) => subA.on("message", (_t, p, packet) => resolve({ payload: p.toString(), retain: packet.retain })));
+    await subA.subscribeAsync("telemetry/plant-a/multi-setter/state", { qos: 1 });
+    const got = await retained;
+    expect(got.retain).toBe(true);
+    expect(JSON.parse(got.payload)).toMatchObject({ value: 7 });
+    await subA.endAsync();
+    await nc.close();
+    await a.cli.signal("SIGTERM");
+    await b.cli.signal("SIGTERM");
   });
 });
