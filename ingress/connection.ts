@@ -410,6 +410,8 @@ export class MqttConnection {
         properties: w.properties === undefined ? undefined : { ...w.properties, payloadFormatIndicator: w.properties.payloadFormatIndicator },
         delaySec: w.properties?.willDelayInterval ?? 0,
       };
+      // kept in JetStream too: if this instance dies, another one sends it
+      await this.ctx.durableWills.record(this.clientId, this.id, user.jwt, this.will);
     }
     let keepalive = packet.keepalive ?? 0;
     let serverKeepAlive: number | undefined;
@@ -997,7 +999,10 @@ export class MqttConnection {
     if (this.will !== undefined && !graceful && !revoked && this.user !== undefined) {
       // taken over by a connection that continues the session: the will waits for its delay like any other
       // (and is cancelled, the client being back); taken over by a new session: the will goes at once
-      if (!(takenOver && this.takenOverByResume && this.will.delaySec > 0)) this.ctx.wills.schedule(this.clientId, this.user, this.will, takenOver);
+      if (!(takenOver && this.takenOverByResume && this.will.delaySec > 0)) this.ctx.wills.schedule(this.clientId, this.id, this.user, this.will, takenOver);
+      else await this.ctx.durableWills.forget(this.clientId, this.id).catch(() => undefined);
+    } else if (this.will !== undefined) {
+      await this.ctx.durableWills.forget(this.clientId, this.id).catch(() => undefined);
     }
     const session = this.session;
     if (session !== undefined && !takenOver) {

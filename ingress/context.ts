@@ -11,6 +11,7 @@ import type { StreamLocator } from "./locator.js";
 import type { TopicMapper } from "./mapping.js";
 import { mayPublish } from "./permissions.js";
 import type { IngressStore } from "./store.js";
+import type { DurableWills } from "./wills.js";
 
 /** What every connection of an ingress instance shares. */
 export interface IngressContext {
@@ -24,6 +25,7 @@ export interface IngressContext {
   locator: StreamLocator;
   registry: Registry;
   wills: WillScheduler;
+  durableWills: DurableWills;
   log: Logger;
   /** Keeps a message that failed validation in REJECTED, with the reason in a header. */
   rejected(subject: string, payload: Uint8Array, headers: MsgHdrs, reason: string): Promise<void>;
@@ -96,43 +98,49 @@ export class Registry {
 
 /** Publishes the wills of clients that went away without DISCONNECT, after their will delay. */
 export class WillScheduler {
-  private readonly pending = new Map<string, NodeJS.Timeout>();
+  private readonly pending = new Map<string, { timer: NodeJS.Timeout; conn: string }>();
   private publishWill: ((user: ValidatedUser, will: Will) => Promise<void>) | undefined;
+  private durable: DurableWills | undefined;
 
   constructor(private readonly log: Logger) {}
 
-  bind(publish: (user: ValidatedUser, will: Will) => Promise<void>): void {
+  bind(publish: (user: ValidatedUser, will: Will) => Promise<void>, durable: DurableWills): void {
     this.publishWill = publish;
+    this.durable = durable;
   }
 
   /**
    * MQTT 5 §3.1.3.2.2: the will goes out after its delay unless the client is back by then; on a takeover at
    * once, unless the new connection continues the session and there is a delay (`takenOver` is then false).
    */
-  schedule(clientId: string, user: ValidatedUser, will: Will, takenOver: boolean): void {
+  schedule(clientId: string, conn: string, user: ValidatedUser, will: Will, takenOver: boolean): void {
     const fire = (): void => {
       this.pending.delete(clientId);
-      this.publishWill?.(user, will).catch((err: unknown) => this.log.warn({ clientId, err: errorMessage(err) }, "will not published"));
+      (this.publishWill?.(user, will) ?? Promise.resolve())
+        .then(() => this.durable?.forget(clientId, conn))
+        .catch((err: unknown) => this.log.warn({ clientId, err: errorMessage(err) }, "will not published"));
     };
     if (will.delaySec <= 0 || takenOver) {
       fire();
       return;
     }
-    const t = setTimeout(fire, will.delaySec * 1000);
-    t.unref();
-    this.pending.set(clientId, t);
+    const timer = setTimeout(fire, will.delaySec * 1000);
+    timer.unref();
+    this.pending.set(clientId, { timer, conn });
   }
 
   /** The client came back within its will delay: no will. */
   cancel(clientId: string): void {
-    const t = this.pending.get(clientId);
-    if (t === undefined) return;
-    clearTimeout(t);
+    const p = this.pending.get(clientId);
+    if (p === undefined) return;
+    clearTimeout(p.timer);
     this.pending.delete(clientId);
+    this.durable?.forget(clientId, p.conn).catch(() => undefined);
   }
 
+  /** Stopping: delayed wills stay in KV, where the instances that live on find and send them. */
   stop(): void {
-    for (const t of this.pending.values()) clearTimeout(t);
+    for (const p of this.pending.values()) clearTimeout(p.timer);
     this.pending.clear();
   }
 }

@@ -7,7 +7,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, JetStreamPublisher, parseInput, type Logger } from "../fabric/core/index.js";
-import { connectWithCreds, watchAccounts, type AccountWatcher } from "../identity/index.js";
+import { connectWithCreds, validateUserJwt, watchAccounts, type AccountWatcher } from "../identity/index.js";
 import { createAuthenticator } from "./auth.js";
 import { ingressOptionsSchema, MAX_SESSION_EXPIRY_SEC, type IngressOptions } from "./config.js";
 import { MqttConnection } from "./connection.js";
@@ -16,6 +16,7 @@ import { ReasonCode } from "./errors.js";
 import { StreamLocator } from "./locator.js";
 import { createTopicMapper } from "./mapping.js";
 import { IngressStore } from "./store.js";
+import { DurableWills } from "./wills.js";
 
 export interface StartIngressOptions {
   config: IngressOptions;
@@ -87,6 +88,8 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
     const store = await IngressStore.open(nc);
     const wills = new WillScheduler(log);
     closers.push(() => wills.stop());
+    const durableWills = await DurableWills.open(nc, instanceId, log);
+    closers.push(() => durableWills.stop());
     const registry = new Registry(nc, instanceId, wills);
     const ctx: IngressContext = {
       config,
@@ -99,10 +102,13 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
       locator: new StreamLocator(nc),
       registry,
       wills,
+      durableWills,
       log,
       rejected: rejectedPublisher(publisher, log),
     };
-    wills.bind(willPublisher(ctx));
+    const publishWill = willPublisher(ctx);
+    wills.bind(publishWill, durableWills);
+    durableWills.start(publishWill, (jwt) => validateUserJwt(jwt, watcher));
     const takeovers = nc.subscribe(`${TAKEOVER_SUBJECT_PREFIX}.*`, {
       callback: (err, msg) => {
         if (err !== null) return;

@@ -31,12 +31,20 @@ export const MQTT_RETAINED_PREFIX = "$FABRIC.mqtt.retained";
 /** The MQTT ingress's sessions (subscriptions, session epoch, expiry), by hashed client id. */
 export const MQTT_SESSIONS_BUCKET = "mqtt_sessions";
 
+/** Wills of connected MQTT clients, so another instance publishes them when the serving one dies. */
+export const MQTT_WILLS_BUCKET = "mqtt_wills";
+/** Liveness of MQTT ingress instances: a key per instance, refreshed every few seconds, expiring by age. */
+export const MQTT_INSTANCES_BUCKET = "mqtt_instances";
+export const MQTT_INSTANCE_TTL_MS = 6_000; // 6 s
+
 /** The hub's KV buckets. */
-export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number }[] = [
+export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
   { name: "agg_latest", description: "latest window result per key", history: 1 },
   { name: "window_defs", description: "window definitions shared by every worker", history: 5 },
   { name: "window_checkpoints", description: "window operator state and input positions", history: 1 },
   { name: MQTT_SESSIONS_BUCKET, description: "MQTT sessions of the ingress", history: 1 },
+  { name: MQTT_WILLS_BUCKET, description: "wills of connected MQTT clients", history: 1 },
+  { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },
 ];
 
 /** The header that carries why a message went to REJECTED. */
@@ -117,7 +125,7 @@ export async function ensureHubStreams(nc: NatsConnection, jsm: JetStreamManager
     if (exists) {
       result.unchanged.push(streamName);
     } else {
-      await kvm.create(b.name, { description: b.description, history: b.history, replicas });
+      await kvm.create(b.name, { description: b.description, history: b.history, replicas, ...(b.ttlMs === undefined ? {} : { ttl: b.ttlMs }) });
       result.created.push(streamName);
     }
   }

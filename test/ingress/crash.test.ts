@@ -170,3 +170,37 @@ describe("several ingress instances serving one hub", () => {
     await b.cli.signal("SIGTERM");
   });
 });
+
+describe("wills survive the instance that held them", () => {
+  it("another instance sends the will of a client whose ingress was killed", async () => {
+    const a = await startIngressProcess(0);
+    const b = await startIngressProcess(0);
+    const device = "will-orphan";
+    const r = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name: device, site: "plant-a" });
+    const svc = issueUser(hub.keystore, { account: "fleet", role: "service", name: "will-watch" });
+    const nc = await connectAs(hub.urls, svc.creds ?? "");
+    const got: string[] = [];
+    const sub = nc.subscribe(`events.plant-a.${device}.>`, {
+      callback: (_e, m) => {
+        got.push(m.string());
+      },
+    });
+    await nc.flush();
+    const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${a.port}`, {
+      clientId: `orphan-${device}`,
+      username: device,
+      password: r.jwt,
+      reconnectPeriod: 0,
+      will: { topic: `events/plant-a/${device}/offline`, payload: Buffer.from("gone"), qos: 1, retain: false },
+    });
+    client.on("error", () => undefined);
+    // the instance dies without a word: its client's will is sent by the other one
+    await a.cli.signal("SIGKILL");
+    await pollUntil(() => got.includes("gone"), { what: "the will, from instance B", timeoutMs: 20_000 });
+    expect(got.filter((x) => x === "gone")).toHaveLength(1);
+    sub.unsubscribe();
+    await nc.close();
+    await client.endAsync(true);
+    await b.cli.signal("SIGTERM");
+  });
+});
