@@ -381,6 +381,7 @@ export class MqttConnection {
     await this.ctx.registry.claim(this, !clean);
     if (this.closed) return;
     const previous = await this.ctx.store.loadSession(this.clientId);
+    this.hadStoredSession = previous !== undefined && !clean;
     let session = clean ? undefined : previous;
     if (clean && previous !== undefined) {
       await this.ctx.store.deleteSession(this.clientId);
@@ -397,7 +398,10 @@ export class MqttConnection {
     delete session.disconnectedAt;
     delete session.graceful;
     this.session = session;
-    if (expirySec > 0) await this.ctx.store.saveSession(session);
+    if (expirySec > 0) {
+      await this.ctx.store.saveSession(session);
+      this.hadStoredSession = true;
+    }
     if (packet.will !== undefined) {
       const w = packet.will;
       const problem = topicNameProblem(w.topic);
@@ -519,6 +523,8 @@ export class MqttConnection {
   }
 
   private takenOverByResume = false;
+  /** A session record of this client exists in KV (to delete when the session ends). */
+  private hadStoredSession = false;
 
   /** Another connection took over the client id (`resume`: it continues the session). */
   takenOver(resume: boolean): void {
@@ -1010,7 +1016,7 @@ export class MqttConnection {
         if (session.expirySec > 0) {
           await this.ctx.store.saveSession({ ...session, disconnectedAt: Date.now(), graceful: this.endReason.kind === "disconnect", inflightOut: inflight });
         }
-        else {
+        else if (this.hadStoredSession) {
           await this.ctx.store.deleteSession(this.clientId);
           if (this.durable !== undefined) await DurableSessionConsumers.deleteAll(this.ctx.nc, this.clientId);
         }

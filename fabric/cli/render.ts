@@ -26,8 +26,13 @@ export function renderReady(s: ReadySummary): string {
   lines.push(`  streams: ${[...s.streams.created, ...s.streams.updated, ...s.streams.unchanged].join(", ")}`);
   lines.push("", "next:");
   lines.push("  fabric status                                   servers, streams, clients");
-  lines.push("  fabric-id issue device sensor-1 --site plant-a  a device credential (sensor-1.creds)");
+  lines.push("  fabric-id issue device sensor-1 --site plant-a  a device credential (device-sensor-1.creds)");
   lines.push("  fabric-id revoke device sensor-1                disconnects it everywhere");
+  if (s.mqtt !== undefined) {
+    lines.push("  fabric-id issue mqtt meter-1 --site plant-a     a legacy MQTT device (its JWT is its password):");
+    lines.push(`    mosquitto_pub -p ${s.mqtt.tcp} -u meter-1 -P "$(fabric-id describe mqtt meter-1 --raw)" -q 1 \\`);
+    lines.push(`      -t telemetry/plant-a/meter-1/temp -m '{"value":21.5,"ts":'$(date +%s000)'}'`);
+  }
   lines.push(`  nats --creds ${s.devCreds ?? "<service.creds>"} -s ${s.urls[0] ?? ""} stream ls`);
   lines.push("", "Ctrl-C stops the hub; `fabric up` again resumes with all data.");
   return lines.join("\n");
