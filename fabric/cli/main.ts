@@ -54,6 +54,9 @@ async function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
+const mqttPortOption = (): Option => portOption("--mqtt-port <port>", "MQTT port of the ingress (0: pick one)", DEFAULT_MQTT_PORT);
+const mqttWsPortOption = (): Option => portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT);
+
 const program = newProgram("fabric", "the fabric hub: NATS JetStream with decentralised identity");
 
 program
@@ -67,8 +70,8 @@ program
   .addOption(portOption("--monitor-port <port>", "nats-server monitoring port (0: pick one)", DEFAULT_MONITOR_PORT))
   .addOption(portOption("--leaf-port <port>", "leaf node port (0: pick one)", DEFAULT_LEAF_PORT))
   .addOption(portOption("--cluster-port <port>", "first cluster route port with --nodes > 1 (0: pick)", DEFAULT_CLUSTER_PORT))
-  .addOption(portOption("--mqtt-port <port>", "MQTT port of the ingress (0: pick one)", DEFAULT_MQTT_PORT))
-  .addOption(portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT))
+  .addOption(mqttPortOption())
+  .addOption(mqttWsPortOption())
   .addOption(portOption("--mqtts-port <port>", "MQTT over TLS port, with --mqtt-tls-cert/--mqtt-tls-key", DEFAULT_MQTTS_PORT))
   .option("--mqtt-tls-cert <file>", "PEM certificate chain for MQTT over TLS")
   .option("--mqtt-tls-key <file>", "PEM private key for MQTT over TLS")
@@ -138,8 +141,8 @@ program
   .description("run an MQTT ingress process of its own against a running hub (several may serve one hub)")
   .option("--server <url...>", "hub URL(s) (default: what fabric up recorded)")
   .option("--host <addr>", "listen address", DEFAULT_HOST)
-  .addOption(portOption("--mqtt-port <port>", "MQTT port (0: pick one)", DEFAULT_MQTT_PORT))
-  .addOption(portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT))
+  .addOption(mqttPortOption())
+  .addOption(mqttWsPortOption())
   .option("--config <file>", "ingress options (JSON): limits, TLS, legacy topic mappings")
   .option("--store <dir>", "keystore directory, on the hub's machine (default: $FABRIC_HOME/keys)")
   .option("--data <dir>", "the hub's data directory, for its credentials (default: $FABRIC_HOME/hub)")
