@@ -17,6 +17,7 @@ import { Keystore } from "../../identity/index.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
+import { runWorkers, untilSignal } from "./workers.js";
 
 interface UpFlags {
   data?: string;
@@ -34,24 +35,6 @@ interface UpFlags {
   mqttTlsKey?: string;
   mqtt: boolean;
   json?: boolean;
-}
-
-/** Runs until SIGINT or SIGTERM, then stops what runs. */
-async function untilSignal(stop: () => Promise<void>): Promise<void> {
-  await new Promise<void>((done) => {
-    let stopping = false;
-    const onSignal = (sig: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      say(`${sig}: stopping`);
-      stop().then(done, (err: unknown) => {
-        say(`error while stopping: ${String(err)}`);
-        done();
-      });
-    };
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-  });
 }
 
 const mqttPortOption = (): Option => portOption("--mqtt-port <port>", "MQTT port of the ingress (0: pick one)", DEFAULT_MQTT_PORT);
@@ -150,9 +133,11 @@ program
   .option("--creds <file>", "an ingress credential (role ingress), for a remote hub")
   .option("--watcher-creds <file>", "a system account watcher credential, for a remote hub")
   .option("--operator <key>", "the operator's public key, for a remote hub")
+  .option("--workers <n>", "worker processes sharing the listeners (more cores); default 1", "1")
   .option("--json", "print the ports as JSON on stdout once listening")
   .action(
     async (flags: {
+      workers: string;
       server?: string[];
       host: string;
       mqttPort: number;
@@ -166,26 +151,33 @@ program
       operator?: string;
       json?: boolean;
     }) => {
+      const workers = Number(flags.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new InvalidInputError(`--workers ${JSON.stringify(flags.workers)} must be a whole number from 1 to 64`);
       const logger = createLogger({ name: "fabric-ingress" });
       const remote = flags.creds !== undefined;
       const keystoreDir = resolve(flags.store ?? defaultKeystoreDir());
       const servers = flags.server ?? (remote ? [] : Keystore.open(keystoreDir).storeFile().hubUrls);
-      const ingress = await startStandaloneIngress(
-        {
-          servers,
-          host: flags.host,
-          port: flags.mqttPort,
-          wsPort: flags.mqttWsPort,
-          ...(flags.config === undefined ? {} : { configFile: resolve(flags.config) }),
-          ...(remote
-            ? { credsFile: flags.creds, watcherCredsFile: flags.watcherCreds, operatorKey: flags.operator }
-            : { keystoreDir, dataDir: resolve(flags.data ?? defaultHubDataDir()), ...(flags.account === undefined ? {} : { account: flags.account }) }),
+      await runWorkers(
+        workers,
+        () =>
+          startStandaloneIngress(
+            {
+              servers,
+              host: flags.host,
+              port: flags.mqttPort,
+              wsPort: flags.mqttWsPort,
+              ...(flags.config === undefined ? {} : { configFile: resolve(flags.config) }),
+              ...(remote
+                ? { credsFile: flags.creds, watcherCredsFile: flags.watcherCreds, operatorKey: flags.operator }
+                : { keystoreDir, dataDir: resolve(flags.data ?? defaultHubDataDir()), ...(flags.account === undefined ? {} : { account: flags.account }) }),
+            },
+            logger,
+          ),
+        (ports) => {
+          if (flags.json === true) outJson(ports);
+          else say(`MQTT ingress listening: mqtt://${flags.host}:${ports.tcp}${ports.ws > 0 ? ` ws://${flags.host}:${ports.ws}/mqtt` : ""}`);
         },
-        logger,
       );
-      if (flags.json === true) outJson(ingress.ports);
-      else say(`MQTT ingress listening: mqtt://${flags.host}:${ingress.ports.tcp}${ingress.ports.ws > 0 ? ` ws://${flags.host}:${ingress.ports.ws}/mqtt` : ""}`);
-      await untilSignal(() => ingress.stop());
     },
   );
 

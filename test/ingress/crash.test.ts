@@ -13,8 +13,8 @@ beforeAll(async () => {
   hub = await startTestHub(h);
 });
 
-async function startIngressProcess(port: number): Promise<{ cli: RunningCli; port: number }> {
-  const cli = startCli("fabric", ["ingress", "--store", hub.keystoreDir, "--data", hub.dataDir, "--server", ...hub.urls, "--host", "127.0.0.1", "--mqtt-port", String(port), "--mqtt-ws-port", "0", "--json"]);
+async function startIngressProcess(port: number, workers = 1): Promise<{ cli: RunningCli; port: number }> {
+  const cli = startCli("fabric", ["ingress", "--store", hub.keystoreDir, "--data", hub.dataDir, "--server", ...hub.urls, "--host", "127.0.0.1", "--mqtt-port", String(port), "--mqtt-ws-port", "0", "--workers", String(workers), "--json"]);
   h.defer(async () => {
     await cli.signal("SIGKILL");
   });
@@ -202,5 +202,22 @@ describe("wills survive the instance that held them", () => {
     await nc.close();
     await client.endAsync(true);
     await b.cli.signal("SIGTERM");
+  });
+});
+
+describe("fabric ingress --workers", () => {
+  it("serves one port from several processes, and stops them all", async () => {
+    const { cli, port } = await startIngressProcess(0, 2);
+    const names = ["wk-1", "wk-2", "wk-3", "wk-4"];
+    const clients = await Promise.all(
+      names.map(async (name) => {
+        const r = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name, site: "plant-a" });
+        return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, { clientId: name, username: name, password: r.jwt, reconnectPeriod: 0 });
+      }),
+    );
+    await Promise.all(clients.map((c, i) => c.publishAsync(`telemetry/plant-a/${names[i] ?? ""}/seq`, JSON.stringify({ value: i, ts: Date.now() }), { qos: 1 })));
+    for (const [i, name] of names.entries()) expect(await storedValues(`telemetry.plant-a.${name}.seq`)).toEqual([i]);
+    await Promise.all(clients.map((c) => c.endAsync()));
+    expect(await cli.signal("SIGTERM")).toBe(0);
   });
 });
