@@ -108,7 +108,7 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
     };
     const publishWill = willPublisher(ctx);
     wills.bind(publishWill, durableWills);
-    durableWills.start(publishWill, (jwt) => validateUserJwt(jwt, watcher));
+    durableWills.start(publishWill, (jwt) => validateUserJwt(jwt, watcher), () => ({ connections: registry.size }));
     const takeovers = nc.subscribe(`${TAKEOVER_SUBJECT_PREFIX}.*`, {
       callback: (err, msg) => {
         if (err !== null) return;

@@ -63,12 +63,17 @@ export class DurableWills {
     return w;
   }
 
+  private stats: () => Record<string, number> = () => ({});
+  private readonly startedAt = Date.now();
+
+  /** The heartbeat carries what `fabric status` shows of the instance. */
   private async beat(): Promise<void> {
-    await this.instances.put(this.instanceId, String(Date.now()));
+    await this.instances.put(this.instanceId, JSON.stringify({ pid: process.pid, startedAt: this.startedAt, at: Date.now(), ...this.stats() }));
   }
 
   /** Starts the heartbeat and the janitor that takes over the wills of dead instances. */
-  start(publish: (user: ValidatedUser, will: Will) => Promise<void>, validate: (jwt: string) => ValidatedUser): void {
+  start(publish: (user: ValidatedUser, will: Will) => Promise<void>, validate: (jwt: string) => ValidatedUser, stats: () => Record<string, number>): void {
+    this.stats = stats;
     const hb = setInterval(() => void this.beat().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "heartbeat failed")), HEARTBEAT_MS);
     const janitor = setInterval(() => void this.sweep(publish, validate).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "will sweep failed")), JANITOR_MS);
     hb.unref();

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Option, type Command } from "commander";
+import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import {
   createLogger,
@@ -15,7 +16,7 @@ import {
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
-import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
+import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers, untilSignal } from "./workers.js";
 
@@ -109,11 +110,14 @@ program
   .description("servers and their health, JetStream usage, streams, consumer lag, clients by role")
   .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
   .option("--server <url...>", "hub URL(s) (default: what fabric up recorded)")
+  .option("--data <dir>", "the hub's data directory: its credential shows the MQTT ingress too (default: $FABRIC_HOME/hub)")
   .option("--json", "JSON output")
-  .action(async (flags: { store?: string; server?: string[]; json?: boolean }) => {
+  .action(async (flags: { store?: string; server?: string[]; data?: string; json?: boolean }) => {
     const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
     const servers = flags.server ?? ks.storeFile().hubUrls;
-    const status = await hubStatus(ks, servers);
+    const tenant = ks.accounts().find((a) => !a.system);
+    const credsPath = tenant === undefined ? undefined : hubCredsPath(resolve(flags.data ?? defaultHubDataDir()), tenant.name);
+    const status = await hubStatus(ks, servers, credsPath !== undefined && existsSync(credsPath) ? readFileSync(credsPath, "utf8") : undefined);
     if (flags.json === true) outJson(status);
     else out(renderHubStatus(status));
     if (status.servers.some((s) => !s.healthy)) process.exitCode = 1;

@@ -54,6 +54,11 @@ export function renderHubStatus(s: HubStatus): string {
     lines.push(`  ${st.account}/${st.name.padEnd(24)} ${String(st.messages).padStart(10)} msgs  ${mb(st.bytes)}`);
     for (const c of st.consumers) lines.push(`    consumer ${c.name}: lag ${c.pending}, ack pending ${c.ackPending}, redelivered ${c.redelivered}`);
   }
+  if (s.ingress !== undefined) {
+    lines.push("MQTT ingress:");
+    if (s.ingress.length === 0) lines.push("  (no instance running)");
+    for (const i of s.ingress) lines.push(`  ${i.instance}  pid ${i.pid}  ${i.connections} connection(s)  up since ${new Date(i.startedAt).toISOString()}`);
+  }
   lines.push("clients by role:");
   const roles = Object.entries(s.clientsByRole).sort();
   if (roles.length === 0) lines.push("  (none)");

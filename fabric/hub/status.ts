@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { errorMessage } from "../core/index.js";
-import { adminConnection, pingServers, type Keystore } from "../../identity/index.js";
+import { Kvm } from "@nats-io/kv";
+import { adminConnection, connectWithCreds, pingServers, type Keystore } from "../../identity/index.js";
+import { MQTT_INSTANCES_BUCKET } from "../../streams/index.js";
 
 export const STATUS_TIMEOUT_MS = 3_000; // 3 s
 const CONNZ_LIMIT = 100_000;
@@ -23,8 +25,17 @@ export interface StreamStatus {
   consumers: { name: string; pending: number; ackPending: number; redelivered: number }[];
 }
 
+export interface IngressInstanceStatus {
+  instance: string;
+  pid: number;
+  connections: number;
+  startedAt: number;
+}
+
 export interface HubStatus {
   servers: ServerStatus[];
+  /** Live MQTT ingress instances (from their heartbeats), when a tenant credential was given. */
+  ingress?: IngressInstanceStatus[];
   streams: StreamStatus[];
   /** Client connections by role (the `role:` tag of their JWT), over all servers. */
   clientsByRole: Record<string, number>;
@@ -63,11 +74,32 @@ const connzSchema = z.looseObject({
   data: z.looseObject({ connections: z.array(z.looseObject({ tags: z.array(z.string()).optional(), account: z.string().optional() })).optional() }).optional(),
 });
 
+const heartbeatSchema = z.looseObject({ pid: z.number().default(0), connections: z.number().default(0), startedAt: z.number().default(0) });
+
+/** The MQTT ingress instances alive now: their heartbeats in the tenant account's KV. */
+async function ingressInstances(servers: string[], creds: string): Promise<IngressInstanceStatus[]> {
+  const nc = await connectWithCreds(creds, { servers, name: "fabric status", timeoutMs: STATUS_TIMEOUT_MS });
+  try {
+    const kv = await new Kvm(nc).open(MQTT_INSTANCES_BUCKET);
+    const out: IngressInstanceStatus[] = [];
+    for await (const k of await kv.keys()) {
+      const e = await kv.get(k);
+      if (e === null || e.operation !== "PUT") continue;
+      const hb = heartbeatSchema.safeParse(e.json());
+      if (hb.success) out.push({ instance: k, pid: hb.data.pid, connections: hb.data.connections, startedAt: hb.data.startedAt });
+    }
+    return out.sort((a, b) => a.instance.localeCompare(b.instance));
+  } finally {
+    await nc.close();
+  }
+}
+
 /**
  * `fabric status`: asks every server of the hub over the system account (a two-minute admin user):
  * health, JetStream usage, streams with message counts, consumers with lag, clients by role.
  */
-export async function hubStatus(ks: Keystore, servers: string[]): Promise<HubStatus> {
+export async function hubStatus(ks: Keystore, servers: string[], tenantCreds?: string): Promise<HubStatus> {
+  const ingress = tenantCreds === undefined ? undefined : await ingressInstances(servers, tenantCreds).catch(() => undefined);
   const nc = await adminConnection(ks, servers);
   try {
     const count = Math.max(1, (await pingServers(nc, STATUS_TIMEOUT_MS)).length);
@@ -142,6 +174,7 @@ export async function hubStatus(ks: Keystore, servers: string[]): Promise<HubSta
       }
     }
     return {
+      ...(ingress === undefined ? {} : { ingress }),
       servers: serversOut,
       streams: [...streams.values()].map(({ leader: _l, ...s }) => s).sort((a, b) => a.account.localeCompare(b.account) || a.name.localeCompare(b.name)),
       clientsByRole,

@@ -16,7 +16,7 @@ interface Ready {
   streams: { created: string[]; unchanged: string[] };
 }
 
-const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--json"];
+const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0", "--json"];
 
 function up(home: string, extra: string[] = []): RunningCli {
   const cli = startCli("fabric", [...UP_ARGS, ...extra], { env: { FABRIC_HOME: home } });
@@ -68,6 +68,7 @@ describe("fabric up", () => {
     const status = await runCli("fabric", ["status", "--json"], { env: { FABRIC_HOME: home } });
     expect(status.code).toBe(0);
     const st = JSON.parse(status.stdout) as {
+      ingress: { connections: number }[];
       servers: { healthy: boolean }[];
       streams: { name: string; messages: number; consumers: { name: string; pending: number }[] }[];
       clientsByRole: Record<string, number>;
@@ -78,6 +79,8 @@ describe("fabric up", () => {
     expect(telemetry?.messages).toBe(5);
     expect(telemetry?.consumers).toEqual([expect.objectContaining({ name: "reader", pending: 5 })]);
     expect(st.clientsByRole["hub"]).toBe(1);
+    // the MQTT ingress fabric up runs is there, with its connections
+    expect(st.ingress).toEqual([expect.objectContaining({ connections: 0 })]);
 
     expect(await first.signal("SIGINT")).toBe(0);
     expect(first.stderr()).toMatch(/hub stopped/);
