@@ -83,28 +83,24 @@ export function parseSharedFilter(filter: string): { group: string; filter: stri
 /** MQTT matching of a topic against a filter, with the rule that `$` topics are not matched by a leading wildcard. */
 export function topicMatches(filter: string, topic: string): boolean {
   if (topic.startsWith("$") && (filter.startsWith("+") || filter.startsWith("#"))) return false;
-  const f = filter.split("/");
-  const t = topic.split("/");
-  for (let i = 0; i < f.length; i++) {
-    const level = f[i];
-    if (level === "#") return true;
-    if (i >= t.length) return false;
-    if (level !== "+" && level !== t[i]) return false;
-  }
-  return f.length === t.length;
+  // MQTT's `#` also matches the parent level (`a/#` matches `a`): at least zero more levels
+  return tokensMatch(filter.split("/"), topic.split("/"), "+", "#", 0);
 }
 
 /** NATS matching: does `pattern` (with `*` and `>`) match `subject`? */
 export function subjectMatches(pattern: string, subject: string): boolean {
-  const p = pattern.split(".");
-  const s = subject.split(".");
-  for (let i = 0; i < p.length; i++) {
-    const t = p[i];
-    if (t === ">") return s.length > i;
-    if (i >= s.length) return false;
-    if (t !== "*" && t !== s[i]) return false;
+  return tokensMatch(pattern.split("."), subject.split("."), "*", ">", 1);
+}
+
+/** Token-wise matching with a one-token wildcard and a rest wildcard that needs `minRest` more tokens. */
+function tokensMatch(pattern: readonly string[], tokens: readonly string[], one: string, rest: string, minRest: number): boolean {
+  for (let i = 0; i < pattern.length; i++) {
+    const p = pattern[i];
+    if (p === rest) return tokens.length >= i + minRest;
+    if (i >= tokens.length) return false;
+    if (p !== one && p !== tokens[i]) return false;
   }
-  return p.length === s.length;
+  return pattern.length === tokens.length;
 }
 
 /** Is every subject that `inner` matches also matched by `outer`? (Both may hold wildcards.) */
