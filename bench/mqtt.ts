@@ -166,6 +166,16 @@ export function mqttMarkdown(r: Awaited<ReturnType<typeof benchMqtt>>): string {
     const lat99 = row.qos === 0 ? "–" : fmt(row.p99, 2);
     lines.push(`| ${row.target} | ${row.qos} | ${row.connections} | ${fmt(row.rate)} | ${ratio} | ${lat} | ${lat99} | ${row.storedOk} |`);
   }
+  for (const connections of [4, 100]) {
+    const fabric = r.rows.find((x) => x.qos === 1 && x.connections === connections && x.target.startsWith("fabric"));
+    const nats = r.rows.find((x) => x.qos === 1 && x.connections === connections && x.target.startsWith("nats-server"));
+    if (fabric === undefined || nats === undefined) continue;
+    const met = fabric.rate >= nats.rate && fabric.rate >= 50_000;
+    lines.push(
+      "",
+      `Goal, QoS 1 with ${connections} connections (stored before PUBACK, at least nats-server's listener and 50 000 msg/s): ${met ? "**met**" : "**not met**"} (${fmt(fabric.rate)} msg/s against ${fmt(nats.rate)}).`,
+    );
+  }
   lines.push("", "| broker | memory per idle connection (10 000 connected) |", "| --- | ---: |");
   for (const m of r.memory) lines.push(`| ${m.target} | ${fmt(m.perConnBytes / 1024, 1)} KiB |`);
   return lines.join("\n");
