@@ -11,7 +11,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { issueUser, keyPairFromSeed } from "../../identity/index.js";
 import { proofPassword } from "../../ingress/index.js";
-import { connectAs, type Harness, type TestHub } from "../harness/index.js";
+import { connectAs, startTestHub, type Harness, type TestHub } from "../harness/index.js";
 
 export type Version = 3 | 4 | 5;
 
@@ -313,4 +313,24 @@ export async function rawService(h: Harness, hub: TestHub, user: ServiceUser, cl
 /** A JSON telemetry reading as the contract wants it. */
 export function reading(value: number): string {
   return JSON.stringify({ value, ts: Date.now() });
+}
+
+export interface MqttTestbed {
+  hub: TestHub;
+  url: string;
+  svc: ServiceUser;
+  /** A NATS connection of the service user. */
+  nc: NatsConnection;
+  /** Publishes through the ingress like any MQTT 5 client. */
+  pub: MqttClient;
+}
+
+/** What most protocol test files start from: a hub with the ingress, a service user, a NATS and an MQTT 5 client. */
+export async function mqttTestbed(h: Harness, name: string, ingress?: Record<string, unknown>): Promise<MqttTestbed> {
+  const hub = await startTestHub(h, { mqtt: true, ...(ingress === undefined ? {} : { ingress }) });
+  const url = mqttUrl(hub);
+  const svc = serviceUser(hub, `${name}-svc`);
+  const nc = await natsService(hub, `${name}-nats`, h);
+  const pub = (await connectMqtt(h, url, { ...versionOptions(5), ...svc.auth(`${name}-pub`) })).client;
+  return { hub, url, svc, nc, pub };
 }

@@ -7,20 +7,18 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MqttClient } from "mqtt";
 import { pollUntil } from "../../fabric/core/index.js";
-import { Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { connectMqtt, Inbox, mqttUrl, rawService, serviceUser, versionOptions, type ServiceUser } from "./mqtt-helpers.js";
+import { Harness, type TestHub } from "../harness/index.js";
+import { connectMqtt, Inbox, mqttTestbed, rawService, type ServiceUser, versionOptions } from "./mqtt-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
 let url: string;
 let svc: ServiceUser;
+/** Publishes through the ingress like any MQTT 5 client. */
 let pub: MqttClient;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { mqtt: true });
-  url = mqttUrl(hub);
-  svc = serviceUser(hub, "ovp-svc");
-  pub = (await connectMqtt(h, url, { ...versionOptions(5), ...svc.auth("ovp-pub") })).client;
+  ({ hub, url, svc, pub } = await mqttTestbed(h, "ovp"));
 });
 
 describe("overlapping subscriptions in a persistent session", () => {

@@ -10,35 +10,19 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MqttClient } from "mqtt";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { pollUntil } from "../../fabric/core/index.js";
-import { Harness, startTestHub, type TestHub } from "../harness/index.js";
-import {
-  connectMqtt,
-  Inbox,
-  mqttUrl,
-  natsService,
-  rawService,
-  serviceUser,
-  streamCount,
-  VERSION_NAME,
-  versionOptions,
-  type ServiceUser,
-  type Version,
-} from "./mqtt-helpers.js";
+import { Harness, type TestHub } from "../harness/index.js";
+import { connectMqtt, Inbox, mqttTestbed, rawService, type ServiceUser, streamCount, type Version, VERSION_NAME, versionOptions } from "./mqtt-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
 let url: string;
 let svc: ServiceUser;
 let nc: NatsConnection;
-/** Publishes through the ingress like any MQTT client. */
+/** Publishes through the ingress like any MQTT 5 client. */
 let pub: MqttClient;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { mqtt: true });
-  url = mqttUrl(hub);
-  svc = serviceUser(hub, "delivery-svc");
-  nc = await natsService(hub, "delivery-nats", h);
-  pub = (await connectMqtt(h, url, { ...versionOptions(5), ...svc.auth("delivery-pub") })).client;
+  ({ hub, url, svc, nc, pub } = await mqttTestbed(h, "delivery"));
 });
 
 async function publish(topic: string, payload: string, qos: 0 | 1 | 2 = 0): Promise<void> {

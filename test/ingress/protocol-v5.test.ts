@@ -9,23 +9,19 @@ import type { MqttClient } from "mqtt";
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
-import { Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { connectMqtt, Inbox, mqttDevice, mqttUrl, natsService, rawService, reading, serviceUser, streamCount, versionOptions, type ServiceUser } from "./mqtt-helpers.js";
+import { Harness, type TestHub } from "../harness/index.js";
+import { connectMqtt, Inbox, mqttDevice, mqttTestbed, rawService, reading, type ServiceUser, streamCount, versionOptions } from "./mqtt-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
 let url: string;
 let svc: ServiceUser;
 let nc: NatsConnection;
-/** Publishes through the ingress (MQTT 5). */
+/** Publishes through the ingress like any MQTT 5 client. */
 let pub: MqttClient;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { mqtt: true });
-  url = mqttUrl(hub);
-  svc = serviceUser(hub, "v5-svc");
-  nc = await natsService(hub, "v5-nats", h);
-  pub = (await connectMqtt(h, url, { ...versionOptions(5), ...svc.auth("v5-pub") })).client;
+  ({ hub, url, svc, nc, pub } = await mqttTestbed(h, "v5"));
 });
 
 async function client(clientId: string, extra: Parameters<typeof connectMqtt>[2] = {}): Promise<{ c: MqttClient; inbox: Inbox }> {

@@ -10,21 +10,18 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { MqttClient } from "mqtt";
 import type { IConnectPacket } from "mqtt-packet";
 import { pollUntil } from "../../fabric/core/index.js";
-import { Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { connectMqtt, Inbox, mqttDevice, mqttPort, mqttUrl, RawClient, rawService, serviceUser, streamCount, versionOptions, type ServiceUser, type Version } from "./mqtt-helpers.js";
+import { Harness, type TestHub } from "../harness/index.js";
+import { connectMqtt, Inbox, mqttDevice, mqttPort, mqttTestbed, RawClient, rawService, type ServiceUser, streamCount, type Version, versionOptions } from "./mqtt-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
 let url: string;
 let svc: ServiceUser;
-/** Publishes through the ingress (MQTT 5). */
+/** Publishes through the ingress like any MQTT 5 client. */
 let pub: MqttClient;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { mqtt: true });
-  url = mqttUrl(hub);
-  svc = serviceUser(hub, "rw-svc");
-  pub = (await connectMqtt(h, url, { ...versionOptions(5), ...svc.auth("rw-pub") })).client;
+  ({ hub, url, svc, pub } = await mqttTestbed(h, "rw"));
 });
 
 const VERSIONS = [3, 4, 5] as const;
