@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { pickFreePorts, pollUntil, projectRoot } from "../fabric/core/index.js";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { JetStreamPublisher, pickFreePorts, pollUntil, projectRoot } from "../fabric/core/index.js";
 import { issueUser } from "../identity/index.js";
 import { connectAs, spawnMosquitto, startCli, startTestHub, type Harness } from "../test/harness/index.js";
 import { fmt, percentile } from "./lib.js";
@@ -21,6 +22,8 @@ interface Target {
   topic: (n: number) => string;
   /** Messages stored by the broker for what was acknowledged (JetStream), when it stores. */
   stored?: () => Promise<number>;
+  /** The store path alone, from one Node process: what no Node ingress acking after the store can pass. */
+  ceiling?: () => Promise<{ rate: number; p50: number; p99: number }>;
 }
 
 export interface MqttRow {
@@ -91,6 +94,33 @@ async function targets(h: Harness): Promise<Target[]> {
         await nc.close();
       }
     },
+    ceiling: async () => {
+      const nc = await connectAs(hub.urls, svc);
+      const publisher = new JetStreamPublisher(nc, { maxOutstanding: WINDOW * 4 });
+      const lat: number[] = [];
+      let n = 0;
+      let inflight = 0;
+      let freed: (() => void) | undefined;
+      const t0 = performance.now();
+      while (performance.now() - t0 < DURATION_MS) {
+        const h2 = natsHeaders();
+        h2.set("Fabric-Mqtt-Client", "ceiling");
+        h2.set("Fabric-Mqtt-Qos", "1");
+        const start = performance.now();
+        inflight++;
+        void publisher.publish(`telemetry.bench.ceiling.v`, payload(n), { msgId: `ceiling-${n++}`, headers: h2 }).then(() => {
+          lat.push(performance.now() - start);
+          inflight--;
+          freed?.();
+        });
+        if (inflight >= WINDOW * 4) await new Promise<void>((r) => (freed = r));
+      }
+      while (inflight > 0) await new Promise<void>((r) => (freed = r));
+      const rate = (n * 1000) / (performance.now() - t0);
+      publisher.close();
+      await nc.close();
+      return { rate, p50: percentile(lat, 50), p99: percentile(lat, 99) };
+    },
   };
   // nats-server's own MQTT listener (it stores QoS 1/2 in its $MQTT_msgs stream after acknowledging)
   const nats = await h.startServer({ name: "nats-mqtt", config: { mqtt: { port: -1, host: "127.0.0.1" } } });
@@ -115,9 +145,11 @@ async function targets(h: Harness): Promise<Target[]> {
   return [fabric, natsMqtt, mosquitto, sink];
 }
 
-export async function benchMqtt(h: Harness): Promise<{ rows: MqttRow[]; memory: { target: string; perConnBytes: number }[] }> {
+export async function benchMqtt(h: Harness): Promise<{ rows: MqttRow[]; memory: { target: string; perConnBytes: number }[]; ceiling: { rate: number; p50: number; p99: number } | undefined }> {
   const all = await targets(h);
   const rows: MqttRow[] = [];
+  const ceiling = await all[0]?.ceiling?.();
+  if (ceiling !== undefined) console.log(`  store ceiling (JetStream publish from one Node process, no MQTT): ${fmt(ceiling.rate)} msg/s p50 ${fmt(ceiling.p50, 2)} ms`);
   for (const qos of [0, 1, 2] as const) {
     for (const connections of [4, 100]) {
       for (const t of all) {
@@ -154,7 +186,7 @@ export async function benchMqtt(h: Harness): Promise<{ rows: MqttRow[]; memory: 
     console.log(`  ${t.name}: ${IDLE_CONNECTIONS} idle connections, ${fmt((after - before) / IDLE_CONNECTIONS)} bytes each`);
     for (const s of sockets) s.destroy();
   }
-  return { rows, memory };
+  return { rows, memory, ceiling };
 }
 
 export function mqttMarkdown(r: Awaited<ReturnType<typeof benchMqtt>>): string {
@@ -174,6 +206,12 @@ export function mqttMarkdown(r: Awaited<ReturnType<typeof benchMqtt>>): string {
     lines.push(
       "",
       `Goal, QoS 1 with ${connections} connections (stored before PUBACK, at least nats-server's listener and 50 000 msg/s): ${met ? "**met**" : "**not met**"} (${fmt(fabric.rate)} msg/s against ${fmt(nats.rate)}).`,
+    );
+  }
+  if (r.ceiling !== undefined) {
+    lines.push(
+      "",
+      `Store ceiling: the ingress's store path alone (JetStream publishes from one Node process with a Nats-Msg-Id and the ingress's headers, ${WINDOW * 4} outstanding, no MQTT, nothing else running): ${fmt(r.ceiling.rate)} msg/s, p50 ${fmt(r.ceiling.p50, 2)} ms. No Node ingress that acknowledges after the store passes this here, before any MQTT work is added.`,
     );
   }
   lines.push("", "| broker | memory per idle connection (10 000 connected) |", "| --- | ---: |");
