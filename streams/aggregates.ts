@@ -1,0 +1,217 @@
+import { z } from "zod";
+
+/**
+ * Mergeable aggregates for windowed consumers. Every aggregate is a plain JSON state with `add` (one reading),
+ * `merge` (two partial states: slices of a hopping window, partitions, an edge site's partials at the hub) and
+ * `result`. States serialise as they are, for checkpoints and for shipping partials. Merging is associative and
+ * commutative, so the result does not depend on how the input was split.
+ */
+export interface Aggregate<S> {
+  init(): S;
+  /** Adds a reading to the state, in place, and returns it. */
+  add(state: S, value: number, ts: number): S;
+  /** A new state holding both; the inputs are left as they were. */
+  merge(a: S, b: S): S;
+  result(state: S): number | null;
+}
+
+interface Moments {
+  n: number;
+  mean: number;
+  m2: number;
+}
+
+interface Timed {
+  ts: number;
+  value: number;
+}
+
+/** Count, sum, min, max, avg (sum and count), population standard deviation (Welford; Chan to merge). */
+const count: Aggregate<{ n: number }> = {
+  init: () => ({ n: 0 }),
+  add: (s) => {
+    s.n++;
+    return s;
+  },
+  merge: (a, b) => ({ n: a.n + b.n }),
+  result: (s) => s.n,
+};
+
+const sum: Aggregate<{ n: number; sum: number }> = {
+  init: () => ({ n: 0, sum: 0 }),
+  add: (s, v) => {
+    s.n++;
+    s.sum += v;
+    return s;
+  },
+  merge: (a, b) => ({ n: a.n + b.n, sum: a.sum + b.sum }),
+  result: (s) => (s.n === 0 ? null : s.sum),
+};
+
+const min: Aggregate<{ v: number | null }> = {
+  init: () => ({ v: null }),
+  add: (s, v) => {
+    s.v = s.v === null ? v : Math.min(s.v, v);
+    return s;
+  },
+  merge: (a, b) => ({ v: a.v === null ? b.v : b.v === null ? a.v : Math.min(a.v, b.v) }),
+  result: (s) => s.v,
+};
+
+const max: Aggregate<{ v: number | null }> = {
+  init: () => ({ v: null }),
+  add: (s, v) => {
+    s.v = s.v === null ? v : Math.max(s.v, v);
+    return s;
+  },
+  merge: (a, b) => ({ v: a.v === null ? b.v : b.v === null ? a.v : Math.max(a.v, b.v) }),
+  result: (s) => s.v,
+};
+
+const avg: Aggregate<{ n: number; sum: number }> = {
+  ...sum,
+  result: (s) => (s.n === 0 ? null : s.sum / s.n),
+};
+
+const stddev: Aggregate<Moments> = {
+  init: () => ({ n: 0, mean: 0, m2: 0 }),
+  add: (s, v) => {
+    s.n++;
+    const delta = v - s.mean;
+    s.mean += delta / s.n;
+    s.m2 += delta * (v - s.mean);
+    return s;
+  },
+  merge: (a, b) => {
+    if (a.n === 0) return { ...b };
+    if (b.n === 0) return { ...a };
+    const n = a.n + b.n;
+    const delta = b.mean - a.mean;
+    return { n, mean: a.mean + (delta * b.n) / n, m2: a.m2 + b.m2 + (delta * delta * a.n * b.n) / n };
+  },
+  result: (s) => (s.n === 0 ? null : Math.sqrt(s.m2 / s.n)),
+};
+
+/** Earlier event time wins; on a tie, the smaller value (so the result never depends on arrival order). */
+function earlier(a: Timed | null, b: Timed | null): Timed | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return b.ts < a.ts || (b.ts === a.ts && b.value < a.value) ? b : a;
+}
+
+/** Later event time wins; on a tie, the larger value. */
+function later(a: Timed | null, b: Timed | null): Timed | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return b.ts > a.ts || (b.ts === a.ts && b.value > a.value) ? b : a;
+}
+
+const first: Aggregate<{ at: Timed | null }> = {
+  init: () => ({ at: null }),
+  add: (s, value, ts) => {
+    s.at = earlier(s.at, { ts, value });
+    return s;
+  },
+  merge: (a, b) => ({ at: earlier(a.at, b.at) }),
+  result: (s) => s.at?.value ?? null,
+};
+
+const last: Aggregate<{ at: Timed | null }> = {
+  init: () => ({ at: null }),
+  add: (s, value, ts) => {
+    s.at = later(s.at, { ts, value });
+    return s;
+  },
+  merge: (a, b) => ({ at: later(a.at, b.at) }),
+  result: (s) => s.at?.value ?? null,
+};
+
+/**
+ * A relative-error quantile sketch in the manner of DDSketch: values map to logarithmic buckets
+ * (γ = (1+α)/(1−α)), negative values to a store of their own and zero to a counter, so a merge is adding
+ * bucket counts, for negative temperatures too. A quantile is within α (relative) of the exact one.
+ */
+export const SKETCH_RELATIVE_ACCURACY = 0.01;
+const GAMMA = (1 + SKETCH_RELATIVE_ACCURACY) / (1 - SKETCH_RELATIVE_ACCURACY);
+const LOG_GAMMA = Math.log(GAMMA);
+/** Values nearer zero than this count as zero. */
+const MIN_INDEXABLE = 1e-9;
+
+export interface SketchState {
+  pos: Record<string, number>;
+  neg: Record<string, number>;
+  zero: number;
+  n: number;
+}
+
+function bucketOf(v: number): number {
+  return Math.ceil(Math.log(v) / LOG_GAMMA);
+}
+
+function bucketValue(i: number): number {
+  // the bucket's midpoint in relative terms: 2γ^i / (γ + 1)
+  return (2 * Math.pow(GAMMA, i)) / (GAMMA + 1);
+}
+
+function addCounts(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  const out = { ...a };
+  for (const [k, c] of Object.entries(b)) out[k] = (out[k] ?? 0) + c;
+  return out;
+}
+
+export const sketch = {
+  init: (): SketchState => ({ pos: {}, neg: {}, zero: 0, n: 0 }),
+  add: (s: SketchState, v: number): SketchState => {
+    if (Math.abs(v) < MIN_INDEXABLE) s.zero++;
+    else {
+      const store = v > 0 ? s.pos : s.neg;
+      const k = String(bucketOf(Math.abs(v)));
+      store[k] = (store[k] ?? 0) + 1;
+    }
+    s.n++;
+    return s;
+  },
+  merge: (a: SketchState, b: SketchState): SketchState => ({ pos: addCounts(a.pos, b.pos), neg: addCounts(a.neg, b.neg), zero: a.zero + b.zero, n: a.n + b.n }),
+  /** The q-quantile (0 ≤ q ≤ 1) by rank ⌊q·(n−1)⌋, as numpy's "lower". */
+  quantile: (s: SketchState, q: number): number | null => {
+    if (s.n === 0) return null;
+    const rank = Math.floor(q * (s.n - 1));
+    let seen = 0;
+    // most negative first: negative buckets from the largest magnitude down
+    const neg = Object.entries(s.neg).map(([k, c]) => [Number(k), c] as const).sort((x, y) => y[0] - x[0]);
+    for (const [i, c] of neg) {
+      seen += c;
+      if (seen > rank) return -bucketValue(i);
+    }
+    seen += s.zero;
+    if (seen > rank) return 0;
+    const pos = Object.entries(s.pos).map(([k, c]) => [Number(k), c] as const).sort((x, y) => x[0] - y[0]);
+    for (const [i, c] of pos) {
+      seen += c;
+      if (seen > rank) return bucketValue(i);
+    }
+    return null;
+  },
+};
+
+function percentile(q: number): Aggregate<SketchState> {
+  return { init: sketch.init, add: (s, v) => sketch.add(s, v), merge: sketch.merge, result: (s) => sketch.quantile(s, q) };
+}
+
+export const AGGREGATES = {
+  count,
+  sum,
+  min,
+  max,
+  avg,
+  stddev,
+  first,
+  last,
+  p50: percentile(0.5),
+  p90: percentile(0.9),
+  p95: percentile(0.95),
+  p99: percentile(0.99),
+} as const;
+
+export type AggregateName = keyof typeof AGGREGATES;
+export const aggregateNameSchema = z.enum(Object.keys(AGGREGATES) as [AggregateName, ...AggregateName[]]);
