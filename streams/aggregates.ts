@@ -12,7 +12,8 @@ export interface Aggregate<S> {
   add(state: S, value: number, ts: number): S;
   /** A new state holding both; the inputs are left as they were. */
   merge(a: S, b: S): S;
-  result(state: S): number | null;
+  /** The value; `window` (ms) lets time-based aggregates extrapolate to the window's bounds. */
+  result(state: S, window?: { start: number; end: number }): number | null;
 }
 
 interface Moments {
@@ -198,6 +199,135 @@ function percentile(q: number): Aggregate<SketchState> {
   return { init: sketch.init, add: (s, v) => sketch.add(s, v), merge: sketch.merge, result: (s) => sketch.quantile(s, q) };
 }
 
+/**
+ * Counters and time-weighted values need the readings in event-time order: the state is the readings, sorted
+ * (a reading of the same time replaces the earlier one). A window of a device holds few of them; past
+ * MAX_SAMPLES the oldest are folded into a prefix (exact as long as no later reading is older than them).
+ */
+export const MAX_SAMPLES = 10_000;
+
+export interface SamplesState {
+  /** Folded prefix: first and last reading and the reset-aware increase between them. */
+  head: { first: Timed; last: Timed; inc: number } | null;
+  samples: Timed[];
+}
+
+function insertSorted(list: Timed[], t: Timed): void {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((list[mid]?.ts ?? 0) < t.ts) lo = mid + 1;
+    else hi = mid;
+  }
+  if (list[lo]?.ts === t.ts) list[lo] = t;
+  else list.splice(lo, 0, t);
+}
+
+/** Reset-aware increase along readings: a drop means the counter restarted from zero. */
+function stepIncrease(prev: Timed, next: Timed): number {
+  return next.value >= prev.value ? next.value - prev.value : next.value;
+}
+
+function fold(s: SamplesState): void {
+  const cut = s.samples.splice(0, s.samples.length - MAX_SAMPLES / 2);
+  let head = s.head;
+  for (const t of cut) {
+    head = head === null ? { first: t, last: t, inc: 0 } : { first: head.first, last: t, inc: head.inc + stepIncrease(head.last, t) };
+  }
+  s.head = head;
+}
+
+const samples = {
+  init: (): SamplesState => ({ head: null, samples: [] }),
+  add: (s: SamplesState, value: number, ts: number): SamplesState => {
+    insertSorted(s.samples, { ts, value });
+    if (s.samples.length > MAX_SAMPLES) fold(s);
+    return s;
+  },
+  merge: (a: SamplesState, b: SamplesState): SamplesState => {
+    const out: SamplesState = { head: a.head ?? b.head, samples: [...a.samples] };
+    for (const t of b.samples) insertSorted(out.samples, t);
+    if (a.head !== null && b.head !== null) {
+      // both folded: join the prefixes in time order
+      const [x, y] = a.head.first.ts <= b.head.first.ts ? [a.head, b.head] : [b.head, a.head];
+      out.head = { first: x.first, last: y.last, inc: x.inc + y.inc + stepIncrease(x.last, y.first) };
+    }
+    if (out.samples.length > MAX_SAMPLES) fold(out);
+    return out;
+  },
+};
+
+/** The readings in order, the folded prefix standing in for its first and last. */
+function span(s: SamplesState): { first: Timed; last: Timed; inc: number } | null {
+  let acc = s.head;
+  for (const t of s.samples) acc = acc === null ? { first: t, last: t, inc: 0 } : { first: acc.first, last: t, inc: acc.inc + stepIncrease(acc.last, t) };
+  return acc;
+}
+
+/**
+ * Extrapolated increase, as Prometheus does: the increase over the readings, stretched to the window's bounds
+ * where the readings stop short of them by less than 1.1 average intervals (else by half an interval), and a
+ * counter is not taken below zero at the start.
+ */
+function extrapolated(s: SamplesState, window: { start: number; end: number } | undefined): number | null {
+  const sp = span(s);
+  if (sp === null) return null;
+  const n = s.samples.length + (s.head === null ? 0 : 2);
+  if (window === undefined || n < 2 || sp.last.ts === sp.first.ts) return sp.inc;
+  const sampled = sp.last.ts - sp.first.ts;
+  const avgInterval = sampled / (n - 1);
+  let toStart = sp.first.ts - window.start;
+  let toEnd = window.end - sp.last.ts;
+  const threshold = avgInterval * 1.1;
+  if (toStart >= threshold) toStart = avgInterval / 2;
+  if (toEnd >= threshold) toEnd = avgInterval / 2;
+  // a counter cannot have been below zero before its first reading
+  if (sp.inc > 0 && sp.first.value >= 0) toStart = Math.min(toStart, sampled * (sp.first.value / sp.inc));
+  return sp.inc * ((sampled + toStart + toEnd) / sampled);
+}
+
+const increase: Aggregate<SamplesState> = { ...samples, result: (s) => span(s)?.inc ?? null };
+const increaseExtrapolated: Aggregate<SamplesState> = { ...samples, result: (s, w) => extrapolated(s, w) };
+
+/** Per-second rate over the readings' span (exact) or the window (extrapolated). */
+const rate: Aggregate<SamplesState> = {
+  ...samples,
+  result: (s) => {
+    const sp = span(s);
+    return sp === null || sp.last.ts === sp.first.ts ? null : sp.inc / ((sp.last.ts - sp.first.ts) / 1000);
+  },
+};
+const rateExtrapolated: Aggregate<SamplesState> = {
+  ...samples,
+  result: (s, w) => {
+    const inc = extrapolated(s, w);
+    return inc === null || w === undefined || w.end === w.start ? null : inc / ((w.end - w.start) / 1000);
+  },
+};
+
+/**
+ * Time-weighted average: each reading holds until the next (the last one until the window's end, when known).
+ * A device that reports only on change is averaged over time, not over messages.
+ */
+const twa: Aggregate<SamplesState> = {
+  ...samples,
+  result: (s, w) => {
+    const list = s.head === null ? s.samples : [s.head.first, s.head.last, ...s.samples];
+    if (list.length === 0) return null;
+    let area = 0;
+    let time = 0;
+    for (let i = 0; i < list.length; i++) {
+      const t = list[i];
+      if (t === undefined) continue;
+      const until = list[i + 1]?.ts ?? (w === undefined ? t.ts : Math.max(t.ts, w.end));
+      area += t.value * (until - t.ts);
+      time += until - t.ts;
+    }
+    return time === 0 ? (list[list.length - 1]?.value ?? null) : area / time;
+  },
+};
+
 export const AGGREGATES = {
   count,
   sum,
@@ -207,6 +337,11 @@ export const AGGREGATES = {
   stddev,
   first,
   last,
+  increase,
+  increase_extrapolated: increaseExtrapolated,
+  rate,
+  rate_extrapolated: rateExtrapolated,
+  twa,
   p50: percentile(0.5),
   p90: percentile(0.9),
   p95: percentile(0.95),

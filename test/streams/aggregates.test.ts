@@ -138,3 +138,40 @@ describe("window assignment", () => {
     expect(r.error?.issues[0]?.path).toEqual(["hopMs"]);
   });
 });
+
+describe("counters and time-weighted values", () => {
+  const counter = [
+    { ts: 0, value: 0 },
+    { ts: 1_000, value: 10 },
+    { ts: 2_000, value: 25 },
+    { ts: 3_000, value: 5 }, // the device restarted: the counter began again from zero
+    { ts: 4_000, value: 15 },
+  ];
+
+  it("increase and rate are reset-aware and do not depend on arrival order or splits", () => {
+    for (const seed of [1, 2, 3]) {
+      const shuffled = [...counter].sort(() => rng(seed)() - 0.5);
+      const s = splitAndMerge(AGGREGATES.increase, shuffled, seed);
+      expect(AGGREGATES.increase.result(s)).toBe(10 + 15 + 5 + 10);
+      expect(AGGREGATES.rate.result(s)).toBe(40 / 4);
+    }
+  });
+
+  it("extrapolates to the window's bounds, never below zero at the start", () => {
+    const s = counter.reduce((acc, d) => AGGREGATES.increase_extrapolated.add(acc, d.value, d.ts), AGGREGATES.increase_extrapolated.init());
+    // readings start at the counter's zero: no extrapolation backwards; half an interval forwards
+    expect(AGGREGATES.increase_extrapolated.result(s, { start: -500, end: 4_500 })).toBeCloseTo(45, 9);
+    expect(AGGREGATES.rate_extrapolated.result(s, { start: -500, end: 4_500 })).toBeCloseTo(45 / 5, 9);
+  });
+
+  it("time-weighted average weighs each value by how long it held", () => {
+    const readingsOnChange = [
+      { ts: 0, value: 1 },
+      { ts: 1_000, value: 3 },
+      { ts: 3_000, value: 5 },
+    ];
+    const s = readingsOnChange.reduce((acc, d) => AGGREGATES.twa.add(acc, d.value, d.ts), AGGREGATES.twa.init());
+    expect(AGGREGATES.twa.result(s, { start: 0, end: 4_000 })).toBeCloseTo((1 * 1_000 + 3 * 2_000 + 5 * 1_000) / 4_000, 9);
+    expect(AGGREGATES.avg.result(readingsOnChange.reduce((acc, d) => AGGREGATES.avg.add(acc, d.value, d.ts), AGGREGATES.avg.init()))).toBe(3);
+  });
+});
