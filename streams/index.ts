@@ -15,3 +15,7 @@ export { AGGREGATES, aggregateNameSchema, sketch, SKETCH_RELATIVE_ACCURACY } fro
 export type { Aggregate, AggregateName, SketchState } from "./aggregates.js";
 export { windowSpecSchema, slicedWindowSchema, sliceMs, sliceStart, windowsOf, slicesOf } from "./windows.js";
 export type { WindowSpec, SlicedWindowSpec } from "./windows.js";
+export { windowDefinitionSchema } from "./definition.js";
+export type { WindowDefinition, WindowDefinitionInput } from "./definition.js";
+export { WindowOperator } from "./operator.js";
+export type { Emission } from "./operator.js";
