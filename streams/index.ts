@@ -18,4 +18,4 @@ export type { WindowSpec, SlicedWindowSpec } from "./windows.js";
 export { windowDefinitionSchema } from "./definition.js";
 export type { WindowDefinition, WindowDefinitionInput } from "./definition.js";
 export { WindowOperator } from "./operator.js";
-export type { Emission } from "./operator.js";
+export type { Emission, OperatorSnapshot } from "./operator.js";
