@@ -19,3 +19,5 @@ export { windowDefinitionSchema } from "./definition.js";
 export type { WindowDefinition, WindowDefinitionInput } from "./definition.js";
 export { WindowOperator } from "./operator.js";
 export type { Emission, OperatorSnapshot } from "./operator.js";
+export { startWindowWorker, CHECKPOINTS_BUCKET, LATEST_BUCKET, DEFAULT_CHECKPOINT_EVERY_MS } from "./worker.js";
+export type { WindowWorker, WindowWorkerOptions } from "./worker.js";
