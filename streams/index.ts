@@ -21,3 +21,4 @@ export { WindowOperator } from "./operator.js";
 export type { Emission, OperatorSnapshot } from "./operator.js";
 export { startWindowWorker, CHECKPOINTS_BUCKET, LATEST_BUCKET, DEFAULT_CHECKPOINT_EVERY_MS } from "./worker.js";
 export type { WindowWorker, WindowWorkerOptions } from "./worker.js";
+export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers, DEFINITIONS_BUCKET } from "./registry.js";

@@ -19,6 +19,7 @@ import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers, untilSignal } from "./workers.js";
+import { addWindowCommands } from "./windows.js";
 
 interface UpFlags {
   data?: string;
@@ -184,6 +185,8 @@ program
       );
     },
   );
+
+addWindowCommands(program);
 
 const config = program.command("config").description("generate configs");
 config

@@ -33,7 +33,7 @@ import {
   upgradeKeystore,
   SYSTEM_ACCOUNT_NAME,
 } from "../../identity/index.js";
-import { ensureHubStreams, type EnsureResult } from "../../streams/index.js";
+import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
 import { startIngress, type Ingress } from "../../ingress/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
 import { hubCreds } from "./hub-creds.js";
@@ -56,6 +56,8 @@ export const hubOptionsSchema = z.strictObject({
   leafPort: portSchema,
   clusterPort: portSchema,
   identityService: z.boolean().default(true),
+  /** Run a worker for every window definition (KV window_defs) of each tenant account. */
+  windows: z.boolean().default(true),
   /** The MQTT ingress (for the first tenant account): plain, WebSocket and (with a certificate) TLS ports. */
   mqtt: z
     .strictObject({
@@ -118,7 +120,9 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
   const connections: NatsConnection[] = [];
   const services: IdentityService[] = [];
   const ingresses: Ingress[] = [];
+  const windowRunners: { stop(): Promise<void> }[] = [];
   const stop = async (): Promise<void> => {
+    for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
     for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
     for (const s of services.splice(0)) await s.stop().catch(() => undefined);
     for (const c of connections.splice(0)) await c.drain().catch(() => undefined);
@@ -231,6 +235,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       const r = await pollUntil(() => ensureHubStreams(nc, jsm, o.nodes >= 3 ? 3 : 1), { timeoutMs: HUB_READY_TIMEOUT_MS, intervalMs: 250, what: `streams of account ${acc.name}` });
       streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
       if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
+      if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
     }
     const tenant = ks.accounts().find((a) => !a.system);
     let mqtt: Ingress["ports"] | undefined;

@@ -1,0 +1,99 @@
+import { existsSync, readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import type { Command } from "commander";
+import { parse as parseYaml } from "yaml";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createLogger, defaultHubDataDir, defaultKeystoreDir, InvalidInputError, out, outJson, say } from "../core/index.js";
+import { connectWithCreds, Keystore } from "../../identity/index.js";
+import { listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition } from "../../streams/index.js";
+import { hubCredsPath } from "../hub/index.js";
+import { untilSignal } from "./workers.js";
+
+interface ConnFlags {
+  store?: string;
+  data?: string;
+  server?: string[];
+  creds?: string;
+}
+
+/** A connection into the tenant account: the hub's own credential (same machine) or --creds. */
+async function tenantConnection(flags: ConnFlags): Promise<NatsConnection> {
+  const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
+  const servers = flags.server ?? ks.storeFile().hubUrls;
+  let creds: string;
+  if (flags.creds !== undefined) creds = readFileSync(resolve(flags.creds), "utf8");
+  else {
+    const tenant = ks.accounts().find((a) => !a.system);
+    const path = tenant === undefined ? "" : hubCredsPath(resolve(flags.data ?? defaultHubDataDir()), tenant.name);
+    if (!existsSync(path)) throw new InvalidInputError(`no hub credential at ${path}: run this on the hub's machine (--data) or give --creds`);
+    creds = readFileSync(path, "utf8");
+  }
+  return connectWithCreds(creds, { servers, name: "fabric windows" });
+}
+
+function withConnection(cmd: Command): Command {
+  return cmd
+    .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
+    .option("--data <dir>", "the hub's data directory, for its credential (default: $FABRIC_HOME/hub)")
+    .option("--server <url...>", "hub URL(s) (default: what fabric up recorded)")
+    .option("--creds <file>", "a service credential of the tenant account instead");
+}
+
+/** `fabric windows add|ls|rm|describe` and `fabric worker`. */
+export function addWindowCommands(program: Command): void {
+  const windows = program.command("windows").description("windowed aggregations (definitions kept in KV, seen by every worker)");
+  withConnection(windows.command("add <file>").description("add or replace a window definition from a JSON or YAML file")).action(async (file: string, flags: ConnFlags) => {
+    const text = readFileSync(resolve(file), "utf8");
+    let input: unknown;
+    try {
+      input = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+    } catch (err) {
+      throw new InvalidInputError(`${file} is not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${String(err)}`);
+    }
+    const nc = await tenantConnection(flags);
+    try {
+      const def = await saveDefinition(nc, input);
+      say(`window ${def.name} saved; workers pick it up at once`);
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(windows.command("ls").description("list window definitions").option("--json", "JSON output")).action(async (flags: ConnFlags & { json?: boolean }) => {
+    const nc = await tenantConnection(flags);
+    try {
+      const defs = await listDefinitions(nc);
+      if (flags.json === true) outJson(defs);
+      else out(defs.map((d) => `${d.name}\t${d.window.kind}\t${d.source.filter}\t${d.aggregates.join(",")}`).join("\n"));
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(windows.command("describe <name>").description("show a window definition")).action(async (name: string, flags: ConnFlags) => {
+    const nc = await tenantConnection(flags);
+    try {
+      const def = (await listDefinitions(nc)).find((d) => d.name === name);
+      if (def === undefined) throw new InvalidInputError(`no window ${JSON.stringify(name)}`);
+      outJson(def);
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(windows.command("rm <name>").description("remove a window definition (its workers stop)")).action(async (name: string, flags: ConnFlags) => {
+    const nc = await tenantConnection(flags);
+    try {
+      if (!(await removeDefinition(nc, name))) throw new InvalidInputError(`no window ${JSON.stringify(name)}`);
+      say(`window ${name} removed`);
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(program.command("worker").description("run window workers for every definition, as a process of its own")).action(async (flags: ConnFlags) => {
+    const nc = await tenantConnection(flags);
+    const runner = await runDefinedWorkers(nc, createLogger({ name: "fabric-worker" }));
+    say("window workers running; Ctrl-C stops them");
+    await untilSignal(async () => {
+      await runner.stop();
+      await nc.drain();
+    });
+  });
+}
