@@ -4,6 +4,7 @@ import { Harness } from "../test/harness/index.js";
 import { benchIssuance, benchRevocation, issuanceMarkdown, revocationMarkdown } from "./identity.js";
 import { machine, writeSection } from "./lib.js";
 import { benchMqtt, mqttMarkdown } from "./mqtt.js";
+import { benchWindows, windowsMarkdown } from "./windows.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
   identity: async (h) => {
@@ -59,6 +60,23 @@ BENCHES["mqtt"] = async (h) => {
     "messages in memory.",
     "",
     mqttMarkdown(r),
+  ].join("\n");
+};
+
+BENCHES["windows"] = async (h) => {
+  console.log("windows: events/s through one worker against the raw consume rate…");
+  const r = await benchWindows(h);
+  console.log(windowsMarkdown(r));
+  return [
+    "## Windowed aggregation (issue 4, in progress)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- windows\`.`,
+    "",
+    "300 000 readings of 10 000 keys stored in TELEMETRY first; then, in the same process, a raw callback consume",
+    "of them and one window worker over them (an ordered consumer from its checkpoint, results published and",
+    "checkpointed as it goes).",
+    "",
+    windowsMarkdown(r),
   ].join("\n");
 };
 

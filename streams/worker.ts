@@ -1,4 +1,4 @@
-import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import { headers as natsHeaders, nuid, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { z } from "zod";
@@ -14,7 +14,13 @@ export const DEFAULT_CHECKPOINT_EVERY_MS = 1_000; // 1 s
 /** Processing-time work (idle close, early firings) runs when the stream's clock moved this far. */
 const TICK_EVERY_MS = 1_000;
 
-const checkpointSchema = z.strictObject({ seq: z.number().int().min(0), snapshot: z.unknown() });
+/**
+ * A checkpoint's manifest (the key that compare-and-set guards): the position and the generation of the state
+ * chunks. State is written in chunks (`<name>.s<generation>.<i>`, 256 KiB each) before the manifest, so a state
+ * of many keys fits under the server's max payload and is never seen half written.
+ */
+const manifestSchema = z.strictObject({ seq: z.number().int().min(0), generation: z.string(), chunks: z.number().int().min(0) });
+const CHUNK_CHARS = 256 * 1024;
 
 export interface WindowWorkerOptions {
   connection: NatsConnection;
@@ -49,10 +55,20 @@ export async function startWindowWorker(options: WindowWorkerOptions): Promise<W
   let revision = entry?.revision ?? 0;
   let op = new WindowOperator(def);
   let seq = 0;
+  let generation = "";
+  let chunkCount = 0;
   if (entry !== null && entry.operation === "PUT" && entry.length > 0) {
-    const cp = checkpointSchema.parse(entry.json());
-    op = WindowOperator.restore(def, cp.snapshot as OperatorSnapshot);
-    seq = cp.seq;
+    const m = manifestSchema.parse(entry.json());
+    let text = "";
+    for (let i = 0; i < m.chunks; i++) {
+      const c = await checkpoints.get(`${def.name}.s${m.generation}.${i}`);
+      if (c === null || c.operation !== "PUT") throw new Error(`checkpoint of window ${def.name} is missing chunk ${i}`);
+      text += c.string();
+    }
+    op = WindowOperator.restore(def, JSON.parse(text) as OperatorSnapshot);
+    seq = m.seq;
+    generation = m.generation;
+    chunkCount = m.chunks;
     log.info({ seq }, "resumed from checkpoint");
   }
   let pending: Promise<unknown>[] = [];
@@ -75,17 +91,32 @@ export async function startWindowWorker(options: WindowWorkerOptions): Promise<W
 
   const checkpoint = async (): Promise<void> => {
     // the state and position now, and the outputs they produced: written once those outputs are stored
-    const state = JSON.stringify({ seq, snapshot: op.snapshot() });
+    const state = JSON.stringify(op.snapshot());
+    const position = seq;
     const outputs = pending;
     pending = [];
     await Promise.all(outputs);
+    const gen = nuid.next();
+    const chunks = Math.ceil(state.length / CHUNK_CHARS);
     try {
-      revision = revision === 0 ? await checkpoints.create(def.name, state) : await checkpoints.update(def.name, state, revision);
+      for (let i = 0; i < chunks; i++) await checkpoints.put(`${def.name}.s${gen}.${i}`, state.slice(i * CHUNK_CHARS, (i + 1) * CHUNK_CHARS));
     } catch (err) {
+      log.warn({ err: errorMessage(err) }, "checkpoint state not written; next time");
+      return;
+    }
+    const manifest = JSON.stringify({ seq: position, generation: gen, chunks });
+    try {
+      revision = revision === 0 ? await checkpoints.create(def.name, manifest) : await checkpoints.update(def.name, manifest, revision);
+    } catch (err) {
+      // the manifest changed under us: another worker owns this window now
       fenced = true;
       log.error({ err: errorMessage(err) }, "checkpoint refused: another worker took over; stopping");
       await messages.close();
+      return;
     }
+    for (let i = 0; i < chunkCount; i++) await checkpoints.purge(`${def.name}.s${generation}.${i}`).catch(() => undefined);
+    generation = gen;
+    chunkCount = chunks;
     lastCheckpoint = Date.now();
   };
 
