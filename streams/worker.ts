@@ -72,6 +72,11 @@ export async function startWindowWorker(options: WindowWorkerOptions): Promise<W
     log.info({ seq }, "resumed from checkpoint");
   }
   let pending: Promise<unknown>[] = [];
+  /** Outputs are awaited at the next checkpoint; a failure there is handled there (this only marks it seen). */
+  const track = (p: Promise<unknown>): void => {
+    p.catch(() => undefined);
+    pending.push(p);
+  };
   let lastTick = 0;
   let lastCheckpoint = Date.now();
   let fenced = false;
@@ -80,13 +85,13 @@ export async function startWindowWorker(options: WindowWorkerOptions): Promise<W
     if (e.kind === "late") {
       const h = natsHeaders();
       h.set(REJECT_REASON_HEADER, `late for window ${def.name}: ${e.reason}`);
-      pending.push(publisher.publish(`rejected.${subjectTokens}`, Buffer.from(JSON.stringify({ value: e.value, ts: e.ts })), { msgId: `late:${def.name}:${e.key}:${e.ts}:${e.value}`, headers: h }));
+      track(publisher.publish(`rejected.${subjectTokens}`, Buffer.from(JSON.stringify({ value: e.value, ts: e.ts })), { msgId: `late:${def.name}:${e.key}:${e.ts}:${e.value}`, headers: h }));
       return;
     }
     const body = JSON.stringify({ window: def.name, key: e.key, start: e.windowStart, end: e.windowEnd, revision: e.revision, kind: e.kind, count: e.count, ...e.results });
     const id = e.kind === "early" ? `${def.name}:${e.key}:${e.windowStart}:early:${e.count}` : `${def.name}:${e.key}:${e.windowStart}:${e.revision}`;
-    pending.push(publisher.publish(`agg.${def.name}.${e.key}`, Buffer.from(body), { msgId: id }));
-    if (e.kind !== "early") pending.push(latest.put(`${def.name}.${e.key}`, body));
+    track(publisher.publish(`agg.${def.name}.${e.key}`, Buffer.from(body), { msgId: id }));
+    if (e.kind !== "early") track(latest.put(`${def.name}.${e.key}`, body));
   };
 
   const checkpoint = async (): Promise<void> => {
@@ -95,7 +100,15 @@ export async function startWindowWorker(options: WindowWorkerOptions): Promise<W
     const position = seq;
     const outputs = pending;
     pending = [];
-    await Promise.all(outputs);
+    try {
+      await Promise.all(outputs);
+    } catch (err) {
+      // an output was not stored: stop, so that a restart replays from the last checkpoint and emits it again
+      fenced = true;
+      log.error({ err: errorMessage(err) }, "a window output could not be stored; stopping (a restart resumes from the last checkpoint)");
+      await messages.close().catch(() => undefined);
+      return;
+    }
     const gen = nuid.next();
     const chunks = Math.ceil(state.length / CHUNK_CHARS);
     try {
@@ -137,7 +150,7 @@ export async function startWindowWorker(options: WindowWorkerOptions): Promise<W
     if (typeof value !== "number" || !Number.isFinite(value) || typeof ts !== "number" || !Number.isFinite(ts) || ts <= 0) {
       const h = natsHeaders();
       h.set(REJECT_REASON_HEADER, `window ${def.name}: payload needs numeric ${def.valueField} and ${def.eventTimeField}`);
-      pending.push(publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${def.name}:${m.seq}`, headers: h }));
+      track(publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${def.name}:${m.seq}`, headers: h }));
     } else {
       for (const e of op.add(key, value, ts, now)) emit(e, key);
     }
