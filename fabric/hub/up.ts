@@ -231,8 +231,12 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       const creds = await hubCreds(ks, o.dataDir, acc.name, log);
       const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
       connections.push(nc);
-      const jsm = await jetstreamManager(nc);
-      const r = await pollUntil(() => ensureHubStreams(nc, jsm, o.nodes >= 3 ? 3 : 1), { timeoutMs: HUB_READY_TIMEOUT_MS, intervalMs: 250, what: `streams of account ${acc.name}` });
+      // right after start (a cluster above all) an account's JetStream may not be enabled everywhere yet: retry
+      const r = await pollUntil(async () => ensureHubStreams(nc, await jetstreamManager(nc), o.nodes >= 3 ? 3 : 1), {
+        timeoutMs: HUB_READY_TIMEOUT_MS,
+        intervalMs: 250,
+        what: `streams of account ${acc.name}`,
+      });
       streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
       if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
       if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
