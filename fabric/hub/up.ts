@@ -200,15 +200,28 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
     };
     const nodes: HubNode[] = [];
     for (let i = 0; i < o.nodes; i++) {
-      const sup = await superviseNatsServer({
-        name: names[i] ?? "hub",
-        logger: log,
-        spawnOptions: spawnOptions(i),
-        onStart: (proc) => {
-          // Keep the ports the server picked, so a restart (and the other nodes' routes) find it again.
-          known[i] = { client: proc.ports.client, monitor: proc.ports.monitoring, leaf: proc.ports.leafnode, cluster: proc.ports.cluster > 0 ? proc.ports.cluster : -1 };
-        },
-      });
+      const start = () =>
+        superviseNatsServer({
+          name: names[i] ?? "hub",
+          logger: log,
+          spawnOptions: spawnOptions(i),
+          onStart: (proc) => {
+            // Keep the ports the server picked, so a restart (and the other nodes' routes) find it again.
+            known[i] = { client: proc.ports.client, monitor: proc.ports.monitoring, leaf: proc.ports.leafnode, cluster: proc.ports.cluster > 0 ? proc.ports.cluster : -1 };
+          },
+        });
+      let sup: Supervisor | undefined;
+      for (let attempt = 1; sup === undefined; attempt++) {
+        try {
+          sup = await start();
+        } catch (err) {
+          // a route port picked up front can be taken before the node binds it: pick another and try again
+          const k = known[i];
+          if (attempt >= 5 || k === undefined || o.clusterPort !== 0 || !/address already in use/.test(errorMessage(err))) throw err;
+          k.cluster = (await pickFreePorts(1, routeHost))[0] ?? -1;
+          log.warn({ node: names[i], port: k.cluster }, "route port taken meanwhile: trying another");
+        }
+      }
       supervisors.push(sup);
       const p = sup.current().ports;
       nodes.push({ name: names[i] ?? "hub", url: `nats://${routeHost}:${p.client}`, ports: p, logFile: join(nodeDir(i), "nats-server.log") });

@@ -70,7 +70,17 @@ export class Harness {
         cluster: { name: "test-cluster", host: "127.0.0.1", port: routePorts[i], routes },
         ...options.config?.(i),
       });
-      await node.start(false);
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await node.start(false);
+          break;
+        } catch (err) {
+          // the route port picked up front was taken meanwhile: pick another
+          if (attempt >= 5 || !/address already in use/.test(String(err))) throw err;
+          const [port] = await pickFreePorts(1);
+          node.setClusterPort(port ?? -1);
+        }
+      }
       this.defer(() => node.stop());
       nodes.push(node);
     }
@@ -112,6 +122,11 @@ export class TestServer {
     writeFileSync(configFile, JSON.stringify(this.config, null, 2));
     this.proc = await spawnNatsServer({ configFile, portsDir: this.dir, logFile: join(this.dir, "server.log") });
     if (healthy) await waitHealthy(this.proc.ports.monitoring);
+  }
+
+  setClusterPort(port: number): void {
+    const cluster = this.config["cluster"] as Record<string, unknown> | undefined;
+    if (cluster !== undefined) this.config = { ...this.config, cluster: { ...cluster, port } };
   }
 
   /** From now on restart on the ports this run picked. */
