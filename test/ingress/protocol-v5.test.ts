@@ -113,7 +113,7 @@ describe("MQTT 5 properties", () => {
       const p = packet.properties;
       if (p?.responseTopic === undefined) return;
       responder.c.publish(p.responseTopic, `re: ${payload.toString()}`, { qos: 1, properties: { ...(p.correlationData === undefined ? {} : { correlationData: p.correlationData }) } }, (err) => {
-        if (err !== undefined) responseErrors.push(err);
+        if (err instanceof Error) responseErrors.push(err);
       });
     });
     const correlationData = Buffer.from([0, 1, 2, 0xff]);
