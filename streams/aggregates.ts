@@ -49,25 +49,21 @@ const sum: Aggregate<{ n: number; sum: number }> = {
   result: (s) => (s.n === 0 ? null : s.sum),
 };
 
-const min: Aggregate<{ v: number | null }> = {
-  init: () => ({ v: null }),
-  add: (s, v) => {
-    s.v = s.v === null ? v : Math.min(s.v, v);
-    return s;
-  },
-  merge: (a, b) => ({ v: a.v === null ? b.v : b.v === null ? a.v : Math.min(a.v, b.v) }),
-  result: (s) => s.v,
-};
+/** min and max: the extreme of the readings by `pick`. */
+function extreme(pick: (a: number, b: number) => number): Aggregate<{ v: number | null }> {
+  return {
+    init: () => ({ v: null }),
+    add: (s, v) => {
+      s.v = s.v === null ? v : pick(s.v, v);
+      return s;
+    },
+    merge: (a, b) => ({ v: a.v === null ? b.v : b.v === null ? a.v : pick(a.v, b.v) }),
+    result: (s) => s.v,
+  };
+}
 
-const max: Aggregate<{ v: number | null }> = {
-  init: () => ({ v: null }),
-  add: (s, v) => {
-    s.v = s.v === null ? v : Math.max(s.v, v);
-    return s;
-  },
-  merge: (a, b) => ({ v: a.v === null ? b.v : b.v === null ? a.v : Math.max(a.v, b.v) }),
-  result: (s) => s.v,
-};
+const min = extreme(Math.min);
+const max = extreme(Math.max);
 
 const avg: Aggregate<{ n: number; sum: number }> = {
   ...sum,

@@ -37,11 +37,18 @@ export const MQTT_WILLS_BUCKET = "mqtt_wills";
 export const MQTT_INSTANCES_BUCKET = "mqtt_instances";
 export const MQTT_INSTANCE_TTL_MS = 6_000; // 6 s
 
+/** Window results: the latest per key ("current value" queries). */
+export const LATEST_BUCKET = "agg_latest";
+/** Window definitions, seen by every worker. */
+export const DEFINITIONS_BUCKET = "window_defs";
+/** Window operator state and input positions. */
+export const CHECKPOINTS_BUCKET = "window_checkpoints";
+
 /** The hub's KV buckets. */
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
-  { name: "agg_latest", description: "latest window result per key", history: 1 },
-  { name: "window_defs", description: "window definitions shared by every worker", history: 5 },
-  { name: "window_checkpoints", description: "window operator state and input positions", history: 1 },
+  { name: LATEST_BUCKET, description: "latest window result per key", history: 1 },
+  { name: DEFINITIONS_BUCKET, description: "window definitions shared by every worker", history: 5 },
+  { name: CHECKPOINTS_BUCKET, description: "window operator state and input positions", history: 1 },
   { name: MQTT_SESSIONS_BUCKET, description: "MQTT sessions of the ingress", history: 1 },
   { name: MQTT_WILLS_BUCKET, description: "wills of connected MQTT clients", history: 1 },
   { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },

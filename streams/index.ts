@@ -8,6 +8,9 @@ export {
   MQTT_WILLS_BUCKET,
   MQTT_INSTANCES_BUCKET,
   MQTT_INSTANCE_TTL_MS,
+  LATEST_BUCKET,
+  DEFINITIONS_BUCKET,
+  CHECKPOINTS_BUCKET,
   ensureHubStreams,
 } from "./definitions.js";
 export type { StreamDefinition, EnsureResult } from "./definitions.js";
@@ -19,6 +22,6 @@ export { windowDefinitionSchema } from "./definition.js";
 export type { WindowDefinition, WindowDefinitionInput } from "./definition.js";
 export { WindowOperator } from "./operator.js";
 export type { Emission, OperatorSnapshot } from "./operator.js";
-export { startWindowWorker, CHECKPOINTS_BUCKET, LATEST_BUCKET, DEFAULT_CHECKPOINT_EVERY_MS } from "./worker.js";
+export { startWindowWorker, DEFAULT_CHECKPOINT_EVERY_MS } from "./worker.js";
 export type { WindowWorker, WindowWorkerOptions } from "./worker.js";
-export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers, DEFINITIONS_BUCKET } from "./registry.js";
+export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers } from "./registry.js";

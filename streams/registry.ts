@@ -1,10 +1,10 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, parseInput, type Logger } from "../fabric/core/index.js";
+import { DEFINITIONS_BUCKET } from "./definitions.js";
 import { windowDefinitionSchema, type WindowDefinition } from "./definition.js";
 import { startWindowWorker, type WindowWorker } from "./worker.js";
 
-export const DEFINITIONS_BUCKET = "window_defs";
 
 async function bucket(nc: NatsConnection): Promise<KV> {
   return new Kvm(nc).open(DEFINITIONS_BUCKET);

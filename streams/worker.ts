@@ -3,12 +3,10 @@ import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream
 import { Kvm, type KV } from "@nats-io/kv";
 import { z } from "zod";
 import { errorMessage, JetStreamPublisher, type Logger } from "../fabric/core/index.js";
-import { REJECT_REASON_HEADER } from "./definitions.js";
+import { CHECKPOINTS_BUCKET, LATEST_BUCKET, REJECT_REASON_HEADER } from "./definitions.js";
 import type { WindowDefinition } from "./definition.js";
 import { WindowOperator, type Emission, type OperatorSnapshot } from "./operator.js";
 
-export const CHECKPOINTS_BUCKET = "window_checkpoints";
-export const LATEST_BUCKET = "agg_latest";
 /** A checkpoint at least this often (and at stop). */
 export const DEFAULT_CHECKPOINT_EVERY_MS = 1_000; // 1 s
 /** Processing-time work (idle close, early firings) runs when the stream's clock moved this far. */
