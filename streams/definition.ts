@@ -29,6 +29,11 @@ export const windowDefinitionSchema = z.strictObject({
   allowedLatenessMs: z.number().int().min(0).default(0),
   /** A key silent this long (processing time) has its open windows closed: a device that stopped still gets results. */
   idleCloseMs: z.number().int().positive().default(30_000),
+  /**
+   * Keys are spread over this many partitions (NATS's deterministic `partition(n, key tokens)` hash); workers
+   * share a definition by partition, and one key is never split across workers.
+   */
+  partitions: z.number().int().min(1).max(1024).default(8),
   emit: z
     .strictObject({
       /** Early (partial) results of open windows at this processing-time interval. */
