@@ -46,7 +46,8 @@ const sum: Aggregate<{ n: number; sum: number }> = {
     return s;
   },
   merge: (a, b) => ({ n: a.n + b.n, sum: a.sum + b.sum }),
-  result: (s) => (s.n === 0 ? null : s.sum),
+  // the sum of no readings is 0 (an empty window's sum)
+  result: (s) => s.sum,
 };
 
 /** min and max: the extreme of the readings by `pick`. */
@@ -346,3 +347,39 @@ export const AGGREGATES = {
 
 export type AggregateName = keyof typeof AGGREGATES;
 export const aggregateNameSchema = z.enum(Object.keys(AGGREGATES) as [AggregateName, ...AggregateName[]]);
+
+/** The state type of an aggregate. */
+export type StateOf<N extends AggregateName> = (typeof AGGREGATES)[N] extends Aggregate<infer S> ? S : never;
+
+const tally = z.number().int().min(0);
+const timed = z.strictObject({ ts: z.number(), value: z.number() });
+const countState = z.strictObject({ n: tally });
+const sumState = z.strictObject({ n: tally, sum: z.number() });
+const extremeState = z.strictObject({ v: z.number().nullable() });
+const timedState = z.strictObject({ at: timed.nullable() });
+const buckets = z.record(z.string().regex(/^-?\d+$/, "bucket indices are integers"), z.number().int().positive());
+const sketchState = z
+  .strictObject({ pos: buckets, neg: buckets, zero: tally, n: tally })
+  .refine((s) => Object.values(s.pos).reduce((a, c) => a + c, s.zero) + Object.values(s.neg).reduce((a, c) => a + c, 0) === s.n, "n is not the sum of the bucket counts");
+const samplesState = z.strictObject({ head: z.strictObject({ first: timed, last: timed, inc: z.number() }).nullable(), samples: z.array(timed) });
+
+/** Each aggregate's state as data: what a shipped partial (emit.partials, source.partials) must hold. */
+export const STATE_SCHEMAS: { [N in AggregateName]: z.ZodType<StateOf<N>> } = {
+  count: countState,
+  sum: sumState,
+  min: extremeState,
+  max: extremeState,
+  avg: sumState,
+  stddev: z.strictObject({ n: tally, mean: z.number(), m2: z.number() }),
+  first: timedState,
+  last: timedState,
+  increase: samplesState,
+  increase_extrapolated: samplesState,
+  rate: samplesState,
+  rate_extrapolated: samplesState,
+  twa: samplesState,
+  p50: sketchState,
+  p90: sketchState,
+  p95: sketchState,
+  p99: sketchState,
+};

@@ -44,11 +44,21 @@ export const DEFINITIONS_BUCKET = "window_defs";
 /** Window operator state and input positions. */
 export const CHECKPOINTS_BUCKET = "window_checkpoints";
 
+/**
+ * Window workers' membership and partition leases: `m.<member>` is a live worker process (the definitions it
+ * runs), `p.<window>.<partition>` the member that owns a partition. Entries are refreshed every second and
+ * expire by age (the server's clock, so no two hosts' clocks are compared): a dead worker's partitions are free
+ * again within this time.
+ */
+export const LEASES_BUCKET = "window_leases";
+export const LEASE_TTL_MS = 4_000; // 4 s
+
 /** The hub's KV buckets. */
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
   { name: LATEST_BUCKET, description: "latest window result per key", history: 1 },
   { name: DEFINITIONS_BUCKET, description: "window definitions shared by every worker", history: 5 },
   { name: CHECKPOINTS_BUCKET, description: "window operator state and input positions", history: 1 },
+  { name: LEASES_BUCKET, description: "window worker membership and partition leases", history: 1, ttlMs: LEASE_TTL_MS },
   { name: MQTT_SESSIONS_BUCKET, description: "MQTT sessions of the ingress", history: 1 },
   { name: MQTT_WILLS_BUCKET, description: "wills of connected MQTT clients", history: 1 },
   { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },

@@ -11,17 +11,23 @@ export {
   LATEST_BUCKET,
   DEFINITIONS_BUCKET,
   CHECKPOINTS_BUCKET,
+  LEASES_BUCKET,
+  LEASE_TTL_MS,
   ensureHubStreams,
 } from "./definitions.js";
 export type { StreamDefinition, EnsureResult } from "./definitions.js";
-export { AGGREGATES, aggregateNameSchema, sketch, SKETCH_RELATIVE_ACCURACY } from "./aggregates.js";
-export type { Aggregate, AggregateName, SketchState } from "./aggregates.js";
-export { windowSpecSchema, slicedWindowSchema, sliceMs, sliceStart, windowsOf, slicesOf } from "./windows.js";
+export { AGGREGATES, aggregateNameSchema, sketch, SKETCH_RELATIVE_ACCURACY, STATE_SCHEMAS } from "./aggregates.js";
+export type { Aggregate, AggregateName, SketchState, StateOf } from "./aggregates.js";
+export { windowSpecSchema, slicedWindowSchema, sliceMs, sliceStart, windowsOf, slicesOf, windowsEndingIn } from "./windows.js";
 export type { WindowSpec, SlicedWindowSpec } from "./windows.js";
 export { windowDefinitionSchema } from "./definition.js";
 export type { WindowDefinition, WindowDefinitionInput } from "./definition.js";
-export { WindowOperator } from "./operator.js";
-export type { Emission, OperatorSnapshot } from "./operator.js";
-export { startWindowWorker, DEFAULT_CHECKPOINT_EVERY_MS } from "./worker.js";
-export type { WindowWorker, WindowWorkerOptions } from "./worker.js";
+export { WindowOperator, createOperator, restoreOperator, partialSchema } from "./operator.js";
+export type { Emission, LateInput, Operator, OperatorSnapshot, OperatorState, PartialWindow, WindowResult } from "./operator.js";
+export { SessionOperator } from "./session-operator.js";
+export type { SessionSnapshot } from "./session-operator.js";
+export { DEFAULT_CHECKPOINT_EVERY_MS, WindowRunner } from "./worker.js";
+export { WindowGroup, startWindowWorker } from "./group.js";
+export type { WindowGroupOptions, WindowWorker, WindowWorkerOptions } from "./group.js";
+export { partitionOf } from "./partition.js";
 export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers } from "./registry.js";

@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, parseInput, type Logger } from "../fabric/core/index.js";
 import { DEFINITIONS_BUCKET } from "./definitions.js";
 import { windowDefinitionSchema, type WindowDefinition } from "./definition.js";
-import { startWindowWorker, type WindowWorker } from "./worker.js";
+import { WindowGroup } from "./group.js";
 
 
 async function bucket(nc: NatsConnection): Promise<KV> {
@@ -14,7 +14,6 @@ async function bucket(nc: NatsConnection): Promise<KV> {
 /** `input` is validated here (a file, the CLI, the API all pass through). */
 export async function saveDefinition(nc: NatsConnection, input: unknown): Promise<WindowDefinition> {
   const def = parseInput(windowDefinitionSchema, input, "window");
-  if (def.window.kind === "session") throw new Error("session windows are not supported yet");
   await (await bucket(nc)).put(def.name, JSON.stringify(def));
   return def;
 }
@@ -41,50 +40,44 @@ export async function removeDefinition(nc: NatsConnection, name: string): Promis
 }
 
 /**
- * Runs a worker for every definition in KV, and follows the bucket: a new or changed definition starts (or
- * restarts) its worker, a removed one stops it.
+ * Joins the window group with every definition in KV, and follows the bucket: a new or changed definition
+ * starts (or restarts) its worker, a removed one stops it. Several processes doing this share the partitions.
  */
-export async function runDefinedWorkers(nc: NatsConnection, logger: Logger): Promise<{ stop(): Promise<void> }> {
+export async function runDefinedWorkers(nc: NatsConnection, logger: Logger, options: { checkpointEveryMs?: number; memberId?: string } = {}): Promise<{ group: WindowGroup; stop(): Promise<void> }> {
   const log = logger.child({ component: "windows" });
   const kv = await bucket(nc);
-  const workers = new Map<string, { json: string; worker: WindowWorker }>();
+  const group = await WindowGroup.join({ connection: nc, logger, ...options });
+  const defs = new Map<string, WindowDefinition>();
   let chain: Promise<void> = Promise.resolve();
   const watch = await kv.watch();
   void (async () => {
     for await (const e of watch) {
-      chain = chain.then(async () => {
-        const running = workers.get(e.key);
-        if (e.operation !== "PUT") {
-          if (running !== undefined) {
-            workers.delete(e.key);
-            await running.worker.stop();
-            log.info({ window: e.key }, "window removed: worker stopped");
-          }
-          return;
-        }
-        const json = e.string();
-        if (running?.json === json) return;
-        const parsed = windowDefinitionSchema.safeParse(JSON.parse(json));
-        if (!parsed.success) {
-          log.warn({ window: e.key }, "invalid window definition in KV: ignored");
-          return;
-        }
-        if (running !== undefined) await running.worker.stop();
-        try {
-          workers.set(e.key, { json, worker: await startWindowWorker({ connection: nc, definition: parsed.data, logger }) });
-          log.info({ window: e.key }, "window worker started");
-        } catch (err) {
-          log.error({ window: e.key, err: errorMessage(err) }, "window worker did not start");
-        }
-      });
+      if (e.operation !== "PUT") {
+        defs.delete(e.key);
+      } else {
+        const parsed = windowDefinitionSchema.safeParse(safeJson(e.string()));
+        if (parsed.success) defs.set(e.key, parsed.data);
+        else log.warn({ window: e.key, problem: parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ") }, "invalid window definition in KV: ignored");
+      }
+      if (e.delta !== 0) continue; // apply once the initial values are in
+      const snapshot = [...defs.values()];
+      chain = chain.then(() => group.setDefinitions(snapshot)).catch((err: unknown) => log.error({ err: errorMessage(err) }, "window definitions not applied"));
     }
   })();
   return {
+    group,
     stop: async () => {
       watch.stop();
       await chain;
-      for (const w of workers.values()) await w.worker.stop();
-      workers.clear();
+      await group.stop();
     },
   };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
 }

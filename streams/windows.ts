@@ -5,14 +5,27 @@ import { z } from "zod";
  * (panes): one accumulator per slice of gcd(size, hop), each window the merge of its slices, so a reading is
  * added once however many windows overlap it.
  */
-const tumblingSchema = z.strictObject({ kind: z.literal("tumbling"), sizeMs: z.number().int().positive(), offsetMs: z.number().int().min(0).default(0) });
-const hoppingSchema = z.strictObject({
-  kind: z.literal("hopping"),
+const tumblingSchema = z.strictObject({
+  kind: z.literal("tumbling"),
+  /** Window length; windows follow each other. */
   sizeMs: z.number().int().positive(),
-  hopMs: z.number().int().positive(),
+  /** Windows start at offsetMs past a multiple of their size (since the epoch). */
   offsetMs: z.number().int().min(0).default(0),
 });
-const sessionSchema = z.strictObject({ kind: z.literal("session"), gapMs: z.number().int().positive() });
+const hoppingSchema = z.strictObject({
+  kind: z.literal("hopping"),
+  /** Window length. */
+  sizeMs: z.number().int().positive(),
+  /** A window starts every hopMs (windows overlap when hopMs < sizeMs). */
+  hopMs: z.number().int().positive(),
+  /** Windows start at offsetMs past a multiple of hopMs. */
+  offsetMs: z.number().int().min(0).default(0),
+});
+const sessionSchema = z.strictObject({
+  kind: z.literal("session"),
+  /** A key's readings less than gapMs apart (event time) are one session, its window [first, last + gapMs). */
+  gapMs: z.number().int().positive(),
+});
 
 /** Tumbling and hopping windows: aligned, built from slices. */
 export const slicedWindowSchema = z.discriminatedUnion("kind", [tumblingSchema, hoppingSchema]);
@@ -50,5 +63,14 @@ export function slicesOf(spec: SlicedWindowSpec, windowStart: number): number[] 
   const len = sliceMs(spec);
   const out: number[] = [];
   for (let s = windowStart; s < windowStart + spec.sizeMs; s += len) out.push(s);
+  return out;
+}
+
+/** Starts of the windows whose end lies in (after, upTo], earliest first. */
+export function windowsEndingIn(spec: SlicedWindowSpec, after: number, upTo: number): number[] {
+  const hop = spec.kind === "tumbling" ? spec.sizeMs : spec.hopMs;
+  const out: number[] = [];
+  // the first aligned start past `after - size`: its window ends after `after`
+  for (let start = Math.floor((after - spec.sizeMs - spec.offsetMs) / hop) * hop + spec.offsetMs + hop; start + spec.sizeMs <= upTo; start += hop) out.push(start);
   return out;
 }

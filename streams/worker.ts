@@ -1,182 +1,367 @@
-import { headers as natsHeaders, nuid, type NatsConnection } from "@nats-io/transport-node";
-import { jetstream, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
+import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
+import type { JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { z } from "zod";
-import { errorMessage, JetStreamPublisher, type Logger } from "../fabric/core/index.js";
+import { errorMessage, isFabricError, JetStreamPublisher, type Logger } from "../fabric/core/index.js";
+import { CheckpointStore, FencedError } from "./checkpoint-store.js";
 import { CHECKPOINTS_BUCKET, LATEST_BUCKET, REJECT_REASON_HEADER } from "./definitions.js";
 import type { WindowDefinition } from "./definition.js";
-import { WindowOperator, type Emission, type OperatorSnapshot } from "./operator.js";
+import { createOperator, restoreOperator, type Emission, type Operator, type OperatorState, type PartialWindow } from "./operator.js";
+import { partitionOf } from "./partition.js";
+import { readSource, type SourceReader } from "./source-reader.js";
 
-/** A checkpoint at least this often (and at stop). */
-export const DEFAULT_CHECKPOINT_EVERY_MS = 1_000; // 1 s
-/** Processing-time work (idle close, early firings) runs when the stream's clock moved this far. */
+/** A checkpoint at least this often (and at every hand-over and stop). */
+export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000; // 5 s
+/** Event times past this (year 10000) are absurd: rejected rather than opening windows nobody closes. */
+const MAX_EVENT_TIME = 253_402_300_800_000;
+/** Processing-time work (idle close, early firings) runs when the clock moved this far. */
 const TICK_EVERY_MS = 1_000;
 
-/**
- * A checkpoint's manifest (the key that compare-and-set guards): the position and the generation of the state
- * chunks. State is written in chunks (`<name>.s<generation>.<i>`, 256 KiB each) before the manifest, so a state
- * of many keys fits under the server's max payload and is never seen half written.
- */
-const manifestSchema = z.strictObject({ seq: z.number().int().min(0), generation: z.string(), chunks: z.number().int().min(0) });
-const CHUNK_CHARS = 256 * 1024;
-
-export interface WindowWorkerOptions {
-  connection: NatsConnection;
-  definition: WindowDefinition;
-  logger: Logger;
-  checkpointEveryMs?: number;
-}
-
-export interface WindowWorker {
-  /** The last source sequence the state includes. */
-  position(): number;
-  /** Checkpoints and stops (a crash is simply not calling it). */
-  stop(): Promise<void>;
+interface Partition {
+  index: number;
+  store: CheckpointStore;
+  op: Operator;
+  /** The last source sequence the state includes, and the processing time there. */
+  seq: number;
+  clock: number;
+  /** Changed since its last checkpoint. */
+  dirty: boolean;
 }
 
 /**
- * A window worker of one definition: reads the source stream from its checkpoint on, feeds the operator, and
- * publishes results to AGGREGATES under message ids that depend only on the input (`<def>:<key>:<start>:<rev>`),
- * so a worker that resumes from its last checkpoint after a crash re-emits what it had emitted since, and
- * JetStream stores each result once. The operator's "processing time" is the source messages' stored
- * timestamps: a replay sees the same clock, so the output equals an uninterrupted run's. The checkpoint (state
- * and position) is written with compare-and-set, which fences a zombie worker: one whose write fails stops.
+ * The window worker of one definition in one process: the partitions this process owns (the group hands them
+ * out), one source reader for all of them, results and checkpoints.
+ *
+ * Results go to AGGREGATES under message ids that depend only on the input (`<def>:<key>:<start>:<rev>`), so a
+ * worker that resumes from a checkpoint re-emits what was emitted since and JetStream stores each result once.
+ * The operator's processing time is the source messages' stored timestamps, so a replay sees the same clock; when
+ * the source is idle the clock runs on from the last timestamp with local elapsed time, so a silent stream still
+ * closes its windows. Each partition's checkpoint (state, position, clock) is taken after the outputs it
+ * produced are stored, with compare-and-set: a fenced (zombie) owner loses the partition.
  */
-export async function startWindowWorker(options: WindowWorkerOptions): Promise<WindowWorker> {
-  const { connection: nc, definition: def } = options;
-  const log = options.logger.child({ window: def.name });
-  const kvm = new Kvm(nc);
-  const checkpoints: KV = await kvm.open(CHECKPOINTS_BUCKET);
-  const latest: KV = await kvm.open(LATEST_BUCKET);
-  const publisher = new JetStreamPublisher(nc);
-  const entry = await checkpoints.get(def.name);
-  let revision = entry?.revision ?? 0;
-  let op = new WindowOperator(def);
-  let seq = 0;
-  let generation = "";
-  let chunkCount = 0;
-  if (entry !== null && entry.operation === "PUT" && entry.length > 0) {
-    const m = manifestSchema.parse(entry.json());
-    let text = "";
-    for (let i = 0; i < m.chunks; i++) {
-      const c = await checkpoints.get(`${def.name}.s${m.generation}.${i}`);
-      if (c === null || c.operation !== "PUT") throw new Error(`checkpoint of window ${def.name} is missing chunk ${i}`);
-      text += c.string();
-    }
-    op = WindowOperator.restore(def, JSON.parse(text) as OperatorSnapshot);
-    seq = m.seq;
-    generation = m.generation;
-    chunkCount = m.chunks;
-    log.info({ seq }, "resumed from checkpoint");
+export class WindowRunner {
+  private readonly log: Logger;
+  private readonly parts = new Map<number, Partition>();
+  private readonly publisher: JetStreamPublisher;
+  private reader: SourceReader | undefined;
+  private pending: Promise<unknown>[] = [];
+  private chain: Promise<void> = Promise.resolve();
+  /** Processing time: the last stream timestamp, and the local time it was seen at. */
+  private clock = 0;
+  private clockAt = performance.now();
+  private tickSecond = 0;
+  private lastCheckpoint = performance.now();
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private checkpointQueued = false;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    readonly def: WindowDefinition,
+    logger: Logger,
+    private readonly checkpoints: KV,
+    private readonly latest: KV,
+    private readonly checkpointEveryMs: number,
+    /** Called when a partition is lost to a fence, so its lease is let go. */
+    private readonly onLost: (index: number) => void,
+  ) {
+    this.log = logger.child({ window: def.name });
+    this.publisher = new JetStreamPublisher(nc);
+    this.timer = setInterval(() => this.idle(), TICK_EVERY_MS);
+    this.timer.unref();
   }
-  let pending: Promise<unknown>[] = [];
-  /** Outputs are awaited at the next checkpoint; a failure there is handled there (this only marks it seen). */
-  const track = (p: Promise<unknown>): void => {
-    p.catch(() => undefined);
-    pending.push(p);
-  };
-  let lastTick = 0;
-  let lastCheckpoint = Date.now();
-  let fenced = false;
 
-  const emit = (e: Emission, subjectTokens: string): void => {
+  static async create(nc: NatsConnection, def: WindowDefinition, logger: Logger, checkpointEveryMs: number, onLost: (index: number) => void): Promise<WindowRunner> {
+    const kvm = new Kvm(nc);
+    return new WindowRunner(nc, def, logger, await kvm.open(CHECKPOINTS_BUCKET), await kvm.open(LATEST_BUCKET), checkpointEveryMs, onLost);
+  }
+
+  owned(): number[] {
+    return [...this.parts.keys()].sort((a, b) => a - b);
+  }
+
+  /** The last source sequence every owned partition includes (0 when none is owned). */
+  position(): number {
+    const last = this.reader?.last().seq ?? 0;
+    let min = Infinity;
+    for (const p of this.parts.values()) min = Math.min(min, Math.max(p.seq, last));
+    return min === Infinity ? 0 : min;
+  }
+
+  /**
+   * Takes partitions over from their checkpoints (fencing any previous owner) and reads on from the earliest
+   * position among all owned partitions. Returns the ones that could not be taken.
+   */
+  own(indexes: number[]): Promise<number[]> {
+    const failed: number[] = [];
+    return this.serial(async () => {
+      this.syncPositions();
+      for (const index of indexes) {
+        if (this.parts.has(index)) continue;
+        try {
+          const p = await this.load(index);
+          this.log.info({ partition: index, seq: p.seq }, "partition owned");
+        } catch (err) {
+          this.log.warn({ partition: index, err: errorMessage(err) }, "partition not taken over");
+          failed.push(index);
+        }
+      }
+      await this.restartReader();
+    }).then(() => failed);
+  }
+
+  /** Checkpoints a partition and lets it go (a hand-over to another worker). */
+  release(index: number): Promise<void> {
+    return this.serial(async () => {
+      const p = this.parts.get(index);
+      if (p === undefined) return;
+      await this.checkpointNow([p]);
+      this.parts.delete(index);
+      this.log.info({ partition: index }, "partition released");
+      if (this.parts.size === 0) await this.closeReader();
+    });
+  }
+
+  /** Checkpoints every partition and stops. */
+  stop(): Promise<void> {
+    clearInterval(this.timer);
+    return this.serial(async () => {
+      await this.closeReader();
+      await this.checkpointNow([...this.parts.values()]);
+      this.parts.clear();
+      this.stopped = true;
+      this.publisher.close();
+    });
+  }
+
+  private serial(f: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(f);
+    this.chain = next.catch((err: unknown) => this.log.error({ err: errorMessage(err) }, "window worker step failed"));
+    return next;
+  }
+
+  /** Every owned partition includes what the reader delivered so far. */
+  private syncPositions(): void {
+    const last = this.reader?.last().seq ?? 0;
+    for (const p of this.parts.values()) {
+      if (last < p.seq) continue;
+      p.seq = last;
+      p.clock = this.clock;
+    }
+  }
+
+  private async closeReader(): Promise<void> {
+    const r = this.reader;
+    this.reader = undefined;
+    if (r !== undefined) {
+      this.syncPositions();
+      await r.close();
+    }
+  }
+
+  private async restartReader(): Promise<void> {
+    await this.closeReader();
+    if (this.parts.size === 0 || this.stopped) return;
+    const first = [...this.parts.values()].reduce((a, b) => (b.seq < a.seq ? b : a));
+    // the clock where the reader starts again, so the replay crosses the same seconds as the first run
+    this.clock = first.clock;
+    this.clockAt = performance.now();
+    this.tickSecond = Math.floor(first.clock / TICK_EVERY_MS);
+    const from = first.seq + 1;
+    this.reader = await readSource(this.nc, { stream: this.def.source.stream, filter: this.def.source.filter, fromSeq: from, logger: this.log, onMessage: (m) => this.handle(m) });
+  }
+
+  private handle(m: JsMsg): void {
+    const seq = m.seq;
+    // processing time is the message's stored timestamp: a function of the position, so a replay sees it again
+    this.clock = Math.floor(Number(m.info.timestampNanos) / 1e6);
+    this.clockAt = performance.now();
+    const second = Math.floor(this.clock / TICK_EVERY_MS);
+    if (second !== this.tickSecond) {
+      this.tickSecond = second;
+      this.tick(seq);
+    }
+    const tokens = m.subject.split(".");
+    const keyTokens: string[] = [];
+    for (const i of this.def.key) {
+      const t = tokens[i];
+      if (t === undefined) return this.reject(m, `window ${this.def.name}: subject ${m.subject} has no token ${i} for the key`);
+      keyTokens.push(t);
+    }
+    const p = this.parts.get(partitionOf(keyTokens, this.def.partitions));
+    if (p !== undefined && seq > p.seq) {
+      p.seq = seq;
+      p.dirty = true;
+      const body = parseBody(m);
+      if (this.def.source.partials) {
+        this.addPartial(m, p.op, keyTokens.join("."), body);
+      } else {
+        const value = body?.[this.def.valueField];
+        const ts = body?.[this.def.eventTimeField];
+        if (typeof value !== "number" || !Number.isFinite(value) || typeof ts !== "number" || !Number.isFinite(ts) || ts <= 0 || ts > MAX_EVENT_TIME) {
+          this.reject(m, `window ${this.def.name}: payload needs numeric ${this.def.valueField} and ${this.def.eventTimeField} (epoch ms, before year 10000)`);
+        } else {
+          for (const e of p.op.add(keyTokens.join("."), value, ts, this.clock)) this.emit(e, m.seq);
+        }
+      }
+    }
+    if (performance.now() - this.lastCheckpoint >= this.checkpointEveryMs) this.scheduleCheckpoint();
+  }
+
+  /** One checkpoint at a time: a slow store delays the next instead of queueing them up. */
+  private scheduleCheckpoint(): void {
+    if (this.checkpointQueued) return;
+    this.checkpointQueued = true;
+    void this.serial(async () => {
+      this.checkpointQueued = false;
+      await this.checkpointNow([...this.parts.values()]);
+    });
+  }
+
+  /** The source is idle: processing time runs on from its last timestamp, so silent keys still close. */
+  private idle(): void {
+    if (this.reader === undefined || this.reader.last().pending > 0 || this.clock === 0) return;
+    const at = performance.now();
+    if (at - this.clockAt < TICK_EVERY_MS) return;
+    this.clock += at - this.clockAt;
+    this.clockAt = at;
+    this.tick(Infinity);
+    if (at - this.lastCheckpoint >= this.checkpointEveryMs) this.scheduleCheckpoint();
+  }
+
+  /**
+   * Processing-time work, each time the clock enters a new second. Only partitions that are live at `seq` tick:
+   * one replaying input its checkpoint already includes ticked there the first time. So ticks fall on the same
+   * input positions in a replay as in the first run.
+   */
+  private tick(seq: number): void {
+    for (const p of this.parts.values()) {
+      if (seq <= p.seq) continue;
+      const out = p.op.tick(this.clock);
+      if (out.length > 0) p.dirty = true;
+      for (const e of out) this.emit(e);
+    }
+  }
+
+  /** A partial result of another worker (an edge's): merged, or rejected with the reason. */
+  private addPartial(m: JsMsg, op: Operator, key: string, body: Record<string, unknown> | undefined): void {
+    let out: Emission[];
+    try {
+      out = op.addPartial(key, body as unknown as PartialWindow, this.clock);
+    } catch (err) {
+      if (!isFabricError(err)) throw err;
+      this.reject(m, `window ${this.def.name}: ${err.message}`);
+      return;
+    }
+    for (const e of out) this.emit(e, m.seq);
+  }
+
+  private reject(m: JsMsg, reason: string): void {
+    const h = natsHeaders();
+    h.set(REJECT_REASON_HEADER, reason);
+    this.track(this.publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${this.def.name}:${m.seq}`, headers: h }));
+  }
+
+  /** Outputs are awaited at the next checkpoint; a failure there is handled there (this only marks it seen). */
+  private track(p: Promise<unknown>): void {
+    p.catch(() => undefined);
+    this.pending.push(p);
+  }
+
+  /** `seq`: the input that caused it (late input is identified by it), or undefined for a tick's emissions. */
+  private emit(e: Emission, seq?: number): void {
+    const def = this.def;
     if (e.kind === "late") {
       const h = natsHeaders();
       h.set(REJECT_REASON_HEADER, `late for window ${def.name}: ${e.reason}`);
-      track(publisher.publish(`rejected.${subjectTokens}`, Buffer.from(JSON.stringify({ value: e.value, ts: e.ts })), { msgId: `late:${def.name}:${e.key}:${e.ts}:${e.value}`, headers: h }));
+      const body = e.partial === undefined ? { value: e.value, ts: e.ts } : e.partial;
+      this.track(this.publisher.publish(`rejected.late.${def.name}.${e.key}`, Buffer.from(JSON.stringify(body)), { msgId: `late:${def.name}:${seq ?? `${e.key}:${e.ts}`}`, headers: h }));
       return;
     }
-    const body = JSON.stringify({ window: def.name, key: e.key, start: e.windowStart, end: e.windowEnd, revision: e.revision, kind: e.kind, count: e.count, ...e.results });
+    const body = JSON.stringify({
+      window: def.name,
+      key: e.key,
+      start: e.windowStart,
+      end: e.windowEnd,
+      revision: e.revision,
+      kind: e.kind,
+      count: e.count,
+      ...(e.empty === true ? { empty: true } : {}),
+      ...e.results,
+      ...(e.states === undefined ? {} : { states: e.states }),
+    });
     const id = e.kind === "early" ? `${def.name}:${e.key}:${e.windowStart}:early:${e.count}` : `${def.name}:${e.key}:${e.windowStart}:${e.revision}`;
-    track(publisher.publish(`agg.${def.name}.${e.key}`, Buffer.from(body), { msgId: id }));
-    if (e.kind !== "early") track(latest.put(`${def.name}.${e.key}`, body));
-  };
+    this.track(this.publisher.publish(`agg.${def.name}.${e.key}`, Buffer.from(body), { msgId: id }));
+    if (e.kind !== "early") this.track(this.latest.put(`${def.name}.${e.key}`, body));
+  }
 
-  const checkpoint = async (): Promise<void> => {
-    // the state and position now, and the outputs they produced: written once those outputs are stored
-    const state = JSON.stringify(op.snapshot());
-    const position = seq;
-    const outputs = pending;
-    pending = [];
+  /**
+   * Checkpoints partitions: their state and positions now, written once the outputs produced so far are stored.
+   * An output that failed resets every partition to its last checkpoint (replaying re-emits it); a partition
+   * whose checkpoint is fenced is dropped and its lease let go.
+   */
+  private async checkpointNow(parts: Partition[]): Promise<void> {
+    this.syncPositions();
+    const snaps = parts.map((p) => ({ p, state: p.dirty ? JSON.stringify(p.op.snapshot()) : undefined, seq: p.seq, clock: p.clock }));
+    for (const p of parts) p.dirty = false;
+    const outputs = this.pending;
+    this.pending = [];
     try {
       await Promise.all(outputs);
     } catch (err) {
-      // an output was not stored: stop, so that a restart replays from the last checkpoint and emits it again
-      fenced = true;
-      log.error({ err: errorMessage(err) }, "a window output could not be stored; stopping (a restart resumes from the last checkpoint)");
-      await messages.close().catch(() => undefined);
+      this.log.error({ err: errorMessage(err) }, "a window output could not be stored; resuming every partition from its checkpoint");
+      await this.resetAll();
       return;
     }
-    const gen = nuid.next();
-    const chunks = Math.ceil(state.length / CHUNK_CHARS);
-    try {
-      for (let i = 0; i < chunks; i++) await checkpoints.put(`${def.name}.s${gen}.${i}`, state.slice(i * CHUNK_CHARS, (i + 1) * CHUNK_CHARS));
-    } catch (err) {
-      log.warn({ err: errorMessage(err) }, "checkpoint state not written; next time");
-      return;
-    }
-    const manifest = JSON.stringify({ seq: position, generation: gen, chunks });
-    try {
-      revision = revision === 0 ? await checkpoints.create(def.name, manifest) : await checkpoints.update(def.name, manifest, revision);
-    } catch (err) {
-      // the manifest changed under us: another worker owns this window now
-      fenced = true;
-      log.error({ err: errorMessage(err) }, "checkpoint refused: another worker took over; stopping");
-      await messages.close();
-      return;
-    }
-    for (let i = 0; i < chunkCount; i++) await checkpoints.purge(`${def.name}.s${generation}.${i}`).catch(() => undefined);
-    generation = gen;
-    chunkCount = chunks;
-    lastCheckpoint = Date.now();
-  };
-
-  const handle = (m: JsMsg): void => {
-    if (fenced) return;
-    seq = m.seq;
-    const tokens = m.subject.split(".");
-    const key = def.key.map((i) => tokens[i] ?? "").join(".");
-    const now = Math.floor(Number(m.info.timestampNanos) / 1e6);
-    let body: unknown;
-    try {
-      body = m.json();
-    } catch {
-      body = undefined;
-    }
-    const value = (body as Record<string, unknown> | undefined)?.[def.valueField];
-    const ts = (body as Record<string, unknown> | undefined)?.[def.eventTimeField];
-    if (typeof value !== "number" || !Number.isFinite(value) || typeof ts !== "number" || !Number.isFinite(ts) || ts <= 0) {
-      const h = natsHeaders();
-      h.set(REJECT_REASON_HEADER, `window ${def.name}: payload needs numeric ${def.valueField} and ${def.eventTimeField}`);
-      track(publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${def.name}:${m.seq}`, headers: h }));
-    } else {
-      for (const e of op.add(key, value, ts, now)) emit(e, key);
-    }
-    if (now - lastTick >= TICK_EVERY_MS) {
-      lastTick = now;
-      for (const e of op.tick(now)) emit(e, e.key);
-    }
-  };
-
-  const js = jetstream(nc);
-  const consumer = await js.consumers.get(def.source.stream, { filter_subjects: [def.source.filter], ...(seq > 0 ? { opt_start_seq: seq + 1, deliver_policy: "by_start_sequence" as const } : {}) });
-  let busy: Promise<void> = Promise.resolve();
-  const messages: ConsumerMessages = await consumer.consume({
-    callback: (m) => {
-      handle(m);
-      if (Date.now() - lastCheckpoint >= (options.checkpointEveryMs ?? DEFAULT_CHECKPOINT_EVERY_MS)) {
-        lastCheckpoint = Date.now();
-        busy = busy.then(checkpoint);
+    for (const s of snaps) {
+      try {
+        await s.p.store.save(s.state, s.seq, s.clock);
+      } catch (err) {
+        if (err instanceof FencedError) {
+          this.log.warn({ partition: s.p.index }, "checkpoint fenced: another worker owns the partition now");
+          this.parts.delete(s.p.index);
+          this.onLost(s.p.index);
+        } else {
+          s.p.dirty = true;
+          this.log.warn({ partition: s.p.index, err: errorMessage(err) }, "checkpoint not written; next time");
+        }
       }
-    },
-  });
-  return {
-    position: () => seq,
-    stop: async () => {
-      await messages.close();
-      await busy;
-      if (!fenced) await checkpoint();
-      publisher.close();
-    },
-  };
+    }
+    this.lastCheckpoint = performance.now();
+  }
+
+  /** Claims a partition's checkpoint (fencing a previous owner) and restores its operator. */
+  private async load(index: number): Promise<Partition> {
+    const store = new CheckpointStore(this.checkpoints, `${this.def.name}.p${index}`);
+    const cp = await store.claim();
+    const op = cp.state === undefined ? createOperator(this.def) : restoreOperator(this.def, JSON.parse(cp.state) as OperatorState);
+    const p: Partition = { index, store, op, seq: cp.seq, clock: cp.clock, dirty: false };
+    this.parts.set(index, p);
+    return p;
+  }
+
+  /** Drops in-memory state and resumes every owned partition from its checkpoint. */
+  private async resetAll(): Promise<void> {
+    await this.closeReader();
+    const indexes = this.owned();
+    this.parts.clear();
+    this.pending = [];
+    for (const i of indexes) {
+      try {
+        await this.load(i);
+      } catch (err) {
+        this.log.warn({ partition: i, err: errorMessage(err) }, "partition not resumed; letting it go");
+        this.onLost(i);
+      }
+    }
+    await this.restartReader();
+  }
+}
+
+function parseBody(m: JsMsg): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = m.json();
+    return typeof v === "object" && v !== null ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -36,6 +36,7 @@ interface UpFlags {
   mqttTlsCert?: string;
   mqttTlsKey?: string;
   mqtt: boolean;
+  windows: boolean;
   json?: boolean;
 }
 
@@ -61,6 +62,7 @@ program
   .option("--mqtt-tls-cert <file>", "PEM certificate chain for MQTT over TLS")
   .option("--mqtt-tls-key <file>", "PEM private key for MQTT over TLS")
   .option("--no-mqtt", "do not run the MQTT ingress")
+  .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
   .option("--json", "print the ready summary as JSON on stdout")
   .action(async (flags: UpFlags) => {
     if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
@@ -77,6 +79,7 @@ program
         monitorPort: flags.monitorPort,
         leafPort: flags.leafPort,
         clusterPort: flags.clusterPort,
+        windows: flags.windows,
         ...(flags.mqtt
           ? {
               mqtt: {

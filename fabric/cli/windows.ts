@@ -3,9 +3,9 @@ import { resolve } from "node:path";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { createLogger, defaultHubDataDir, defaultKeystoreDir, InvalidInputError, out, outJson, say } from "../core/index.js";
+import { assertToken, createLogger, defaultHubDataDir, defaultKeystoreDir, InvalidInputError, out, outJson, say } from "../core/index.js";
 import { connectWithCreds, Keystore } from "../../identity/index.js";
-import { listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition } from "../../streams/index.js";
+import { DEFAULT_CHECKPOINT_EVERY_MS, listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition } from "../../streams/index.js";
 import { hubCredsPath } from "../hub/index.js";
 import { untilSignal } from "./workers.js";
 
@@ -87,9 +87,14 @@ export function addWindowCommands(program: Command): void {
       await nc.close();
     }
   });
-  withConnection(program.command("worker").description("run window workers for every definition, as a process of its own")).action(async (flags: ConnFlags) => {
+  withConnection(program.command("worker").description("run window workers for every definition, as a process of its own (several share the partitions)"))
+    .option("--member <id>", "static membership: a worker restarted with the same id takes its partitions back at once (never run two with one id)")
+    .option("--checkpoint-every-ms <ms>", "checkpoint interval in ms: shorter means less to replay after a crash", String(DEFAULT_CHECKPOINT_EVERY_MS))
+    .action(async (flags: ConnFlags & { checkpointEveryMs: string; member?: string }) => {
+    const checkpointEveryMs = Number(flags.checkpointEveryMs);
+    if (!Number.isInteger(checkpointEveryMs) || checkpointEveryMs < 10) throw new InvalidInputError(`--checkpoint-every-ms ${JSON.stringify(flags.checkpointEveryMs)} is not a whole number of milliseconds ≥ 10`);
     const nc = await tenantConnection(flags);
-    const runner = await runDefinedWorkers(nc, createLogger({ name: "fabric-worker" }));
+    const runner = await runDefinedWorkers(nc, createLogger({ name: "fabric-worker" }), { checkpointEveryMs, ...(flags.member === undefined ? {} : { memberId: assertToken(flags.member, "--member") }) });
     say("window workers running; Ctrl-C stops them");
     await untilSignal(async () => {
       await runner.stop();

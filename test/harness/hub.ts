@@ -25,6 +25,8 @@ export async function startTestHub(
     keystoreDir?: string;
     dataDir?: string;
     identityService?: boolean;
+    /** Run window workers in the hub's process (default true). */
+    windows?: boolean;
     mqtt?: boolean;
     /** MQTT over TLS with this certificate and key (PEM files). */
     mqttTls?: { cert: string; key: string };
@@ -46,6 +48,7 @@ export async function startTestHub(
       leafPort: 0,
       clusterPort: 0,
       identityService: options.identityService ?? true,
+      windows: options.windows ?? true,
       ...(options.mqtt === true
         ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
         : {}),

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { JetStreamPublisher, pollUntil } from "../../fabric/core/index.js";
 import { issueUser } from "../../identity/index.js";
 import { startWindowWorker, windowDefinitionSchema } from "../../streams/index.js";
 import { connectAs, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
+import { windowOutputs } from "./window-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
@@ -37,19 +38,7 @@ async function publishReadings(): Promise<void> {
 async function outputs(name: string): Promise<string[]> {
   const nc = await connectAs(hub.urls, creds);
   try {
-    const subject = `agg.${name}.>`;
-    const info = await (await jetstreamManager(nc)).streams.info("AGGREGATES", { subjects_filter: subject });
-    let left = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
-    const c = await jetstream(nc).consumers.get("AGGREGATES", { filter_subjects: [subject] });
-    const out: string[] = [];
-    while (left > 0) {
-      for await (const m of await c.fetch({ max_messages: Math.min(left, 500), expires: 2_000 })) {
-        const { window: _w, ...rest } = m.json<Record<string, unknown>>();
-        out.push(JSON.stringify(rest));
-        left--;
-      }
-    }
-    return out.sort();
+    return await windowOutputs(nc, name);
   } finally {
     await nc.close();
   }

@@ -1,0 +1,55 @@
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { CHECKPOINTS_BUCKET, LEASES_BUCKET } from "../../streams/index.js";
+
+/** What a window wrote to AGGREGATES, without its name, sorted. */
+export async function windowOutputs(nc: NatsConnection, name: string): Promise<string[]> {
+  const subject = `agg.${name}.>`;
+  const info = await (await jetstreamManager(nc)).streams.info("AGGREGATES", { subjects_filter: subject });
+  let left = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  const c = await jetstream(nc).consumers.get("AGGREGATES", { filter_subjects: [subject] });
+  const out: string[] = [];
+  while (left > 0) {
+    for await (const m of await c.fetch({ max_messages: Math.min(left, 5_000), expires: 2_000 })) {
+      const { window: _w, ...rest } = m.json<Record<string, unknown>>();
+      out.push(JSON.stringify(rest));
+      left--;
+    }
+  }
+  return out.sort();
+}
+
+/** The input position of each partition's checkpoint (0 for none yet). */
+export async function checkpointPositions(nc: NatsConnection, name: string, partitions: number): Promise<number[]> {
+  const kv = await new Kvm(nc).open(CHECKPOINTS_BUCKET);
+  const out: number[] = [];
+  for (let i = 0; i < partitions; i++) {
+    const e = await kv.get(`${name}.p${i}`);
+    out.push(e?.operation === "PUT" && e.length > 0 ? (e.json<{ seq: number }>().seq) : 0);
+  }
+  return out;
+}
+
+/** The member holding each partition's lease ("" for none). */
+export async function leaseOwners(nc: NatsConnection, name: string, partitions: number): Promise<string[]> {
+  const kv = await new Kvm(nc).open(LEASES_BUCKET);
+  const out: string[] = [];
+  for (let i = 0; i < partitions; i++) {
+    const e = await kv.get(`p.${name}.${i}`);
+    out.push(e?.operation === "PUT" ? e.string() : "");
+  }
+  return out;
+}
+
+/** Readings of `keys` devices over 5 sites, one a second each in event time, some out of order, some late. */
+export function reading(i: number, keys: number): { subject: string; body: string } {
+  const dev = i % keys;
+  const round = Math.floor(i / keys);
+  let ts = 1_700_000_000_000 + round * 1_000;
+  if (i % 13 === 0) ts -= 1_500; // out of order, within the bound
+  if (i % 101 === 0) ts -= 12_000; // behind the watermark: a revision or, past the lateness, late
+  if (i % 997 === 0) ts -= 40_000; // far behind: late
+  const value = ((i * 31) % 97) - 40;
+  return { subject: `telemetry.s${dev % 5}.d${dev}.temp`, body: JSON.stringify({ value, ts }) };
+}
