@@ -30,4 +30,5 @@ export { DEFAULT_CHECKPOINT_EVERY_MS, WindowRunner } from "./worker.js";
 export { WindowGroup, startWindowWorker } from "./group.js";
 export type { WindowGroupOptions, WindowWorker, WindowWorkerOptions } from "./group.js";
 export { partitionOf } from "./partition.js";
-export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers } from "./registry.js";
+export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers, windowStatus } from "./registry.js";
+export type { PartitionStatus, WindowStatus } from "./registry.js";

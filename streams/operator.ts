@@ -4,7 +4,7 @@ import type { Accumulator, States } from "./accumulator.js";
 import type { WindowDefinition } from "./definition.js";
 import { clockOf, KeyedOperator, type Emission, type KeyClock, type PartialWindow, type WindowResult } from "./keyed-operator.js";
 import { SessionOperator, type SessionSnapshot } from "./session-operator.js";
-import { sliceMs, sliceStart, slicesOf, windowsEndingIn, windowsOf, type SlicedWindowSpec } from "./windows.js";
+import { crossesWindowEnd, firstWindowEnd, sliceMs, sliceStart, slicesOf, windowsEndingIn, windowsOf, type SlicedWindowSpec } from "./windows.js";
 
 export type { Emission, LateInput, PartialWindow, WindowResult } from "./keyed-operator.js";
 
@@ -109,6 +109,20 @@ export class WindowOperator extends KeyedOperator<KeyState> implements Operator 
   }
 
   add(key: string, value: number, ts: number, now: number): Emission[] {
+    // the common case, without the general path's allocations: every window holding the reading is still open
+    // (so it is neither late nor a revision) and no early firing needs to know which windows it touched
+    const k = this.keys.get(key);
+    if (k !== undefined && this.def.emit.earlyEveryMs === undefined && firstWindowEnd(this.spec, ts) > k.watermark) {
+      k.lastSeen = now;
+      const s = sliceStart(this.spec, ts);
+      let slice = k.slices.get(s);
+      if (slice === undefined) {
+        slice = this.aggregation.empty();
+        k.slices.set(s, slice);
+      }
+      this.aggregation.add(slice, value, ts);
+      return this.progress(key, k, ts);
+    }
     return this.accept(
       key,
       ts,
@@ -195,6 +209,9 @@ export class WindowOperator extends KeyedOperator<KeyState> implements Operator 
     const previous = k.watermark;
     if (watermark <= previous) return [];
     k.watermark = watermark;
+    // the common case: no window end (nor end + lateness) passed, so nothing fires and nothing is forgotten
+    const lateness = this.def.allowedLatenessMs;
+    if (!crossesWindowEnd(this.spec, previous, watermark) && !crossesWindowEnd(this.spec, previous - lateness, watermark - lateness)) return [];
     // every window with data whose end the watermark crossed now fires, once (the watermark only advances)
     const size = this.spec.sizeMs;
     const closing = new Set<number>();
@@ -213,7 +230,6 @@ export class WindowOperator extends KeyedOperator<KeyState> implements Operator 
         return this.window("final", key, k, w, 0);
       });
     // what can no longer change is forgotten: a slice once every window holding it is past the lateness
-    const lateness = this.def.allowedLatenessMs;
     for (const s of [...k.slices.keys()]) if ((windowsOf(this.spec, s).at(-1) ?? s) + size + lateness <= watermark) k.slices.delete(s);
     for (const w of [...k.revisions.keys()]) if (w + size + lateness <= watermark) k.revisions.delete(w);
     return out;

@@ -1,7 +1,8 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, parseInput, type Logger } from "../fabric/core/index.js";
-import { DEFINITIONS_BUCKET } from "./definitions.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { CHECKPOINTS_BUCKET, DEFINITIONS_BUCKET, LEASES_BUCKET } from "./definitions.js";
 import { windowDefinitionSchema, type WindowDefinition } from "./definition.js";
 import { WindowGroup } from "./group.js";
 
@@ -80,4 +81,45 @@ function safeJson(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+export interface PartitionStatus {
+  partition: number;
+  /** The member holding its lease ("" when none does). */
+  owner: string;
+  /** The source sequence its last checkpoint includes. */
+  seq: number;
+}
+
+export interface WindowStatus {
+  name: string;
+  partitions: PartitionStatus[];
+  /** Live worker processes running this window. */
+  members: string[];
+  /** Source stream sequences after the least advanced partition's checkpoint (what a restart would replay). */
+  behind: number;
+}
+
+/** Who owns each partition of a window, and how far its checkpoints are: what `fabric windows status` shows. */
+export async function windowStatus(nc: NatsConnection, def: WindowDefinition): Promise<WindowStatus> {
+  const kvm = new Kvm(nc);
+  const leases = await kvm.open(LEASES_BUCKET);
+  const checkpoints = await kvm.open(CHECKPOINTS_BUCKET);
+  const partitions: PartitionStatus[] = [];
+  for (let i = 0; i < def.partitions; i++) {
+    const lease = await leases.get(`p.${def.name}.${i}`);
+    const cp = await checkpoints.get(`${def.name}.p${i}`);
+    const seq = cp?.operation === "PUT" && cp.length > 0 ? (cp.json<{ seq?: unknown }>().seq ?? 0) : 0;
+    partitions.push({ partition: i, owner: lease?.operation === "PUT" ? lease.string() : "", seq: typeof seq === "number" ? seq : 0 });
+  }
+  const members: string[] = [];
+  for await (const k of await leases.keys("m.>")) {
+    const e = await leases.get(k);
+    if (e?.operation !== "PUT") continue;
+    const windows = (safeJson(e.string()) as { windows?: unknown } | undefined)?.windows;
+    if (Array.isArray(windows) && windows.includes(def.name)) members.push(k.slice(2));
+  }
+  const from = Math.min(...partitions.map((p) => p.seq));
+  const info = await (await jetstreamManager(nc)).streams.info(def.source.stream);
+  return { name: def.name, partitions, members: members.sort(), behind: Math.max(0, info.state.last_seq - from) };
 }

@@ -66,11 +66,26 @@ export function slicesOf(spec: SlicedWindowSpec, windowStart: number): number[] 
   return out;
 }
 
+/** The first aligned window start whose window ends after `after`. */
+function firstEndingAfter(spec: SlicedWindowSpec, after: number): number {
+  const hop = spec.kind === "tumbling" ? spec.sizeMs : spec.hopMs;
+  return Math.floor((after - spec.sizeMs - spec.offsetMs) / hop) * hop + spec.offsetMs + hop;
+}
+
 /** Starts of the windows whose end lies in (after, upTo], earliest first. */
 export function windowsEndingIn(spec: SlicedWindowSpec, after: number, upTo: number): number[] {
   const hop = spec.kind === "tumbling" ? spec.sizeMs : spec.hopMs;
   const out: number[] = [];
-  // the first aligned start past `after - size`: its window ends after `after`
-  for (let start = Math.floor((after - spec.sizeMs - spec.offsetMs) / hop) * hop + spec.offsetMs + hop; start + spec.sizeMs <= upTo; start += hop) out.push(start);
+  for (let start = firstEndingAfter(spec, after); start + spec.sizeMs <= upTo; start += hop) out.push(start);
   return out;
+}
+
+/** The end of the earliest window holding `ts`. */
+export function firstWindowEnd(spec: SlicedWindowSpec, ts: number): number {
+  return firstEndingAfter(spec, ts) + spec.sizeMs;
+}
+
+/** Whether some window ends in (after, upTo]: a watermark moving within such a gap changes nothing. */
+export function crossesWindowEnd(spec: SlicedWindowSpec, after: number, upTo: number): boolean {
+  return firstEndingAfter(spec, after) + spec.sizeMs <= upTo;
 }

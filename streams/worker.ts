@@ -13,6 +13,8 @@ import { readSource, type SourceReader } from "./source-reader.js";
 export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000; // 5 s
 /** Event times past this (year 10000) are absurd: rejected rather than opening windows nobody closes. */
 const MAX_EVENT_TIME = 253_402_300_800_000;
+/** Subjects whose key and partition are remembered (then the cache starts over). */
+const ROUTE_CACHE_SIZE = 100_000;
 /** Processing-time work (idle close, early firings) runs when the clock moved this far. */
 const TICK_EVERY_MS = 1_000;
 
@@ -53,13 +55,13 @@ export class WindowRunner {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private checkpointQueued = false;
+  private readonly routes = new Map<string, { key: string; partition: number }>();
 
   private constructor(
     private readonly nc: NatsConnection,
     readonly def: WindowDefinition,
     logger: Logger,
     private readonly checkpoints: KV,
-    private readonly latest: KV,
     private readonly checkpointEveryMs: number,
     /** Called when a partition is lost to a fence, so its lease is let go. */
     private readonly onLost: (index: number) => void,
@@ -72,7 +74,7 @@ export class WindowRunner {
 
   static async create(nc: NatsConnection, def: WindowDefinition, logger: Logger, checkpointEveryMs: number, onLost: (index: number) => void): Promise<WindowRunner> {
     const kvm = new Kvm(nc);
-    return new WindowRunner(nc, def, logger, await kvm.open(CHECKPOINTS_BUCKET), await kvm.open(LATEST_BUCKET), checkpointEveryMs, onLost);
+    return new WindowRunner(nc, def, logger, await kvm.open(CHECKPOINTS_BUCKET), checkpointEveryMs, onLost);
   }
 
   owned(): number[] {
@@ -94,7 +96,7 @@ export class WindowRunner {
   own(indexes: number[]): Promise<number[]> {
     const failed: number[] = [];
     return this.serial(async () => {
-      this.syncPositions();
+      await this.closeReader();
       for (const index of indexes) {
         if (this.parts.has(index)) continue;
         try {
@@ -105,7 +107,7 @@ export class WindowRunner {
           failed.push(index);
         }
       }
-      await this.restartReader();
+      await this.startReader();
     }).then(() => failed);
   }
 
@@ -149,17 +151,17 @@ export class WindowRunner {
     }
   }
 
+  /** Stops reading; every owned partition includes what was delivered until then. */
   private async closeReader(): Promise<void> {
     const r = this.reader;
+    if (r === undefined) return;
+    this.syncPositions();
     this.reader = undefined;
-    if (r !== undefined) {
-      this.syncPositions();
-      await r.close();
-    }
+    await r.close();
   }
 
-  private async restartReader(): Promise<void> {
-    await this.closeReader();
+  /** Reads from the earliest position among the owned partitions (the reader must be closed). */
+  private async startReader(): Promise<void> {
     if (this.parts.size === 0 || this.stopped) return;
     const first = [...this.parts.values()].reduce((a, b) => (b.seq < a.seq ? b : a));
     // the clock where the reader starts again, so the replay crosses the same seconds as the first run
@@ -180,27 +182,22 @@ export class WindowRunner {
       this.tickSecond = second;
       this.tick(seq);
     }
-    const tokens = m.subject.split(".");
-    const keyTokens: string[] = [];
-    for (const i of this.def.key) {
-      const t = tokens[i];
-      if (t === undefined) return this.reject(m, `window ${this.def.name}: subject ${m.subject} has no token ${i} for the key`);
-      keyTokens.push(t);
-    }
-    const p = this.parts.get(partitionOf(keyTokens, this.def.partitions));
+    const route = this.route(m.subject);
+    if (typeof route === "string") return this.reject(m, route);
+    const p = this.parts.get(route.partition);
     if (p !== undefined && seq > p.seq) {
       p.seq = seq;
       p.dirty = true;
       const body = parseBody(m);
       if (this.def.source.partials) {
-        this.addPartial(m, p.op, keyTokens.join("."), body);
+        this.addPartial(m, p.op, route.key, body);
       } else {
         const value = body?.[this.def.valueField];
         const ts = body?.[this.def.eventTimeField];
         if (typeof value !== "number" || !Number.isFinite(value) || typeof ts !== "number" || !Number.isFinite(ts) || ts <= 0 || ts > MAX_EVENT_TIME) {
           this.reject(m, `window ${this.def.name}: payload needs numeric ${this.def.valueField} and ${this.def.eventTimeField} (epoch ms, before year 10000)`);
         } else {
-          for (const e of p.op.add(keyTokens.join("."), value, ts, this.clock)) this.emit(e, m.seq);
+          for (const e of p.op.add(route.key, value, ts, this.clock)) this.emit(e, m.seq);
         }
       }
     }
@@ -240,6 +237,24 @@ export class WindowRunner {
       if (out.length > 0) p.dirty = true;
       for (const e of out) this.emit(e);
     }
+  }
+
+  /** A subject's key and partition (or why it has none), cached: subjects repeat, and this is per message. */
+  private route(subject: string): { key: string; partition: number } | string {
+    let r = this.routes.get(subject);
+    if (r === undefined) {
+      const tokens = subject.split(".");
+      const keyTokens: string[] = [];
+      for (const i of this.def.key) {
+        const t = tokens[i];
+        if (t === undefined) return `window ${this.def.name}: subject ${subject} has no token ${i} for the key`;
+        keyTokens.push(t);
+      }
+      r = { key: keyTokens.join("."), partition: partitionOf(keyTokens, this.def.partitions) };
+      if (this.routes.size >= ROUTE_CACHE_SIZE) this.routes.clear();
+      this.routes.set(subject, r);
+    }
+    return r;
   }
 
   /** A partial result of another worker (an edge's): merged, or rejected with the reason. */
@@ -291,7 +306,8 @@ export class WindowRunner {
     });
     const id = e.kind === "early" ? `${def.name}:${e.key}:${e.windowStart}:early:${e.count}` : `${def.name}:${e.key}:${e.windowStart}:${e.revision}`;
     this.track(this.publisher.publish(`agg.${def.name}.${e.key}`, Buffer.from(body), { msgId: id }));
-    if (e.kind !== "early") this.track(this.latest.put(`${def.name}.${e.key}`, body));
+    // the latest result per key: a KV put is a JetStream publish to $KV.<bucket>.<key>, pipelined like the rest
+    if (e.kind !== "early") this.track(this.publisher.publish(`$KV.${LATEST_BUCKET}.${def.name}.${e.key}`, Buffer.from(body)));
   }
 
   /**
@@ -353,7 +369,7 @@ export class WindowRunner {
         this.onLost(i);
       }
     }
-    await this.restartReader();
+    await this.startReader();
   }
 }
 

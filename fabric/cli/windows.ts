@@ -5,7 +5,7 @@ import { parse as parseYaml } from "yaml";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { assertToken, createLogger, defaultHubDataDir, defaultKeystoreDir, InvalidInputError, out, outJson, say } from "../core/index.js";
 import { connectWithCreds, Keystore } from "../../identity/index.js";
-import { DEFAULT_CHECKPOINT_EVERY_MS, listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition } from "../../streams/index.js";
+import { DEFAULT_CHECKPOINT_EVERY_MS, listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition, windowStatus } from "../../streams/index.js";
 import { hubCredsPath } from "../hub/index.js";
 import { untilSignal } from "./workers.js";
 
@@ -78,6 +78,28 @@ export function addWindowCommands(program: Command): void {
       await nc.close();
     }
   });
+  withConnection(windows.command("status [name]").description("partition owners, checkpoint positions and how far behind each window is").option("--json", "JSON output")).action(
+    async (name: string | undefined, flags: ConnFlags & { json?: boolean }) => {
+      const nc = await tenantConnection(flags);
+      try {
+        const defs = (await listDefinitions(nc)).filter((d) => name === undefined || d.name === name);
+        if (name !== undefined && defs.length === 0) throw new InvalidInputError(`no window ${JSON.stringify(name)}`);
+        const all = [];
+        for (const d of defs) all.push(await windowStatus(nc, d));
+        if (flags.json === true) outJson(all);
+        else
+          out(
+            all
+              .map((w) =>
+                [`${w.name}: ${w.members.length} worker(s) [${w.members.join(", ")}], ${w.behind} behind`, ...w.partitions.map((p) => `  p${p.partition}\t${p.owner === "" ? "(unowned)" : p.owner}\tseq ${p.seq}`)].join("\n"),
+              )
+              .join("\n"),
+          );
+      } finally {
+        await nc.close();
+      }
+    },
+  );
   withConnection(windows.command("rm <name>").description("remove a window definition (its workers stop)")).action(async (name: string, flags: ConnFlags) => {
     const nc = await tenantConnection(flags);
     try {

@@ -21,6 +21,8 @@ export async function connectNats(options: FabricConnectOptions): Promise<NatsCo
     servers: options.servers,
     timeout: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     reconnect: options.reconnect ?? false,
+    // no Error (and stack) captured per request: costs ~8 % of a busy worker's CPU, helps no operator
+    noAsyncTraces: true,
     ...(options.reconnect === true ? { maxReconnectAttempts: -1, reconnectTimeWait: 250 } : {}),
     ...(options.name === undefined ? {} : { name: options.name }),
     ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),

@@ -5,7 +5,7 @@ import { JetStreamPublisher, pollUntil } from "../../fabric/core/index.js";
 import { issueUser } from "../../identity/index.js";
 import { removeDefinition, saveDefinition, startWindowWorker, windowDefinitionSchema, type WindowDefinitionInput } from "../../streams/index.js";
 import { connectAs, Harness, startCli, startTestHub, testLogger, type RunningCli, type TestHub } from "../harness/index.js";
-import { checkpointPositions, leaseOwners, reading, windowOutputs } from "./window-helpers.js";
+import { partitionsOf, reading, windowOutputs } from "./window-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
@@ -76,6 +76,8 @@ async function faultFreeRun(input: WindowDefinitionInput, last: number): Promise
 }
 
 const minimum = (xs: number[]): number => Math.min(...xs);
+const positions = async (name: string): Promise<number[]> => (await partitionsOf(nc, name)).seqs;
+const owners = async (name: string): Promise<string[]> => (await partitionsOf(nc, name)).owners;
 
 describe("window workers as processes: crashes and scale-out", () => {
   it("SIGKILLed repeatedly during 100 000 events, the workers' AGGREGATES equal a fault-free run's exactly", async () => {
@@ -88,15 +90,15 @@ describe("window workers as processes: crashes and scale-out", () => {
     let kills = 0;
     // kill it each time it has made progress, at whatever point of its publish-then-checkpoint cycle that is
     while (publishing) {
-      const before = minimum(await checkpointPositions(nc, "crash", 4));
-      const moved = await pollUntil(async () => (minimum(await checkpointPositions(nc, "crash", 4)) > before ? true : publishing ? undefined : false), { intervalMs: 37, timeoutMs: 30_000, what: "worker progress" });
+      const before = minimum(await positions("crash"));
+      const moved = await pollUntil(async () => (minimum(await positions("crash")) > before ? true : publishing ? undefined : false), { intervalMs: 37, timeoutMs: 30_000, what: "worker progress" });
       if (!moved) break;
       await w.signal("SIGKILL");
       kills++;
       w = worker("crashy");
     }
     const last = await published;
-    await pollUntil(async () => minimum(await checkpointPositions(nc, "crash", 4)) >= last, { intervalMs: 100, timeoutMs: 60_000, what: "the crashed worker to catch up" });
+    await pollUntil(async () => minimum(await positions("crash")) >= last, { intervalMs: 100, timeoutMs: 60_000, what: "the crashed worker to catch up" });
     await pollUntil(() => w.stderr().includes("window workers running"), { what: "the last worker to be up" });
     expect(await w.signal("SIGTERM")).toBe(0);
     await removeDefinition(nc, "crash");
@@ -120,24 +122,24 @@ describe("window workers as processes: crashes and scale-out", () => {
     const first = (await (await jetstreamManager(nc)).streams.info("TELEMETRY")).state.last_seq;
     const split = await pollUntil(
       async () => {
-        const owners = await leaseOwners(nc, "pair", 8);
-        return owners.filter((o) => o === "a").length === 4 && owners.filter((o) => o === "b").length === 4 ? owners : undefined;
+        const held = await owners("pair");
+        return held.filter((o) => o === "a").length === 4 && held.filter((o) => o === "b").length === 4 ? held : undefined;
       },
       { what: "the partitions split 4/4", timeoutMs: 20_000 },
     );
     expect(split.sort()).toEqual(["a", "a", "a", "a", "b", "b", "b", "b"]);
     let publishing = true;
     const published = publish(200_000, EVENTS, KEYS, 5_000).finally(() => (publishing = false));
-    await pollUntil(async () => minimum(await checkpointPositions(nc, "pair", 8)) > first + EVENTS / 4, { what: "a quarter of the input", timeoutMs: 30_000 });
+    await pollUntil(async () => minimum(await positions("pair")) > first + EVENTS / 4, { what: "a quarter of the input", timeoutMs: 30_000 });
     expect(publishing).toBe(true);
     await a.signal("SIGKILL");
     const killedAt = performance.now();
-    await pollUntil(async () => (await leaseOwners(nc, "pair", 8)).every((o) => o === "b"), { intervalMs: 50, timeoutMs: 20_000, what: "b to own every partition" });
+    await pollUntil(async () => (await owners("pair")).every((o) => o === "b"), { intervalMs: 50, timeoutMs: 20_000, what: "b to own every partition" });
     const handOverMs = performance.now() - killedAt;
     expect(handOverMs).toBeLessThan(10_000);
 
     const last = await published;
-    await pollUntil(async () => minimum(await checkpointPositions(nc, "pair", 8)) >= last, { intervalMs: 100, timeoutMs: 60_000, what: "b to catch up" });
+    await pollUntil(async () => minimum(await positions("pair")) >= last, { intervalMs: 100, timeoutMs: 60_000, what: "b to catch up" });
     const clean = await faultFreeRun(definition("pair-ref", 8), last);
     expect(clean.length).toBeGreaterThanOrEqual(KEYS * 40);
     expect(await windowOutputs(nc, "pair")).toEqual(clean);

@@ -1,7 +1,6 @@
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { CHECKPOINTS_BUCKET, LEASES_BUCKET } from "../../streams/index.js";
+import { listDefinitions, windowStatus } from "../../streams/index.js";
 
 /** What a window wrote to AGGREGATES, without its name, sorted. */
 export async function windowOutputs(nc: NatsConnection, name: string): Promise<string[]> {
@@ -20,26 +19,12 @@ export async function windowOutputs(nc: NatsConnection, name: string): Promise<s
   return out.sort();
 }
 
-/** The input position of each partition's checkpoint (0 for none yet). */
-export async function checkpointPositions(nc: NatsConnection, name: string, partitions: number): Promise<number[]> {
-  const kv = await new Kvm(nc).open(CHECKPOINTS_BUCKET);
-  const out: number[] = [];
-  for (let i = 0; i < partitions; i++) {
-    const e = await kv.get(`${name}.p${i}`);
-    out.push(e?.operation === "PUT" && e.length > 0 ? (e.json<{ seq: number }>().seq) : 0);
-  }
-  return out;
-}
-
-/** The member holding each partition's lease ("" for none). */
-export async function leaseOwners(nc: NatsConnection, name: string, partitions: number): Promise<string[]> {
-  const kv = await new Kvm(nc).open(LEASES_BUCKET);
-  const out: string[] = [];
-  for (let i = 0; i < partitions; i++) {
-    const e = await kv.get(`p.${name}.${i}`);
-    out.push(e?.operation === "PUT" ? e.string() : "");
-  }
-  return out;
+/** The input position of each partition's checkpoint (0 for none yet), and the member holding each lease. */
+export async function partitionsOf(nc: NatsConnection, name: string): Promise<{ seqs: number[]; owners: string[] }> {
+  const def = (await listDefinitions(nc)).find((d) => d.name === name);
+  if (def === undefined) throw new Error(`no window ${name}`);
+  const status = await windowStatus(nc, def);
+  return { seqs: status.partitions.map((p) => p.seq), owners: status.partitions.map((p) => p.owner) };
 }
 
 /** Readings of `keys` devices over 5 sites, one a second each in event time, some out of order, some late. */
