@@ -259,6 +259,11 @@ export class WindowRunner {
 
   /** A partial result of another worker (an edge's): merged, or rejected with the reason. */
   private addPartial(m: JsMsg, op: Operator, key: string, body: Record<string, unknown> | undefined): void {
+    // a revision or an early result repeats its whole window: merging it too would count its readings twice
+    if (body?.["kind"] !== undefined && body["kind"] !== "final") {
+      this.reject(m, `window ${this.def.name}: only final partials are merged (this one is ${JSON.stringify(body["kind"])})`);
+      return;
+    }
     let out: Emission[];
     try {
       out = op.addPartial(key, body as unknown as PartialWindow, this.clock);

@@ -1,22 +1,29 @@
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { listDefinitions, windowStatus } from "../../streams/index.js";
 
-/** What a window wrote to AGGREGATES, without its name, sorted. */
+/** What a window wrote to AGGREGATES, without its name, sorted (through an ephemeral consumer, deleted after). */
 export async function windowOutputs(nc: NatsConnection, name: string): Promise<string[]> {
   const subject = `agg.${name}.>`;
-  const info = await (await jetstreamManager(nc)).streams.info("AGGREGATES", { subjects_filter: subject });
+  const jsm = await jetstreamManager(nc);
+  const info = await jsm.streams.info("AGGREGATES", { subjects_filter: subject });
   let left = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
-  const c = await jetstream(nc).consumers.get("AGGREGATES", { filter_subjects: [subject] });
-  const out: string[] = [];
-  while (left > 0) {
-    for await (const m of await c.fetch({ max_messages: Math.min(left, 5_000), expires: 2_000 })) {
-      const { window: _w, ...rest } = m.json<Record<string, unknown>>();
-      out.push(JSON.stringify(rest));
-      left--;
+  if (left === 0) return [];
+  const ci = await jsm.consumers.add("AGGREGATES", { filter_subject: subject, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: 10_000_000_000 });
+  try {
+    const c = await jetstream(nc).consumers.get("AGGREGATES", ci.name);
+    const out: string[] = [];
+    while (left > 0) {
+      for await (const m of await c.fetch({ max_messages: Math.min(left, 5_000), expires: 2_000 })) {
+        const { window: _w, ...rest } = m.json<Record<string, unknown>>();
+        out.push(JSON.stringify(rest));
+        left--;
+      }
     }
+    return out.sort();
+  } finally {
+    await jsm.consumers.delete("AGGREGATES", ci.name).catch(() => undefined);
   }
-  return out.sort();
 }
 
 /** The input position of each partition's checkpoint (0 for none yet), and the member holding each lease. */

@@ -51,6 +51,21 @@ describe("fabric windows and the workers of fabric up", () => {
     expect(result).toMatchObject({ start: base, count: 2, avg: 21, max: 22 });
     await nc.close();
 
+    // the hub's own worker holds every partition, and its checkpoints reach the end of the input
+    const status = await pollUntil(
+      async () => {
+        const r = await runCli("fabric", ["windows", "status", "temp-10s", "--json"], { env });
+        const [w] = JSON.parse(r.stdout) as { members: string[]; behind: number; partitions: { owner: string; seq: number }[] }[];
+        return w !== undefined && w.behind === 0 && w.partitions.every((p) => p.owner !== "") ? w : undefined;
+      },
+      { what: "the window's status", timeoutMs: 30_000 },
+    );
+    expect(status.members).toHaveLength(1);
+    expect(status.partitions).toHaveLength(8);
+    expect(new Set(status.partitions.map((p) => p.owner))).toEqual(new Set(status.members));
+    const text = await runCli("fabric", ["windows", "status"], { env });
+    expect(text.stdout).toMatch(/^temp-10s: 1 worker\(s\)/);
+
     expect((await runCli("fabric", ["windows", "rm", "temp-10s"], { env })).code).toBe(0);
     expect((await runCli("fabric", ["windows", "rm", "temp-10s"], { env })).code).toBe(2);
     expect(await up.signal("SIGINT")).toBe(0);
