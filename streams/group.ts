@@ -1,10 +1,12 @@
 import { hostname } from "node:os";
 import { nuid, type NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { z } from "zod";
 import { errorMessage, type Logger } from "../fabric/core/index.js";
 import { LEASES_BUCKET } from "./definitions.js";
 import type { WindowDefinition } from "./definition.js";
+import { kvKeys } from "./kv-keys.js";
 import { fnv1a32 } from "./partition.js";
 import { DEFAULT_CHECKPOINT_EVERY_MS, WindowRunner } from "./worker.js";
 
@@ -52,13 +54,14 @@ export class WindowGroup {
   private constructor(
     private readonly options: WindowGroupOptions,
     private readonly kv: KV,
+    private readonly jsm: JetStreamManager,
   ) {
     this.id = options.memberId ?? nuid.next();
     this.log = options.logger.child({ component: "windows", member: this.id });
   }
 
   static async join(options: WindowGroupOptions): Promise<WindowGroup> {
-    const g = new WindowGroup(options, await new Kvm(options.connection).open(LEASES_BUCKET));
+    const g = new WindowGroup(options, await new Kvm(options.connection).open(LEASES_BUCKET), await jetstreamManager(options.connection));
     await g.leaseOp(() => g.heartbeat());
     g.timer = setInterval(() => {
       void g.leaseOp(() => g.heartbeat());
@@ -175,7 +178,7 @@ export class WindowGroup {
   /** Live members and the windows each runs. */
   private async members(): Promise<Map<string, string[]>> {
     const out = new Map<string, string[]>();
-    for await (const k of await this.kv.keys("m.>")) {
+    for (const k of await kvKeys(this.jsm, LEASES_BUCKET, "m.>")) {
       const e = await this.kv.get(k);
       if (e === null || e.operation !== "PUT") continue;
       const parsed = memberSchema.safeParse(e.json());

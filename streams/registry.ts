@@ -5,6 +5,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { CHECKPOINTS_BUCKET, DEFINITIONS_BUCKET, LEASES_BUCKET } from "./definitions.js";
 import { windowDefinitionSchema, type WindowDefinition } from "./definition.js";
 import { WindowGroup } from "./group.js";
+import { kvKeys } from "./kv-keys.js";
 
 
 async function bucket(nc: NatsConnection): Promise<KV> {
@@ -22,7 +23,7 @@ export async function saveDefinition(nc: NatsConnection, input: unknown): Promis
 export async function listDefinitions(nc: NatsConnection): Promise<WindowDefinition[]> {
   const kv = await bucket(nc);
   const out: WindowDefinition[] = [];
-  for await (const k of await kv.keys()) {
+  for (const k of await kvKeys(await jetstreamManager(nc), DEFINITIONS_BUCKET, ">")) {
     const e = await kv.get(k);
     if (e === null || e.operation !== "PUT") continue;
     const parsed = windowDefinitionSchema.safeParse(e.json());
@@ -112,14 +113,15 @@ export async function windowStatus(nc: NatsConnection, def: WindowDefinition): P
     const seq = cp?.operation === "PUT" && cp.length > 0 ? (cp.json<{ seq?: unknown }>().seq ?? 0) : 0;
     partitions.push({ partition: i, owner: lease?.operation === "PUT" ? lease.string() : "", seq: typeof seq === "number" ? seq : 0 });
   }
+  const jsm = await jetstreamManager(nc);
   const members: string[] = [];
-  for await (const k of await leases.keys("m.>")) {
+  for (const k of await kvKeys(jsm, LEASES_BUCKET, "m.>")) {
     const e = await leases.get(k);
     if (e?.operation !== "PUT") continue;
     const windows = (safeJson(e.string()) as { windows?: unknown } | undefined)?.windows;
     if (Array.isArray(windows) && windows.includes(def.name)) members.push(k.slice(2));
   }
   const from = Math.min(...partitions.map((p) => p.seq));
-  const info = await (await jetstreamManager(nc)).streams.info(def.source.stream);
+  const info = await jsm.streams.info(def.source.stream);
   return { name: def.name, partitions, members: members.sort(), behind: Math.max(0, info.state.last_seq - from) };
 }

@@ -7,7 +7,7 @@ import { CHECKPOINTS_BUCKET, LATEST_BUCKET, REJECT_REASON_HEADER } from "./defin
 import type { WindowDefinition } from "./definition.js";
 import { createOperator, restoreOperator, type Emission, type Operator, type OperatorState, type PartialWindow } from "./operator.js";
 import { partitionOf } from "./partition.js";
-import { readSource, type SourceReader } from "./source-reader.js";
+import { readSource, type Delivery, type SourceReader } from "./source-reader.js";
 
 /** A checkpoint at least this often (and at every hand-over and stop). */
 export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000; // 5 s
@@ -169,13 +169,13 @@ export class WindowRunner {
     this.clockAt = performance.now();
     this.tickSecond = Math.floor(first.clock / TICK_EVERY_MS);
     const from = first.seq + 1;
-    this.reader = await readSource(this.nc, { stream: this.def.source.stream, filter: this.def.source.filter, fromSeq: from, logger: this.log, onMessage: (m) => this.handle(m) });
+    this.reader = await readSource(this.nc, { stream: this.def.source.stream, filter: this.def.source.filter, fromSeq: from, logger: this.log, onMessage: (m, d) => this.handle(m, d) });
   }
 
-  private handle(m: JsMsg): void {
-    const seq = m.seq;
+  private handle(m: JsMsg, d: Delivery): void {
+    const seq = d.seq;
     // processing time is the message's stored timestamp: a function of the position, so a replay sees it again
-    this.clock = Math.floor(Number(m.info.timestampNanos) / 1e6);
+    this.clock = d.ms;
     this.clockAt = performance.now();
     const second = Math.floor(this.clock / TICK_EVERY_MS);
     if (second !== this.tickSecond) {
@@ -183,21 +183,21 @@ export class WindowRunner {
       this.tick(seq);
     }
     const route = this.route(m.subject);
-    if (typeof route === "string") return this.reject(m, route);
+    if (typeof route === "string") return this.reject(m, seq, route);
     const p = this.parts.get(route.partition);
     if (p !== undefined && seq > p.seq) {
       p.seq = seq;
       p.dirty = true;
       const body = parseBody(m);
       if (this.def.source.partials) {
-        this.addPartial(m, p.op, route.key, body);
+        this.addPartial(m, seq, p.op, route.key, body);
       } else {
         const value = body?.[this.def.valueField];
         const ts = body?.[this.def.eventTimeField];
         if (typeof value !== "number" || !Number.isFinite(value) || typeof ts !== "number" || !Number.isFinite(ts) || ts <= 0 || ts > MAX_EVENT_TIME) {
-          this.reject(m, `window ${this.def.name}: payload needs numeric ${this.def.valueField} and ${this.def.eventTimeField} (epoch ms, before year 10000)`);
+          this.reject(m, seq, `window ${this.def.name}: payload needs numeric ${this.def.valueField} and ${this.def.eventTimeField} (epoch ms, before year 10000)`);
         } else {
-          for (const e of p.op.add(route.key, value, ts, this.clock)) this.emit(e, m.seq);
+          for (const e of p.op.add(route.key, value, ts, this.clock)) this.emit(e, seq);
         }
       }
     }
@@ -258,10 +258,10 @@ export class WindowRunner {
   }
 
   /** A partial result of another worker (an edge's): merged, or rejected with the reason. */
-  private addPartial(m: JsMsg, op: Operator, key: string, body: Record<string, unknown> | undefined): void {
+  private addPartial(m: JsMsg, seq: number, op: Operator, key: string, body: Record<string, unknown> | undefined): void {
     // a revision or an early result repeats its whole window: merging it too would count its readings twice
     if (body?.["kind"] !== undefined && body["kind"] !== "final") {
-      this.reject(m, `window ${this.def.name}: only final partials are merged (this one is ${JSON.stringify(body["kind"])})`);
+      this.reject(m, seq, `window ${this.def.name}: only final partials are merged (this one is ${JSON.stringify(body["kind"])})`);
       return;
     }
     let out: Emission[];
@@ -269,16 +269,16 @@ export class WindowRunner {
       out = op.addPartial(key, body as unknown as PartialWindow, this.clock);
     } catch (err) {
       if (!isFabricError(err)) throw err;
-      this.reject(m, `window ${this.def.name}: ${err.message}`);
+      this.reject(m, seq, `window ${this.def.name}: ${err.message}`);
       return;
     }
-    for (const e of out) this.emit(e, m.seq);
+    for (const e of out) this.emit(e, seq);
   }
 
-  private reject(m: JsMsg, reason: string): void {
+  private reject(m: JsMsg, seq: number, reason: string): void {
     const h = natsHeaders();
     h.set(REJECT_REASON_HEADER, reason);
-    this.track(this.publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${this.def.name}:${m.seq}`, headers: h }));
+    this.track(this.publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${this.def.name}:${seq}`, headers: h }));
   }
 
   /** Outputs are awaited at the next checkpoint; a failure there is handled there (this only marks it seen). */

@@ -56,7 +56,9 @@ export class JetStreamPublisher {
   private readonly prefix: string;
   private readonly sub: Subscription;
   private readonly pending = new Map<string, Pending>();
-  private readonly waiters: (() => void)[] = [];
+  /** Publishes waiting for room, first come first served (a head index: shift() is O(n) on a long queue). */
+  private waiters: (() => void)[] = [];
+  private waitersHead = 0;
   private readonly sweeper: NodeJS.Timeout;
   private seq = 0;
 
@@ -112,7 +114,14 @@ export class JetStreamPublisher {
 
   private settle(token: string): void {
     this.pending.delete(token);
-    this.waiters.shift()?.();
+    if (this.waitersHead < this.waiters.length) {
+      const wake = this.waiters[this.waitersHead++];
+      if (this.waitersHead >= 1_024 && this.waitersHead * 2 >= this.waiters.length) {
+        this.waiters = this.waiters.slice(this.waitersHead);
+        this.waitersHead = 0;
+      }
+      wake?.();
+    }
   }
 
   private sweep(): void {
@@ -131,6 +140,8 @@ export class JetStreamPublisher {
       this.settle(token);
       p.reject(new PublishError("FABRIC_ERR_STORE_TIMEOUT", `publisher closed before ${p.subject} was acknowledged`));
     }
-    for (const w of this.waiters.splice(0)) w();
+    for (const w of this.waiters.slice(this.waitersHead)) w();
+    this.waiters = [];
+    this.waitersHead = 0;
   }
 }
