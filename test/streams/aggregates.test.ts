@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { AGGREGATES, SKETCH_RELATIVE_ACCURACY, sketch, slicedWindowSchema, slicesOf, sliceStart, windowsOf, windowSpecSchema, type Aggregate, type AggregateName } from "../../streams/index.js";
+import { rng } from "./operator-steps.js";
 
-/** A small seeded generator (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 interface Reading {
   value: number;

@@ -2,19 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamPublisher, pollUntil } from "../../fabric/core/index.js";
-import { issueUser } from "../../identity/index.js";
 import { removeDefinition, saveDefinition, startWindowWorker, windowDefinitionSchema, type WindowDefinitionInput } from "../../streams/index.js";
-import { connectAs, Harness, startCli, startTestHub, testLogger, type RunningCli, type TestHub } from "../harness/index.js";
-import { partitionsOf, reading, windowOutputs } from "./window-helpers.js";
+import { Harness, startCli, testLogger, type RunningCli, type TestHub } from "../harness/index.js";
+import { partitionsOf, reading, windowOutputs, windowTestHub } from "./window-helpers.js";
 
 const h = new Harness();
 let hub: TestHub;
 let nc: NatsConnection;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { windows: false, identityService: false });
-  nc = await connectAs(hub.urls, issueUser(hub.keystore, { account: "fleet", role: "service", name: "windows" }).creds ?? "");
-  h.defer(() => nc.close());
+  ({ hub, nc } = await windowTestHub(h));
 });
 
 const definition = (name: string, partitions: number): WindowDefinitionInput => ({

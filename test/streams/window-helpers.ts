@@ -1,5 +1,7 @@
 import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { issueUser } from "../../identity/index.js";
+import { connectAs, startTestHub, type Harness, type TestHub } from "../harness/index.js";
 import { listDefinitions, windowStatus } from "../../streams/index.js";
 
 /** What a window wrote to AGGREGATES, without its name, sorted (through an ephemeral consumer, deleted after). */
@@ -44,4 +46,12 @@ export function reading(i: number, keys: number): { subject: string; body: strin
   if (i % 997 === 0) ts -= 40_000; // far behind: late
   const value = ((i * 31) % 97) - 40;
   return { subject: `telemetry.s${dev % 5}.d${dev}.temp`, body: JSON.stringify({ value, ts }) };
+}
+
+/** A hub without window workers of its own (the tests run theirs), and a service connection into it. */
+export async function windowTestHub(h: Harness): Promise<{ hub: TestHub; nc: NatsConnection }> {
+  const hub = await startTestHub(h, { windows: false, identityService: false });
+  const nc = await connectAs(hub.urls, issueUser(hub.keystore, { account: "fleet", role: "service", name: "windows" }).creds ?? "");
+  h.defer(() => nc.close());
+  return { hub, nc };
 }

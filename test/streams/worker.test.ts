@@ -2,19 +2,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamPublisher, pollUntil } from "../../fabric/core/index.js";
-import { issueUser } from "../../identity/index.js";
 import { startWindowWorker, windowDefinitionSchema, type WindowDefinitionInput, type WindowWorker } from "../../streams/index.js";
-import { connectAs, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
-import { windowOutputs } from "./window-helpers.js";
+import { Harness, testLogger } from "../harness/index.js";
+import { windowOutputs, windowTestHub } from "./window-helpers.js";
 
 const h = new Harness();
-let hub: TestHub;
 let nc: NatsConnection;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { windows: false, identityService: false });
-  nc = await connectAs(hub.urls, issueUser(hub.keystore, { account: "fleet", role: "service", name: "windows" }).creds ?? "");
-  h.defer(() => nc.close());
+  ({ nc } = await windowTestHub(h));
 });
 
 const T0 = 1_700_000_000_000;
