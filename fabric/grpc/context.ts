@@ -1,0 +1,36 @@
+import type { Metadata, ServiceError } from "@grpc/grpc-js";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { mayPublish, maySubscribe } from "../../ingress/permissions.js";
+import type { JetStreamPublisher, Logger } from "../core/index.js";
+import type { Caller, CallerAuth } from "./auth.js";
+import { GatewayError } from "./errors.js";
+
+/** What every service of the gateway gets. */
+export interface GatewayContext {
+  /** The gateway's own connection into the tenant account (callers' permissions are enforced here, not by NATS). */
+  nc: NatsConnection;
+  publisher: JetStreamPublisher;
+  auth: CallerAuth;
+  logger: Logger;
+  /** True once shutdown began: new streams are refused with UNAVAILABLE. */
+  draining(): boolean;
+  /**
+   * Registers an open server stream, so shutdown can end it with UNAVAILABLE (and revocation with
+   * UNAUTHENTICATED, through auth.track). Returns the unregister.
+   */
+  openStream(end: (err: Partial<ServiceError>) => void): () => void;
+}
+
+/** Authenticates a call (method: the full path, e.g. /fabric.v1.PublishService/Publish). */
+export function callerOf(ctx: GatewayContext, md: Metadata, method: string): Caller {
+  if (ctx.draining()) throw new GatewayError("FABRIC_ERR_UNAVAILABLE", "the gateway is shutting down");
+  return ctx.auth.authenticate(md, method);
+}
+
+export function assertMaySubscribe(caller: Caller, subject: string): void {
+  if (!maySubscribe(caller.permissions, subject)) throw new GatewayError("FABRIC_ERR_PERMISSION_DENIED", `the credential of ${caller.name} may not read ${subject}`);
+}
+
+export function assertMayPublish(caller: Caller, subject: string): void {
+  if (!mayPublish(caller.permissions, subject)) throw new GatewayError("FABRIC_ERR_PERMISSION_DENIED", `the credential of ${caller.name} may not publish to ${subject}`);
+}

@@ -1,0 +1,63 @@
+import { status, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { errorMessage, isFabricError } from "../core/index.js";
+
+/** A refusal by the gateway itself, with a stable code that the table below maps to a gRPC status. */
+export class GatewayError extends Error {
+  constructor(
+    readonly code:
+      | "FABRIC_ERR_UNAUTHENTICATED"
+      | "FABRIC_ERR_PERMISSION_DENIED"
+      | "FABRIC_ERR_NOT_FOUND"
+      | "FABRIC_ERR_STALE_TOKEN"
+      | "FABRIC_ERR_FAILED_PRECONDITION"
+      | "FABRIC_ERR_UNAVAILABLE",
+    message: string,
+  ) {
+    super(message);
+    this.name = "GatewayError";
+  }
+}
+
+/** The one table from fabric error codes to gRPC status codes; anything else is INTERNAL. */
+const STATUS_OF: Readonly<Record<string, status>> = {
+  FABRIC_ERR_UNAUTHENTICATED: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_MALFORMED: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_SIGNATURE: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_EXPIRED: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_NOT_YET_VALID: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_REVOKED: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_UNTRUSTED_ISSUER: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_WRONG_ACCOUNT: status.UNAUTHENTICATED,
+  FABRIC_ERR_CREDENTIAL_PROOF: status.UNAUTHENTICATED,
+  FABRIC_ERR_PERMISSION_DENIED: status.PERMISSION_DENIED,
+  FABRIC_ERR_INVALID_INPUT: status.INVALID_ARGUMENT,
+  FABRIC_ERR_NOT_FOUND: status.NOT_FOUND,
+  FABRIC_ERR_NO_STREAM: status.NOT_FOUND,
+  FABRIC_ERR_STALE_TOKEN: status.FAILED_PRECONDITION,
+  FABRIC_ERR_FAILED_PRECONDITION: status.FAILED_PRECONDITION,
+  FABRIC_ERR_UNAVAILABLE: status.UNAVAILABLE,
+  FABRIC_ERR_STORE_TIMEOUT: status.UNAVAILABLE,
+  FABRIC_ERR_TIMEOUT: status.DEADLINE_EXCEEDED,
+  FABRIC_ERR_STORE: status.ABORTED,
+  FABRIC_ERR_PROVISION: status.INVALID_ARGUMENT,
+  FABRIC_ERR_PROOF_INVALID: status.UNAUTHENTICATED,
+  FABRIC_ERR_NONCE_INVALID: status.FAILED_PRECONDITION,
+  FABRIC_ERR_KEY_REVOKED: status.PERMISSION_DENIED,
+  FABRIC_ERR_TOKEN_USED: status.ALREADY_EXISTS,
+  FABRIC_ERR_TOKEN_INVALID: status.PERMISSION_DENIED,
+  FABRIC_ERR_TOKEN_EXPIRED: status.PERMISSION_DENIED,
+};
+
+export function codeOf(err: unknown): string | undefined {
+  if (err instanceof GatewayError || isFabricError(err)) return err.code;
+  return undefined;
+}
+
+/** Any error as a gRPC ServiceError: status from the table, the fabric code in the `fabric-error-code` trailer. */
+export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string } {
+  const code = codeOf(err);
+  const metadata = new Metadata();
+  if (code !== undefined) metadata.set("fabric-error-code", code);
+  const grpcCode = code === undefined ? status.INTERNAL : (STATUS_OF[code] ?? status.INTERNAL);
+  return { code: grpcCode, details: grpcCode === status.INTERNAL && code === undefined ? `internal error: ${errorMessage(err)}` : errorMessage(err), metadata };
+}
