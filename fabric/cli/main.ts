@@ -15,6 +15,7 @@ import {
   say,
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
+import { DEFAULT_GRPC_PORT } from "../grpc/server.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
@@ -37,6 +38,11 @@ interface UpFlags {
   mqttTlsKey?: string;
   mqtt: boolean;
   windows: boolean;
+  grpc: boolean;
+  grpcPort: number;
+  grpcTlsCert?: string;
+  grpcTlsKey?: string;
+  grpcTlsCa?: string;
   json?: boolean;
 }
 
@@ -62,10 +68,17 @@ program
   .option("--mqtt-tls-cert <file>", "PEM certificate chain for MQTT over TLS")
   .option("--mqtt-tls-key <file>", "PEM private key for MQTT over TLS")
   .option("--no-mqtt", "do not run the MQTT ingress")
+  .addOption(portOption("--grpc-port <port>", "gRPC API port (0: pick one)", DEFAULT_GRPC_PORT))
+  .option("--grpc-tls-cert <file>", "PEM certificate chain for the gRPC API (TLS)")
+  .option("--grpc-tls-key <file>", "PEM private key for the gRPC API")
+  .option("--grpc-tls-ca <file>", "PEM CA whose client certificates the gRPC API requires (mTLS)")
+  .option("--no-grpc", "do not run the gRPC gateway")
   .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
   .option("--json", "print the ready summary as JSON on stdout")
   .action(async (flags: UpFlags) => {
     if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
+    if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
+    if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
     const logger = createLogger({ name: "fabric" });
     const nodes = Number(flags.nodes);
     if (!Number.isInteger(nodes)) throw new InvalidInputError(`--nodes ${JSON.stringify(flags.nodes)} is not a whole number`);
@@ -80,6 +93,16 @@ program
         leafPort: flags.leafPort,
         clusterPort: flags.clusterPort,
         windows: flags.windows,
+        ...(flags.grpc
+          ? {
+              grpc: {
+                port: flags.grpcPort,
+                ...(flags.grpcTlsCert === undefined || flags.grpcTlsKey === undefined
+                  ? {}
+                  : { tls: { cert: resolve(flags.grpcTlsCert), key: resolve(flags.grpcTlsKey), ...(flags.grpcTlsCa === undefined ? {} : { ca: resolve(flags.grpcTlsCa) }) } }),
+              },
+            }
+          : {}),
         ...(flags.mqtt
           ? {
               mqtt: {
@@ -97,6 +120,7 @@ program
     const summary = {
       urls: hub.urls,
       mqtt: hub.mqtt,
+      grpc: hub.grpc,
       nodes: hub.nodes.map((n) => ({ name: n.name, url: n.url, ports: n.ports, log: n.logFile })),
       keystore: hub.keystore.dir,
       keystoreCreated: hub.keystoreCreated,

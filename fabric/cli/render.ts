@@ -4,6 +4,7 @@ import type { ServerPorts } from "../core/index.js";
 export interface ReadySummary {
   urls: string[];
   mqtt: { tcp: number; tls: number; ws: number } | undefined;
+  grpc: number | undefined;
   nodes: { name: string; url: string; ports: ServerPorts; log: string }[];
   keystore: string;
   keystoreCreated: boolean;
@@ -18,6 +19,7 @@ export function renderReady(s: ReadySummary): string {
     lines.push(`  ${n.name}: ${n.url}  monitoring http://127.0.0.1:${n.ports.monitoring}  leaf nodes :${n.ports.leafnode}${n.ports.cluster > 0 ? `  routes :${n.ports.cluster}` : ""}`);
     lines.push(`    log ${n.log}`);
   }
+  if (s.grpc !== undefined) lines.push(`  gRPC API: 127.0.0.1:${s.grpc} (fabric.v1, reflection on; see the README for buf curl)`);
   if (s.mqtt !== undefined) {
     lines.push(`  MQTT ingress: mqtt://127.0.0.1:${s.mqtt.tcp}${s.mqtt.ws > 0 ? `  ws://127.0.0.1:${s.mqtt.ws}/mqtt` : ""}${s.mqtt.tls > 0 ? `  mqtts://127.0.0.1:${s.mqtt.tls}` : ""}`);
   }

@@ -33,6 +33,7 @@ import {
   upgradeKeystore,
   SYSTEM_ACCOUNT_NAME,
 } from "../../identity/index.js";
+import { startGateway, type Gateway } from "../grpc/server.js";
 import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
 import { startIngress, type Ingress } from "../../ingress/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
@@ -67,6 +68,13 @@ export const hubOptionsSchema = z.strictObject({
       ingress: z.record(z.string(), z.unknown()).default({}),
     })
     .optional(),
+  /** The gRPC gateway (for the first tenant account); TLS with a certificate, mTLS with a CA as well. */
+  grpc: z
+    .strictObject({
+      port: portSchema,
+      tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).optional(),
+    })
+    .optional(),
 });
 export type HubOptions = z.input<typeof hubOptionsSchema>;
 
@@ -81,6 +89,8 @@ export interface RunningHub {
   nodes: HubNode[];
   /** The MQTT ingress's ports, when it runs. */
   mqtt: Ingress["ports"] | undefined;
+  /** The gRPC gateway's port, when it runs. */
+  grpc: number | undefined;
   urls: string[];
   keystore: Keystore;
   /** True when this start created the keystore (a dev operator and accounts). */
@@ -120,8 +130,10 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
   const connections: NatsConnection[] = [];
   const services: IdentityService[] = [];
   const ingresses: Ingress[] = [];
+  const gateways: Gateway[] = [];
   const windowRunners: { stop(): Promise<void> }[] = [];
   const stop = async (): Promise<void> => {
+    for (const g of gateways.splice(0)) await g.stop().catch(() => undefined);
     for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
     for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
     for (const s of services.splice(0)) await s.stop().catch(() => undefined);
@@ -275,6 +287,22 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       ingresses.push(ingress);
       mqtt = ingress.ports;
     }
+    let grpc: number | undefined;
+    if (o.grpc !== undefined && tenant !== undefined) {
+      const gateway = await startGateway({
+        host: o.host,
+        port: o.grpc.port,
+        ...(o.grpc.tls === undefined ? {} : { tls: o.grpc.tls }),
+        servers: urls,
+        creds: await hubCreds(ks, o.dataDir, tenant.name, log),
+        watcherCreds: await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"),
+        operatorKeys: [store.operator.publicKey],
+        accountKey: tenant.publicKey,
+        logger: log,
+      });
+      gateways.push(gateway);
+      grpc = gateway.port;
+    }
     if (tenant !== undefined) {
       const devPath = join(o.dataDir, "creds", `${tenant.name}-dev-service.creds`);
       if (keystoreCreated) {
@@ -284,7 +312,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       if (existsSync(devPath)) devCreds = devPath;
     }
     log.info({ urls, streams }, "hub ready");
-    return { nodes, mqtt, urls, keystore: ks, keystoreCreated, devCreds, streams, push, serverPids: () => supervisors.map((s) => s.current().pid), stop };
+    return { nodes, mqtt, grpc, urls, keystore: ks, keystoreCreated, devCreds, streams, push, serverPids: () => supervisors.map((s) => s.current().pid), stop };
   } catch (err) {
     await stop();
     throw err;

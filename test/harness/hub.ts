@@ -27,6 +27,8 @@ export async function startTestHub(
     identityService?: boolean;
     /** Run window workers in the hub's process (default true). */
     windows?: boolean;
+    /** Run the gRPC gateway (on a port the system picks). */
+    grpc?: boolean;
     mqtt?: boolean;
     /** MQTT over TLS with this certificate and key (PEM files). */
     mqttTls?: { cert: string; key: string };
@@ -49,6 +51,7 @@ export async function startTestHub(
       clusterPort: 0,
       identityService: options.identityService ?? true,
       windows: options.windows ?? true,
+      ...(options.grpc === true ? { grpc: { port: 0 } } : {}),
       ...(options.mqtt === true
         ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
         : {}),

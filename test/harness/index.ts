@@ -6,3 +6,4 @@ export type { CliResult, RunningCli } from "./cli.js";
 export { connectAs, expectDisconnect, waitClosed } from "./clients.js";
 export { SEED_PATTERN, modesBelow } from "./secrets.js";
 export { mosquittoCommand, spawnMosquitto } from "./mosquitto.js";
+export { grpcClient, authFor } from "./grpc.js";

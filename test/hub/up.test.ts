@@ -16,7 +16,7 @@ interface Ready {
   streams: { created: string[]; unchanged: string[] };
 }
 
-const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0", "--json"];
+const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0", "--grpc-port", "0", "--json"];
 
 function up(home: string, extra: string[] = []): RunningCli {
   const cli = startCli("fabric", [...UP_ARGS, ...extra], { env: { FABRIC_HOME: home } });

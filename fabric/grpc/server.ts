@@ -1,0 +1,143 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { Server, ServerCredentials, status, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
+import { ReflectionService } from "@grpc/reflection";
+import { HealthImplementation } from "grpc-health-check";
+import { connectWithCreds, watchAccounts } from "../../identity/index.js";
+import { errorMessage, JetStreamPublisher, projectRoot, type Logger } from "../core/index.js";
+import { CallerAuth } from "./auth.js";
+import type { GatewayContext } from "./context.js";
+import { GATEWAY_SERVICES } from "./services.js";
+
+/** The gRPC API's default port (DESIGN.md). */
+export const DEFAULT_GRPC_PORT = 50051;
+
+/** Limits and timings of the gateway (grpc-js channel options). */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024; // 4 MiB
+const KEEPALIVE_TIME_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+/** How long a graceful shutdown waits for calls to finish after ending the streams, before forcing. */
+const SHUTDOWN_GRACE_MS = 5_000;
+
+export interface GatewayTls {
+  cert: string;
+  key: string;
+  /** With a CA, clients must present a certificate it signed (mTLS). */
+  ca?: string;
+}
+
+export interface StartGatewayOptions {
+  host: string;
+  port: number;
+  servers: string[];
+  /** The gateway's credential into the tenant account (the hub's), and a system-account watcher's. */
+  creds: string;
+  watcherCreds: string;
+  operatorKeys: string[];
+  accountKey: string;
+  tls?: GatewayTls;
+  logger: Logger;
+}
+
+export interface Gateway {
+  port: number;
+  /** Ends open streams with UNAVAILABLE, reports NOT_SERVING, lets calls finish, then stops. */
+  stop(): Promise<void>;
+}
+
+/** The fabric.v1 descriptor set (buf build), for server reflection. */
+function descriptorSet(): Buffer {
+  return readFileSync(join(projectRoot(), "proto", "gen", "fabric.binpb"));
+}
+
+/**
+ * The gRPC gateway: every fabric.v1 service, the standard health service (NOT_SERVING while draining) and
+ * server reflection from the real descriptor set, with keepalive and message-size limits set.
+ */
+export async function startGateway(options: StartGatewayOptions): Promise<Gateway> {
+  const log = options.logger.child({ component: "grpc" });
+  const closers: (() => Promise<void> | void)[] = [];
+  const close = async (): Promise<void> => {
+    for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, "error while stopping the gateway"));
+  };
+  try {
+    const nc = await connectWithCreds(options.creds, { servers: options.servers, name: "fabric grpc gateway", reconnect: true });
+    closers.push(() => nc.drain());
+    const sysNc = await connectWithCreds(options.watcherCreds, { servers: options.servers, name: "fabric grpc gateway watcher", reconnect: true });
+    closers.push(() => sysNc.drain());
+    const watcher = watchAccounts({ connection: sysNc, operatorKeys: options.operatorKeys, logger: log });
+    closers.push(() => watcher.stop());
+    if (!(await watcher.ensure(options.accountKey))) throw new Error(`the hub has no account JWT for ${options.accountKey}`);
+    const auth = new CallerAuth(watcher, options.accountKey, log);
+    closers.push(() => auth.stop());
+    const publisher = new JetStreamPublisher(nc);
+    closers.push(() => publisher.close());
+
+    let draining = false;
+    const streams = new Set<(err: Partial<ServiceError>) => void>();
+    const ctx: GatewayContext = {
+      nc,
+      publisher,
+      auth,
+      logger: log,
+      draining: () => draining,
+      openStream: (end) => {
+        streams.add(end);
+        return () => streams.delete(end);
+      },
+    };
+
+    const server = new Server({
+      "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+      "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+      "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
+      "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+      "grpc.keepalive_permit_without_calls": 1,
+      "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+    });
+    const health = new HealthImplementation({ "": "SERVING" });
+    health.addToServer(server);
+    new ReflectionService(loadFileDescriptorSetFromBuffer(descriptorSet())).addToServer(server);
+    for (const s of GATEWAY_SERVICES) {
+      server.addService(s.definition as ServiceDefinition, s.implement(ctx) as UntypedServiceImplementation);
+      health.setStatus(s.name, "SERVING");
+    }
+    const creds =
+      options.tls === undefined
+        ? ServerCredentials.createInsecure()
+        : ServerCredentials.createSsl(
+            options.tls.ca === undefined ? null : readFileSync(options.tls.ca),
+            [{ cert_chain: readFileSync(options.tls.cert), private_key: readFileSync(options.tls.key) }],
+            options.tls.ca !== undefined,
+          );
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync(`${options.host}:${options.port}`, creds, (err, p) => (err === null ? resolve(p) : reject(err))));
+    closers.push(() => server.forceShutdown());
+    log.info({ port, tls: options.tls !== undefined }, "gRPC gateway listening");
+
+    const stop = async (): Promise<void> => {
+      if (draining) return;
+      draining = true;
+      health.setStatus("", "NOT_SERVING");
+      for (const s of GATEWAY_SERVICES) health.setStatus(s.name, "NOT_SERVING");
+      // tryShutdown waits for open streams forever: end them first (UNAVAILABLE: clients retry elsewhere)
+      for (const end of [...streams]) end({ code: status.UNAVAILABLE, details: "the gateway is shutting down" });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, SHUTDOWN_GRACE_MS);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      await close();
+    };
+    return { port, stop };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
