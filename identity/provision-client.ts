@@ -16,14 +16,20 @@ async function requestJson(nc: NatsConnection, subject: string, body: unknown): 
   return m.json();
 }
 
-async function credential(nc: NatsConnection, subject: string, body: unknown): Promise<{ jwt: string; expiresAt?: number }> {
+/** A provision or renewal request to the identity service: the credential, or its refusal as a ProvisionError. */
+export async function requestCredential(nc: NatsConnection, subject: string, body: unknown): Promise<{ jwt: string; expiresAt?: number }> {
   const r = credentialReplySchema.parse(await requestJson(nc, subject, body));
   if ("error" in r) throw new ProvisionError(r.error.code as ConstructorParameters<typeof ProvisionError>[0], r.error.message);
   return r;
 }
 
+/** A fresh nonce from the identity service. */
+export async function requestNonce(nc: NatsConnection): Promise<string> {
+  return nonceReplySchema.parse(await requestJson(nc, subjects.identity.nonce, undefined)).nonce;
+}
+
 async function signedNonce(nc: NatsConnection, kp: NKeyPair): Promise<{ nonce: string; signature: string }> {
-  const { nonce } = nonceReplySchema.parse(await requestJson(nc, subjects.identity.nonce, undefined));
+  const nonce = await requestNonce(nc);
   return { nonce, signature: Buffer.from(kp.sign(Buffer.from(nonce, "utf8"))).toString("base64url") };
 }
 
@@ -45,7 +51,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   const nc = await connectWithCreds(options.bootstrapCreds, { servers: options.servers, inboxPrefix: bootstrapInboxPrefix(bootName), name: `provision ${options.name}` });
   try {
     const proof = await signedNonce(nc, options.keyPair);
-    return await credential(nc, subjects.identity.provision, { token: options.token, name: options.name, publicKey: options.keyPair.publicKey, ...proof });
+    return await requestCredential(nc, subjects.identity.provision, { token: options.token, name: options.name, publicKey: options.keyPair.publicKey, ...proof });
   } catch (err) {
     if (err instanceof ProvisionError) throw err;
     throw new ProvisionError("FABRIC_ERR_PROVISION", `provisioning failed: ${errorMessage(err)}`, { cause: err });
@@ -61,7 +67,7 @@ export async function renewCredential(options: { servers: string | string[]; cre
   const nc = await connectWithCreds(options.creds, { servers: options.servers, inboxPrefix: options.inboxPrefix, name: "renew" });
   try {
     const proof = await signedNonce(nc, kp);
-    return await credential(nc, subjects.identity.renew, { jwt, ...proof });
+    return await requestCredential(nc, subjects.identity.renew, { jwt, ...proof });
   } catch (err) {
     if (err instanceof ProvisionError) throw err;
     throw new ProvisionError("FABRIC_ERR_PROVISION", `renewal failed: ${errorMessage(err)}`, { cause: err });

@@ -18,6 +18,9 @@ export class PublishError extends FabricError {
   }
 }
 
+/** nats-server writes `"duplicate": true` (with a space); tolerate either. */
+const DUPLICATE = /"duplicate":\s*true/;
+
 /**
  * A JetStream publish ack, `{"stream":"S","seq":N}` (with `"domain"` and `"duplicate":true` at times), read
  * without a full JSON parse on the hot path; anything else is parsed properly.
@@ -28,7 +31,7 @@ function parseAck(text: string): StoredAck | Error {
     const q = text.indexOf('"seq":');
     if (s >= 0 && q >= 0) {
       const end = text.indexOf('"', s + 10);
-      return { stream: text.slice(s + 10, end), seq: parseInt(text.slice(q + 6), 10), duplicate: text.includes('"duplicate":true') };
+      return { stream: text.slice(s + 10, end), seq: parseInt(text.slice(q + 6), 10), duplicate: DUPLICATE.test(text) };
     }
   }
   try {

@@ -13,16 +13,21 @@ export function timeLeft(call: { getDeadline(): Date | number }): number {
   return Number.isFinite(at) && at > 0 ? Math.max(1, at - Date.now()) : DEFAULT_CALL_TIMEOUT_MS;
 }
 
-/** A unary handler: the caller authenticated, errors through the one table. */
-export function unary<Req, Res>(ctx: GatewayContext, path: string, fn: (req: Req, caller: Caller, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+/** A unary handler without a caller credential (the request carries its own proof); errors through the one table. */
+export function publicUnary<Req, Res>(fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     Promise.resolve()
-      .then(() => fn(call.request, callerOf(ctx, call.metadata, path), call))
+      .then(() => fn(call.request, call))
       .then(
         (res) => callback(null, res),
         (err: unknown) => callback(toServiceError(err)),
       );
   };
+}
+
+/** A unary handler: the caller authenticated, errors through the one table. */
+export function unary<Req, Res>(ctx: GatewayContext, path: string, fn: (req: Req, caller: Caller, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+  return publicUnary((req, call) => fn(req, callerOf(ctx, call.metadata, path), call));
 }
 
 /** Writes one message, waiting while the transport is full (`drain`), or until the call is cancelled. */
@@ -60,7 +65,8 @@ export function serverStream<Req, Res>(
       abort.abort();
       cleanup();
       if (err === undefined) call.end();
-      else call.destroy(Object.assign(new Error(err.details ?? "ended"), err));
+      // grpc-js: an 'error' event on a server stream sets its status and ends it (destroy() would not send it)
+      else call.emit("error", Object.assign(new Error(err.details ?? "ended"), err));
     };
     const cleanups: (() => void)[] = [];
     const cleanup = (): void => {

@@ -1,7 +1,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Server, ServerCredentials, status, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
-import { loadFileDescriptorSetFromBuffer } from "@grpc/proto-loader";
+import { fromBinary, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import type { PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
 import { connectWithCreds, watchAccounts } from "../../identity/index.js";
@@ -46,9 +48,17 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
-/** The fabric.v1 descriptor set (buf build), for server reflection. */
-function descriptorSet(): Buffer {
-  return readFileSync(join(projectRoot(), "proto", "gen", "fabric.binpb"));
+/**
+ * Server reflection from the real descriptor sets (`buf build`: fabric.v1, and grpc.health.v1), each file as
+ * compiled. (@grpc/reflection keeps the first descriptor it sees of a file; proto-loader's per-type
+ * reconstructions of a file lack its services, and clients then cannot resolve them.)
+ */
+function reflection(): ReflectionService {
+  const files: Uint8Array[] = [];
+  for (const set of ["fabric.binpb", "health.binpb"]) {
+    for (const f of fromBinary(FileDescriptorSetSchema, readFileSync(join(projectRoot(), "proto", "gen", set))).file) files.push(toBinary(FileDescriptorProtoSchema, f));
+  }
+  return new ReflectionService({ "fabric.descriptors": { fileDescriptorProtos: files } } as unknown as PackageDefinition);
 }
 
 /**
@@ -98,7 +108,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
     });
     const health = new HealthImplementation({ "": "SERVING" });
     health.addToServer(server);
-    new ReflectionService(loadFileDescriptorSetFromBuffer(descriptorSet())).addToServer(server);
+    reflection().addToServer(server);
     for (const s of GATEWAY_SERVICES) {
       server.addService(s.definition as ServiceDefinition, s.implement(ctx) as UntypedServiceImplementation);
       health.setStatus(s.name, "SERVING");

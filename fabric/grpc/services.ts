@@ -1,4 +1,10 @@
+import { CommandServiceService } from "../../proto/gen/fabric/v1/command.js";
+import { CredentialServiceService } from "../../proto/gen/fabric/v1/credential.js";
 import { PublishServiceService } from "../../proto/gen/fabric/v1/publish.js";
+import { QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
+import { commandService } from "./command-service.js";
+import { credentialService } from "./credential-service.js";
+import { queryService } from "./query-service.js";
 import type { GatewayContext } from "./context.js";
 import { publishService } from "./publish-service.js";
 
@@ -11,4 +17,7 @@ export interface GatewayService {
 
 export const GATEWAY_SERVICES: readonly GatewayService[] = [
   { name: "fabric.v1.PublishService", definition: PublishServiceService, implement: publishService },
+  { name: "fabric.v1.QueryService", definition: QueryServiceService, implement: queryService },
+  { name: "fabric.v1.CommandService", definition: CommandServiceService, implement: commandService },
+  { name: "fabric.v1.CredentialService", definition: CredentialServiceService, implement: credentialService },
 ];
