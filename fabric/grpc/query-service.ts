@@ -16,9 +16,10 @@ export function toAggregate(body: unknown, sequence: number): Aggregate | undefi
   if (typeof body !== "object" || body === null) return undefined;
   const r = body as Record<string, unknown>;
   const num = (k: string): number => (typeof r[k] === "number" ? r[k] : 0);
+  const str = (k: string): string => (typeof r[k] === "string" ? r[k] : "");
   const values: Record<string, number> = {};
   for (const [k, v] of Object.entries(r)) if (!RESULT_FIELDS.has(k) && typeof v === "number") values[k] = v;
-  return { window: String(r["window"] ?? ""), key: String(r["key"] ?? ""), startMs: num("start"), endMs: num("end"), revision: num("revision"), kind: String(r["kind"] ?? ""), count: num("count"), values, sequence };
+  return { window: str("window"), key: str("key"), startMs: num("start"), endMs: num("end"), revision: num("revision"), kind: str("kind"), count: num("count"), values, sequence };
 }
 
 /** `window` a token, `key` dot-separated tokens (with `*` for one where patterns are allowed). */

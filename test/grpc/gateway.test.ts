@@ -91,7 +91,8 @@ describe("gRPC gateway", () => {
     expect(none.details).toMatch(/missing fabric-jwt/);
 
     const short = issueUser(hub.keystore, { account: "fleet", role: "service", name: "short-lived", expiresInSec: 1 }).creds ?? "";
-    await pollUntil(() => Date.now() > JSON.parse(Buffer.from((short.split("\n")[1] ?? "").split(".")[1] ?? "", "base64url").toString()).exp * 1000 + 100, { what: "the credential to expire" });
+    const exp = (JSON.parse(Buffer.from((short.split("\n")[1] ?? "").split(".")[1] ?? "", "base64url").toString()) as { exp: number }).exp;
+    await pollUntil(() => Date.now() > exp * 1000 + 100, { what: "the credential to expire" });
     const expired = await refusal(publish(c, req, authFor(short, PUBLISH)));
     expect(expired.code).toBe(status.UNAUTHENTICATED);
     expect(expired.details).toMatch(/expired/);

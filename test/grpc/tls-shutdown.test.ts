@@ -1,0 +1,102 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { pollUntil } from "../../fabric/core/index.js";
+import { startGateway, type Gateway, type GatewayTls } from "../../fabric/grpc/server.js";
+import { hubCreds } from "../../fabric/hub/hub-creds.js";
+import { issueUser, SYSTEM_ACCOUNT_NAME } from "../../identity/index.js";
+import { PublishServiceClient, PublishServiceService, type PublishResponse } from "../../proto/gen/fabric/v1/publish.js";
+import { QueryServiceClient, QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
+import { authFor, connectAs, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
+import { jetstreamManager } from "@nats-io/jetstream";
+
+const h = new Harness();
+let hub: TestHub;
+let service: string;
+let dir: string;
+afterAll(() => h.dispose());
+beforeAll(async () => {
+  hub = await startTestHub(h, { windows: false });
+  service = issueUser(hub.keystore, { account: "fleet", role: "service", name: "tls-backend" }).creds ?? "";
+  // a CA, a server certificate for 127.0.0.1 and a client certificate, made for this run
+  dir = h.tempDir("fabric-grpc-tls-");
+  const ssl = (...args: string[]): void => void execFileSync("openssl", args, { stdio: "ignore", cwd: dir });
+  ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=fabric test CA");
+  for (const [name, ext] of [
+    ["server", "subjectAltName=IP:127.0.0.1"],
+    ["client", "extendedKeyUsage=clientAuth"],
+  ] as const) {
+    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
+    execFileSync("bash", ["-c", `openssl x509 -req -in ${name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out ${name}.pem -days 1 -extfile <(printf '${ext}')`], { stdio: "ignore", cwd: dir });
+  }
+});
+
+async function gateway(tls?: GatewayTls): Promise<Gateway> {
+  const ks = hub.keystore;
+  const g = await startGateway({
+    host: "127.0.0.1",
+    port: 0,
+    servers: hub.urls,
+    creds: await hubCreds(ks, hub.dataDir, "fleet", testLogger()),
+    watcherCreds: await hubCreds(ks, hub.dataDir, SYSTEM_ACCOUNT_NAME, testLogger(), "watcher"),
+    operatorKeys: [ks.storeFile().operator.publicKey],
+    accountKey: ks.account("fleet").publicKey,
+    logger: testLogger(),
+    ...(tls === undefined ? {} : { tls }),
+  });
+  h.defer(() => g.stop());
+  return g;
+}
+
+const file = (name: string): Buffer => readFileSync(join(dir, name));
+const publishOnce = (c: PublishServiceClient): Promise<PublishResponse> =>
+  new Promise((resolve, reject) =>
+    c.publish({ subject: "telemetry.plant-t.d1.temp", data: Buffer.from("{}"), headers: {}, idempotencyKey: "" }, authFor(service, PublishServiceService.publish.path), { deadline: Date.now() + 5_000 }, (e, r) => (e === null ? resolve(r) : reject(e))),
+  );
+
+describe("gRPC gateway: TLS, mTLS and shutdown", () => {
+  it("serves over TLS, and with a CA requires a client certificate it signed (mTLS)", async () => {
+    const tls = await gateway({ cert: join(dir, "server.pem"), key: join(dir, "server.key") });
+    const c = new PublishServiceClient(`127.0.0.1:${tls.port}`, credentials.createSsl(file("ca.pem")));
+    expect((await publishOnce(c)).stream).toBe("TELEMETRY");
+    c.close();
+
+    const mtls = await gateway({ cert: join(dir, "server.pem"), key: join(dir, "server.key"), ca: join(dir, "ca.pem") });
+    const anonymous = new PublishServiceClient(`127.0.0.1:${mtls.port}`, credentials.createSsl(file("ca.pem")));
+    const refused = await publishOnce(anonymous).then(
+      () => undefined,
+      (e: ServiceError) => e,
+    );
+    expect(refused?.code).toBe(status.UNAVAILABLE);
+    anonymous.close();
+    const authenticated = new PublishServiceClient(`127.0.0.1:${mtls.port}`, credentials.createSsl(file("ca.pem"), file("client.key"), file("client.pem")));
+    expect((await publishOnce(authenticated)).stream).toBe("TELEMETRY");
+    authenticated.close();
+  });
+
+  it("a graceful stop ends open streams with UNAVAILABLE, then refuses new calls", async () => {
+    const g = await gateway();
+    const q = new QueryServiceClient(`127.0.0.1:${g.port}`, credentials.createInsecure());
+    const watch = q.watchAggregates({ window: "any", key: "" }, authFor(service, QueryServiceService.watchAggregates.path));
+    const ended = new Promise<ServiceError>((resolve) => watch.on("error", resolve));
+    watch.on("data", () => undefined);
+    // the stream is open once its consumer on AGGREGATES exists: stopping then must end it, not wait for it
+    const nc = await connectAs(hub.urls, service);
+    const jsm = await jetstreamManager(nc);
+    await pollUntil(async () => ((await jsm.streams.info("AGGREGATES")).state.consumer_count > 0 ? true : undefined), { what: "the watch's consumer" });
+    await nc.close();
+    const t0 = performance.now();
+    await g.stop();
+    const err = await ended;
+    expect(err.code).toBe(status.UNAVAILABLE);
+    expect(performance.now() - t0).toBeLessThan(5_000);
+    const after = await publishOnce(new PublishServiceClient(`127.0.0.1:${g.port}`, credentials.createInsecure())).then(
+      () => undefined,
+      (e: ServiceError) => e,
+    );
+    expect(after?.code).toBe(status.UNAVAILABLE);
+    q.close();
+  });
+});
