@@ -14,6 +14,7 @@ interface Ready {
   devCreds: string;
   nodes: { name: string; log: string; ports: { client: number; monitoring: number; leafnode: number } }[];
   streams: { created: string[]; unchanged: string[] };
+  grpc: number;
 }
 
 const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0", "--grpc-port", "0", "--json"];
@@ -41,6 +42,7 @@ describe("fabric up", () => {
     const first = up(home);
     const ready = await first.json<Ready>();
     expect(ready.keystoreCreated).toBe(true);
+    expect(ready.grpc).toBeGreaterThan(0); // the gRPC gateway runs, on the port the system picked
     expect(ready.streams.created).toEqual(expect.arrayContaining(["TELEMETRY", "EVENTS", "AGGREGATES", "COMMANDS", "REJECTED"]));
     const url = ready.urls[0] ?? "";
     const creds = readFileSync(ready.devCreds, "utf8");
