@@ -5,6 +5,7 @@ import { QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
 import { commandService } from "./command-service.js";
 import { credentialService } from "./credential-service.js";
 import { queryService } from "./query-service.js";
+import { consumerService, ConsumerServiceService } from "./consumer-service.js";
 import type { GatewayContext } from "./context.js";
 import { publishService } from "./publish-service.js";
 
@@ -20,4 +21,5 @@ export const GATEWAY_SERVICES: readonly GatewayService[] = [
   { name: "fabric.v1.QueryService", definition: QueryServiceService, implement: queryService },
   { name: "fabric.v1.CommandService", definition: CommandServiceService, implement: commandService },
   { name: "fabric.v1.CredentialService", definition: CredentialServiceService, implement: credentialService },
+  { name: "fabric.v1.ConsumerService", definition: ConsumerServiceService, implement: consumerService },
 ];
