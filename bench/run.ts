@@ -4,6 +4,7 @@ import { Harness } from "../test/harness/index.js";
 import { benchIssuance, benchRevocation, issuanceMarkdown, revocationMarkdown } from "./identity.js";
 import { machine, writeSection } from "./lib.js";
 import { benchMqtt, mqttMarkdown } from "./mqtt.js";
+import { benchGrpc, grpcMarkdown } from "./grpc.js";
 import { benchWindows, windowsMarkdown } from "./windows.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
@@ -77,6 +78,22 @@ BENCHES["windows"] = async (h) => {
     "kills. A 10 s window over this input closes one result per key every 10 readings.",
     "",
     windowsMarkdown(r),
+  ].join("\n");
+};
+
+BENCHES["grpc"] = async (h) => {
+  console.log("grpc: Consume with acks through the gateway against a raw nats.js consumer…");
+  const r = await benchGrpc(h);
+  console.log(grpcMarkdown(r));
+  return [
+    "## gRPC gateway (issue 5)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- grpc\`.`,
+    "",
+    "`fabric up` (one node, its gateway in the same process) runs as a process of its own; both consumers run in the",
+    "benchmark's process, on the same stream, one after the other.",
+    "",
+    grpcMarkdown(r),
   ].join("\n");
 };
 

@@ -41,6 +41,7 @@ const MAX_FETCH_WAIT_MS = 30_000;
 /** A Fetch response stays well under the gateway's 4 MiB message limit. */
 const FETCH_MAX_BYTES = 3 * 1024 * 1024;
 const MAX_SETTLEMENTS = 1_000;
+const MAX_SETTLEMENTS_PER_FRAME = 10_000;
 const SETTLE_CONFIRM_TIMEOUT_MS = 5_000;
 
 const ms2ns = (ms: number): number => ms * 1_000_000;
@@ -128,6 +129,9 @@ class ConsumeStream {
   private pullSeq = 0;
   private readonly pulls = new Map<string, Pull>();
   private readonly tokens = new Map<string, Attempt>();
+  private readonly tokenPrefix = randomBytes(12).toString("base64url");
+  private tokenSeq = 0;
+  private batch: Delivery[] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private infoInFlight = false;
@@ -177,7 +181,8 @@ class ConsumeStream {
         this.credit(f.value);
         return;
       case "settle":
-        this.settle(f.value);
+        if (f.value.settlements.length > MAX_SETTLEMENTS_PER_FRAME) throw new InvalidInputError(`settle.settlements: at most ${MAX_SETTLEMENTS_PER_FRAME} per frame`);
+        for (const st of f.value.settlements) this.settle(st);
         return;
       default:
         throw new InvalidInputError("frame: one of open, credit or settle is required");
@@ -344,10 +349,11 @@ class ConsumeStream {
       this.creditMsgs--;
       if (this.byteMode === true) this.creditBytes = Math.max(0, this.creditBytes - size);
       const x = this.s.attempts.record(reply, a, this.ackWaitMs, size);
-      const token = randomBytes(18).toString("base64url");
+      // valid on this stream only (its own map): a random prefix and a counter, no random bytes per delivery
+      const token = `${this.tokenPrefix}${(++this.tokenSeq).toString(36)}`;
       this.tokens.set(token, x);
       this.pending = a.pending;
-      this.send({ frame: { $case: "delivery", value: deliveryOf(this.stream, m, a, token, x.leaseUntil) } });
+      this.deliver(deliveryOf(this.stream, m, a, token, x.leaseUntil));
       if (this.creditMsgs === 0) void this.heartbeat(); // idle until the client grants more
       this.refill();
     } catch (e) {
@@ -395,7 +401,25 @@ class ConsumeStream {
    */
   private send(frame: ConsumeResponse): void {
     if (this.closed || this.call.cancelled) return;
+    if (this.batch.length > 0) this.flush(); // deliveries keep their place before any later frame
     this.call.write(frame);
+  }
+
+  /**
+   * Deliveries are written in batches: what JetStream handed over in one go (one event-loop turn) becomes one
+   * frame, where a frame per delivery would cost a transport write each.
+   */
+  private deliver(d: Delivery): void {
+    this.batch.push(d);
+    if (this.batch.length === 1) queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    if (this.batch.length === 0) return;
+    const deliveries = this.batch;
+    this.batch = [];
+    if (this.closed || this.call.cancelled) return;
+    this.call.write({ frame: { $case: "deliveries", value: { deliveries } } });
   }
 
   /** Ends the call once: OK without `err`; nothing is written after a cancel. */

@@ -81,9 +81,11 @@ class Consume {
     this.call.on("data", (r: ConsumeResponse) => {
       const f = r.frame;
       if (f?.$case === "opened") this.opened = f.value.consumer;
-      else if (f?.$case === "delivery") {
-        this.deliveries.push({ d: f.value, at: Date.now() });
-        if (this.deliveries.length > this.granted) this.overCredit++;
+      else if (f?.$case === "deliveries") {
+        for (const d of f.value.deliveries) {
+          this.deliveries.push({ d, at: Date.now() });
+          if (this.deliveries.length > this.granted) this.overCredit++;
+        }
       } else if (f?.$case === "heartbeat") this.heartbeats.push({ hb: f.value, at: Date.now(), delivered: this.deliveries.length });
       else if (f?.$case === "settleError") this.settleErrors.push(f.value);
     });
@@ -111,11 +113,12 @@ class Consume {
   }
 
   settle(d: Delivery | string, kind: Settlement_Kind, delayMs = 0): void {
-    this.call.write({ frame: { $case: "settle", value: { ackToken: typeof d === "string" ? d : d.ackToken, kind, delayMs } } });
+    this.call.write({ frame: { $case: "settle", value: { settlements: [{ ackToken: typeof d === "string" ? d : d.ackToken, kind, delayMs }] } } });
   }
 
+  /** Acks in one frame, as a client settling what it processed together would. */
   ack(ds: Delivery[]): void {
-    for (const d of ds) this.settle(d, Settlement_Kind.KIND_ACK);
+    this.call.write({ frame: { $case: "settle", value: { settlements: ds.map((d) => ({ ackToken: d.ackToken, kind: Settlement_Kind.KIND_ACK, delayMs: 0 })) } } });
   }
 
   received(): Delivery[] {

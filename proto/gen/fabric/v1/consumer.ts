@@ -132,11 +132,16 @@ export function settlement_KindToJSON(object: Settlement_Kind): string {
   }
 }
 
+/** Settlements travel in batches: one frame per delivery would cost a transport write each. */
+export interface Settlements {
+  settlements: Settlement[];
+}
+
 export interface ConsumeRequest {
   frame?:
     | { $case: "open"; value: Open }
     | { $case: "credit"; value: Credit }
-    | { $case: "settle"; value: Settlement }
+    | { $case: "settle"; value: Settlements }
     | undefined;
 }
 
@@ -170,10 +175,15 @@ export interface Opened {
   consumer: string;
 }
 
+/** Deliveries travel in batches (what arrived from JetStream together), in order. */
+export interface Deliveries {
+  deliveries: Delivery[];
+}
+
 export interface ConsumeResponse {
   frame?:
     | { $case: "opened"; value: Opened }
-    | { $case: "delivery"; value: Delivery }
+    | { $case: "deliveries"; value: Deliveries }
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "settleError"; value: SettleError }
     | undefined;
@@ -766,6 +776,77 @@ export const Settlement: MessageFns<Settlement> = {
   },
 };
 
+function createBaseSettlements(): Settlements {
+  return { settlements: [] };
+}
+
+export const Settlements: MessageFns<Settlements> = {
+  encode(message: Settlements, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.settlements) {
+      Settlement.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Settlements {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettlements();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.settlements.push(Settlement.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Settlements {
+    return {
+      settlements: globalThis.Array.isArray(object?.settlements)
+        ? object.settlements.map((e: any) => Settlement.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Settlements): unknown {
+    const obj: any = {};
+    if (message.settlements?.length) {
+      obj.settlements = message.settlements.map((e) => Settlement.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Settlements>, I>>(base?: I): Settlements {
+    return Settlements.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Settlements>, I>>(object: I): Settlements {
+    const message = createBaseSettlements();
+    message.settlements = object.settlements?.map((e) => Settlement.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseConsumeRequest(): ConsumeRequest {
   return { frame: undefined };
 }
@@ -780,7 +861,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
         Credit.encode(message.frame.value, writer.uint32(18).fork()).join();
         break;
       case "settle":
-        Settlement.encode(message.frame.value, writer.uint32(26).fork()).join();
+        Settlements.encode(message.frame.value, writer.uint32(26).fork()).join();
         break;
     }
     return writer;
@@ -820,7 +901,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
               break;
             }
 
-            message.frame = { $case: "settle", value: Settlement.decode(reader, reader.uint32()) };
+            message.frame = { $case: "settle", value: Settlements.decode(reader, reader.uint32()) };
             continue;
           }
         }
@@ -842,7 +923,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
         : isSet(object.credit)
         ? { $case: "credit", value: Credit.fromJSON(object.credit) }
         : isSet(object.settle)
-        ? { $case: "settle", value: Settlement.fromJSON(object.settle) }
+        ? { $case: "settle", value: Settlements.fromJSON(object.settle) }
         : undefined,
     };
   },
@@ -854,7 +935,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
     } else if (message.frame?.$case === "credit") {
       obj.credit = Credit.toJSON(message.frame.value);
     } else if (message.frame?.$case === "settle") {
-      obj.settle = Settlement.toJSON(message.frame.value);
+      obj.settle = Settlements.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -879,7 +960,7 @@ export const ConsumeRequest: MessageFns<ConsumeRequest> = {
       }
       case "settle": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
-          message.frame = { $case: "settle", value: Settlement.fromPartial(object.frame.value) };
+          message.frame = { $case: "settle", value: Settlements.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1314,6 +1395,77 @@ export const Opened: MessageFns<Opened> = {
   },
 };
 
+function createBaseDeliveries(): Deliveries {
+  return { deliveries: [] };
+}
+
+export const Deliveries: MessageFns<Deliveries> = {
+  encode(message: Deliveries, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.deliveries) {
+      Delivery.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Deliveries {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeliveries();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.deliveries.push(Delivery.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Deliveries {
+    return {
+      deliveries: globalThis.Array.isArray(object?.deliveries)
+        ? object.deliveries.map((e: any) => Delivery.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: Deliveries): unknown {
+    const obj: any = {};
+    if (message.deliveries?.length) {
+      obj.deliveries = message.deliveries.map((e) => Delivery.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Deliveries>, I>>(base?: I): Deliveries {
+    return Deliveries.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Deliveries>, I>>(object: I): Deliveries {
+    const message = createBaseDeliveries();
+    message.deliveries = object.deliveries?.map((e) => Delivery.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 function createBaseConsumeResponse(): ConsumeResponse {
   return { frame: undefined };
 }
@@ -1324,8 +1476,8 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
       case "opened":
         Opened.encode(message.frame.value, writer.uint32(10).fork()).join();
         break;
-      case "delivery":
-        Delivery.encode(message.frame.value, writer.uint32(18).fork()).join();
+      case "deliveries":
+        Deliveries.encode(message.frame.value, writer.uint32(18).fork()).join();
         break;
       case "heartbeat":
         Heartbeat.encode(message.frame.value, writer.uint32(26).fork()).join();
@@ -1363,7 +1515,7 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
               break;
             }
 
-            message.frame = { $case: "delivery", value: Delivery.decode(reader, reader.uint32()) };
+            message.frame = { $case: "deliveries", value: Deliveries.decode(reader, reader.uint32()) };
             continue;
           }
           case 3: {
@@ -1398,8 +1550,8 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     return {
       frame: isSet(object.opened)
         ? { $case: "opened", value: Opened.fromJSON(object.opened) }
-        : isSet(object.delivery)
-        ? { $case: "delivery", value: Delivery.fromJSON(object.delivery) }
+        : isSet(object.deliveries)
+        ? { $case: "deliveries", value: Deliveries.fromJSON(object.deliveries) }
         : isSet(object.heartbeat)
         ? { $case: "heartbeat", value: Heartbeat.fromJSON(object.heartbeat) }
         : isSet(object.settleError)
@@ -1414,8 +1566,8 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
     const obj: any = {};
     if (message.frame?.$case === "opened") {
       obj.opened = Opened.toJSON(message.frame.value);
-    } else if (message.frame?.$case === "delivery") {
-      obj.delivery = Delivery.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "deliveries") {
+      obj.deliveries = Deliveries.toJSON(message.frame.value);
     } else if (message.frame?.$case === "heartbeat") {
       obj.heartbeat = Heartbeat.toJSON(message.frame.value);
     } else if (message.frame?.$case === "settleError") {
@@ -1436,9 +1588,9 @@ export const ConsumeResponse: MessageFns<ConsumeResponse> = {
         }
         break;
       }
-      case "delivery": {
+      case "deliveries": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
-          message.frame = { $case: "delivery", value: Delivery.fromPartial(object.frame.value) };
+          message.frame = { $case: "deliveries", value: Deliveries.fromPartial(object.frame.value) };
         }
         break;
       }
