@@ -1,50 +1,17 @@
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { errorMessage, type Logger } from "../fabric/core/index.js";
+import { errorMessage, parseAckSubject, type AckSubject, type Logger } from "../fabric/core/index.js";
 
 /** Messages asked for per pull: big pulls are what make a callback consume fast (~2× the default's rate). */
 const PULL_MESSAGES = 10_000;
 const INACTIVE_MS = 30_000;
-
-/** What a JetStream delivery's reply subject says about it (what the reader needs of it). */
-export interface Delivery {
-  /** Stream sequence, consumer (delivery) sequence, messages pending after it, stored time in ms. */
-  seq: number;
-  dseq: number;
-  pending: number;
-  ms: number;
-}
-
-const dots = new Int32Array(16);
-const at = (i: number): number => dots[i] ?? 0;
-
-/**
- * Reads `$JS.ACK[.<domain>.<account hash>].<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts ns>.<pending>[.<token>]`
- * by its dot positions: nats.js's `m.info` splits the subject and builds a ten-field object, a tenth of a busy
- * worker's time. Undefined for anything else.
- */
-export function parseDelivery(reply: string): Delivery | undefined {
-  let n = 0;
-  for (let i = 0; i < reply.length && n < 16; i++) if (reply.charCodeAt(i) === 46) dots[n++] = i;
-  const tokens = n + 1;
-  if (!reply.startsWith("$JS.ACK.") || (tokens !== 9 && tokens !== 11 && tokens !== 12)) return undefined;
-  const d = tokens === 9 ? 3 : 5; // the dot before <delivered>
-  // token i lies between dots[i - 1] and dots[i]; <pending> may be the last token
-  const ns = reply.slice(at(d + 3) + 1, at(d + 4));
-  return {
-    seq: Number(reply.slice(at(d + 1) + 1, at(d + 2))),
-    dseq: Number(reply.slice(at(d + 2) + 1, at(d + 3))),
-    ms: Number(ns.slice(0, -6)),
-    pending: Number(reply.slice(at(d + 4) + 1, d + 5 < n ? at(d + 5) : reply.length)),
-  };
-}
 
 export interface SourceReaderOptions {
   stream: string;
   filter: string;
   /** The first stream sequence to read. */
   fromSeq: number;
-  onMessage(m: JsMsg, d: Delivery): void;
+  onMessage(m: JsMsg, d: AckSubject): void;
   logger: Logger;
 }
 
@@ -91,14 +58,14 @@ export async function readSource(nc: NatsConnection, options: SourceReaderOption
           if (current !== me) return;
           // the reply subject (public on nats.js's JsMsgImpl, not in the JsMsg type)
           const reply = (m as JsMsg & { reply?: unknown }).reply;
-          const d = typeof reply === "string" ? parseDelivery(reply) : undefined;
-          if (d === undefined || d.dseq !== expected) {
-            log.warn({ stream, expected, got: d?.dseq }, "gap in the source consumer; restarting it");
+          const d = typeof reply === "string" ? parseAckSubject(reply) : undefined;
+          if (d === undefined || d.deliverySeq !== expected) {
+            log.warn({ stream, expected, got: d?.deliverySeq }, "gap in the source consumer; restarting it");
             restart();
             return;
           }
           expected++;
-          lastSeq = d.seq;
+          lastSeq = d.streamSeq;
           pending = d.pending;
           options.onMessage(m, d);
         },

@@ -1,13 +1,13 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { errorMessage, isFabricError, JetStreamPublisher, type Logger } from "../fabric/core/index.js";
+import { errorMessage, isFabricError, JetStreamPublisher, type AckSubject, type Logger } from "../fabric/core/index.js";
 import { CheckpointStore, FencedError } from "./checkpoint-store.js";
 import { CHECKPOINTS_BUCKET, LATEST_BUCKET, REJECT_REASON_HEADER } from "./definitions.js";
 import type { WindowDefinition } from "./definition.js";
 import { createOperator, restoreOperator, type Emission, type Operator, type OperatorState, type PartialWindow } from "./operator.js";
 import { partitionOf } from "./partition.js";
-import { readSource, type Delivery, type SourceReader } from "./source-reader.js";
+import { readSource, type SourceReader } from "./source-reader.js";
 
 /** A checkpoint at least this often (and at every hand-over and stop). */
 export const DEFAULT_CHECKPOINT_EVERY_MS = 5_000; // 5 s
@@ -172,10 +172,10 @@ export class WindowRunner {
     this.reader = await readSource(this.nc, { stream: this.def.source.stream, filter: this.def.source.filter, fromSeq: from, logger: this.log, onMessage: (m, d) => this.handle(m, d) });
   }
 
-  private handle(m: JsMsg, d: Delivery): void {
-    const seq = d.seq;
+  private handle(m: JsMsg, d: AckSubject): void {
+    const seq = d.streamSeq;
     // processing time is the message's stored timestamp: a function of the position, so a replay sees it again
-    this.clock = d.ms;
+    this.clock = d.storedAtMs;
     this.clockAt = performance.now();
     const second = Math.floor(this.clock / TICK_EVERY_MS);
     if (second !== this.tickSecond) {

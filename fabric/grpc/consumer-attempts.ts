@@ -2,47 +2,9 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { Settlement_Kind } from "../../proto/gen/fabric/v1/consumer.js";
 import type { Event } from "../../proto/gen/fabric/v1/event.js";
+import { parseAckSubject, type AckSubject } from "../core/index.js";
 
 /** What a JetStream ack subject (a delivery's reply subject) says about that delivery attempt. */
-export interface AckSubject {
-  stream: string;
-  consumer: string;
-  /** The delivery count: 1 for the first delivery, 2 for the first redelivery… */
-  attempt: number;
-  streamSeq: number;
-  deliverySeq: number;
-  storedAtMs: number;
-  /** Messages of the consumer not yet delivered after this one. */
-  pending: number;
-}
-
-/**
- * `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts ns>.<pending>`, or with `<domain>.<account hash>`
- * after `ACK` (and a trailing random token): undefined for anything else.
- */
-export function parseAckSubject(reply: string): AckSubject | undefined {
-  if (!reply.startsWith("$JS.ACK.")) return undefined;
-  const t = reply.split(".");
-  const o = t.length === 9 ? 2 : t.length === 11 || t.length === 12 ? 4 : -1;
-  if (o < 0) return undefined;
-  const int = (i: number): number => {
-    const s = t[o + i] ?? "";
-    return /^\d{1,16}$/.test(s) ? Number(s) : NaN;
-  };
-  const ns = t[o + 5] ?? "";
-  const a: AckSubject = {
-    stream: t[o] ?? "",
-    consumer: t[o + 1] ?? "",
-    attempt: int(2),
-    streamSeq: int(3),
-    deliverySeq: int(4),
-    storedAtMs: /^\d{7,}$/.test(ns) ? Number(ns.slice(0, -6)) : 0,
-    pending: int(6),
-  };
-  if (a.stream === "" || a.consumer === "" || [a.attempt, a.streamSeq, a.deliverySeq, a.pending].some((n) => !Number.isSafeInteger(n))) return undefined;
-  return a;
-}
-
 /** One delivery attempt handed to a client, until it is settled, superseded by a redelivery, or its lease ends. */
 export interface Attempt {
   /** `<stream>.<consumer>.<stream seq>`: the message within its consumer, whatever the attempt. */

@@ -16,7 +16,8 @@ import {
 } from "../../proto/gen/fabric/v1/consumer.js";
 import { errorMessage, InvalidInputError } from "../core/index.js";
 import type { Caller } from "./auth.js";
-import { Attempts, FetchTokens, parseAckSubject, settlementPayload, toEvent, type AckSubject, type Attempt } from "./consumer-attempts.js";
+import { Attempts, FetchTokens, settlementPayload, toEvent, type Attempt } from "./consumer-attempts.js";
+import { parseAckSubject, type AckSubject } from "../core/index.js";
 import { ackWaitMsOf, ackWaitOf, assertDurableName, assertFilters, assertStreamExists, assertStreamName, deliverPolicyOf, ensureConsumer, maxInFlightOf } from "./consumer-setup.js";
 import { callerOf, type GatewayContext } from "./context.js";
 import { GatewayError, toServiceError } from "./errors.js";

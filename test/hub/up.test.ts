@@ -80,7 +80,7 @@ describe("fabric up", () => {
     const telemetry = st.streams.find((s) => s.name === "TELEMETRY");
     expect(telemetry?.messages).toBe(5);
     expect(telemetry?.consumers).toEqual([expect.objectContaining({ name: "reader", pending: 5 })]);
-    expect(st.clientsByRole["hub"]).toBe(1);
+    expect(st.clientsByRole["hub"]).toBe(2); // the hub's own connection and the gRPC gateway's
     // the MQTT ingress fabric up runs is there, with its connections
     expect(st.ingress).toEqual([expect.objectContaining({ connections: 0 })]);
 
