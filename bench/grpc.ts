@@ -3,12 +3,14 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamPublisher, pollUntil } from "../fabric/core/index.js";
 import { ConsumerServiceClient, ConsumerServiceService, Settlement_Kind, type ConsumeResponse } from "../proto/gen/fabric/v1/consumer.js";
 import { readFileSync } from "node:fs";
-import { authFor, connectAs, grpcClient, startCli, type Harness } from "../test/harness/index.js";
+import { credentials } from "@grpc/grpc-js";
+import { authFor, connectAs, startCli, type Harness } from "../test/harness/index.js";
 import { fmt, percentile } from "./lib.js";
 
 const MESSAGES = 200_000;
 const PAYLOAD = 100;
 const CREDIT = 10_000;
+const CLIENT_WINDOW_BYTES = 8 * 1024 * 1024;
 const LATENCY_RATE = 10_000;
 const LATENCY_SECONDS = 5;
 
@@ -76,7 +78,8 @@ async function rawConsume(nc: NatsConnection, subject: string, count: number, la
 
 /** The gateway's Consume with a durable: CREDIT credits, topped up as deliveries are acked. */
 async function gatewayConsume(port: number, creds: string, subject: string, count: number, latencies?: number[]): Promise<number> {
-  const client = grpcClient(ConsumerServiceClient, port);
+  // HTTP/2's default 64 KiB receive window holds ~400 deliveries: a consumer wants more in flight than that
+  const client = new ConsumerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), { "grpc-node.flow_control_window": CLIENT_WINDOW_BYTES });
   const call = client.consume(authFor(creds, ConsumerServiceService.consume.path));
   let n = 0;
   let unreported = 0;

@@ -86,17 +86,23 @@ export class Attempts {
   }
 }
 
+/** JetStream's ack protocol payloads, encoded once (they go out for every settlement). */
+const ACK = Buffer.from("+ACK");
+const WPI = Buffer.from("+WPI");
+const TERM = Buffer.from("+TERM");
+export const NAK = Buffer.from("-NAK");
+
 /** What settling publishes to an attempt's ack subject (JetStream's ack protocol), or undefined for no settlement. */
-export function settlementPayload(kind: Settlement_Kind, delayMs: number): string | undefined {
+export function settlementPayload(kind: Settlement_Kind, delayMs: number): Uint8Array | undefined {
   switch (kind) {
     case Settlement_Kind.KIND_ACK:
-      return "+ACK";
+      return ACK;
     case Settlement_Kind.KIND_NACK:
-      return delayMs > 0 ? `-NAK ${JSON.stringify({ delay: delayMs * 1_000_000 })}` : "-NAK";
+      return delayMs > 0 ? Buffer.from(`-NAK ${JSON.stringify({ delay: delayMs * 1_000_000 })}`) : NAK;
     case Settlement_Kind.KIND_IN_PROGRESS:
-      return "+WPI";
+      return WPI;
     case Settlement_Kind.KIND_TERMINATE:
-      return "+TERM";
+      return TERM;
     default:
       return undefined;
   }

@@ -16,7 +16,7 @@ import {
 } from "../../proto/gen/fabric/v1/consumer.js";
 import { errorMessage, InvalidInputError } from "../core/index.js";
 import type { Caller } from "./auth.js";
-import { Attempts, FetchTokens, settlementPayload, toEvent, type Attempt } from "./consumer-attempts.js";
+import { Attempts, FetchTokens, NAK, settlementPayload, toEvent, type Attempt } from "./consumer-attempts.js";
 import { parseAckSubject, type AckSubject } from "../core/index.js";
 import { ackWaitMsOf, ackWaitOf, assertDurableName, assertFilters, assertStreamExists, assertStreamName, deliverPolicyOf, ensureConsumer, maxInFlightOf } from "./consumer-setup.js";
 import { callerOf, type GatewayContext } from "./context.js";
@@ -79,7 +79,7 @@ function sizeOf(m: Msg): number {
 }
 
 /** Publishes, unless the connection is closed or draining (then JetStream redelivers after the lease). */
-function publishQuietly(nc: NatsConnection, subject: string, payload: string): void {
+function publishQuietly(nc: NatsConnection, subject: string, payload: Uint8Array): void {
   try {
     nc.publish(subject, payload);
   } catch {
@@ -340,7 +340,7 @@ class ConsumeStream {
       const p = this.pulls.get(id);
       if (p === undefined) {
         // its pull was given up (a message still in the inbox's queue): no credit stands behind it
-        publishQuietly(this.s.nc, reply, "-NAK");
+        publishQuietly(this.s.nc, reply, NAK);
         return;
       }
       const size = sizeOf(m);
@@ -441,7 +441,7 @@ class ConsumeStream {
         // what the client can no longer settle comes back at once (see the class comment)
         for (const x of this.tokens.values()) {
           if (this.s.attempts.staleness(x) !== undefined) continue;
-          publishQuietly(this.s.nc, x.reply, "-NAK");
+          publishQuietly(this.s.nc, x.reply, NAK);
           this.s.attempts.settle(x);
         }
       }
@@ -569,7 +569,7 @@ export function consumerService(ctx: GatewayContext): ConsumerServiceServer {
       const got = await pullOnce(s.nc, req.stream, info.name, batch, wait, Math.max(wait, Math.min(wait + 1_000, room)));
       if (call.cancelled) {
         // nobody will settle these: back to JetStream at once
-        for (const { m } of got) publishQuietly(s.nc, m.reply ?? "", "-NAK");
+        for (const { m } of got) publishQuietly(s.nc, m.reply ?? "", NAK);
         return { deliveries: [] };
       }
       const now = Date.now();
