@@ -15,8 +15,16 @@ export interface AckSubject {
 const dots = new Int32Array(16);
 const dot = (i: number): number => dots[i] ?? 0;
 const token = (s: string, i: number, n: number): string => s.slice(i === 0 ? 0 : dot(i - 1) + 1, i < n ? dot(i) : s.length);
+/** A decimal of 1-16 digits, or NaN (a character loop: this runs several times per delivery). */
 function whole(s: string): number {
-  return /^\d{1,16}$/.test(s) ? Number(s) : NaN;
+  if (s.length === 0 || s.length > 16) return NaN;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return NaN;
+    n = n * 10 + c;
+  }
+  return n;
 }
 
 /**
@@ -38,7 +46,7 @@ export function parseAckSubject(reply: string): AckSubject | undefined {
     attempt: whole(token(reply, o + 2, n)),
     streamSeq: whole(token(reply, o + 3, n)),
     deliverySeq: whole(token(reply, o + 4, n)),
-    storedAtMs: /^\d{7,}$/.test(ns) ? Number(ns.slice(0, -6)) : 0,
+    storedAtMs: ns.length >= 7 ? whole(ns.slice(0, -6)) || 0 : 0,
     pending: whole(token(reply, o + 6, n)),
   };
   if (a.stream === "" || a.consumer === "" || !Number.isSafeInteger(a.attempt + a.streamSeq + a.deliverySeq + a.pending)) return undefined;
