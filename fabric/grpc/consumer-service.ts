@@ -611,5 +611,3 @@ export function consumerService(ctx: GatewayContext): ConsumerServiceServer {
   };
 }
 
-/** The service's definition, for the gateway's service list. */
-export { ConsumerServiceService };

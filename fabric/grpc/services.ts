@@ -1,11 +1,12 @@
 import { CommandServiceService } from "../../proto/gen/fabric/v1/command.js";
+import { ConsumerServiceService } from "../../proto/gen/fabric/v1/consumer.js";
 import { CredentialServiceService } from "../../proto/gen/fabric/v1/credential.js";
 import { PublishServiceService } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
 import { commandService } from "./command-service.js";
 import { credentialService } from "./credential-service.js";
 import { queryService } from "./query-service.js";
-import { consumerService, ConsumerServiceService } from "./consumer-service.js";
+import { consumerService } from "./consumer-service.js";
 import type { GatewayContext } from "./context.js";
 import { publishService } from "./publish-service.js";
 
