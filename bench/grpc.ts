@@ -8,6 +8,7 @@ import { authFor, connectAs, startCli, type Harness } from "../test/harness/inde
 import { fmt, percentile } from "./lib.js";
 
 const MESSAGES = 200_000;
+const WARM_UP = 50_000;
 const PAYLOAD = 100;
 const CREDIT = 10_000;
 const CLIENT_WINDOW_BYTES = 8 * 1024 * 1024;
@@ -120,6 +121,10 @@ export async function benchGrpc(h: Harness): Promise<GrpcBench> {
   const creds = readFileSync(ready.devCreds, "utf8");
   const nc = await connectAs(ready.urls, creds);
   const port = ready.grpc;
+  // a warm-up of both paths first (JIT, connections), on messages of their own
+  await publishAll(nc, "telemetry.bench.d0.warm", WARM_UP);
+  await rawConsume(nc, "telemetry.bench.d0.warm", WARM_UP);
+  await gatewayConsume(port, creds, "telemetry.bench.d0.warm", WARM_UP);
   await publishAll(nc, "telemetry.bench.d1.load", MESSAGES);
   const raw = await rawConsume(nc, "telemetry.bench.d1.load", MESSAGES);
   const gateway = await gatewayConsume(port, creds, "telemetry.bench.d1.load", MESSAGES);

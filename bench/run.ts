@@ -91,7 +91,7 @@ BENCHES["grpc"] = async (h) => {
     `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- grpc\`.`,
     "",
     "`fabric up` (one node, its gateway in the same process) runs as a process of its own; both consumers run in the",
-    "benchmark's process, on the same stream, one after the other.",
+    "benchmark's process, on the same stream, one after the other, each after a warm-up of 50 000 messages of its own.",
     "",
     grpcMarkdown(r),
   ].join("\n");

@@ -7,8 +7,9 @@ import { parseAckSubject, type AckSubject } from "../core/index.js";
 /** What a JetStream ack subject (a delivery's reply subject) says about that delivery attempt. */
 /** One delivery attempt handed to a client, until it is settled, superseded by a redelivery, or its lease ends. */
 export interface Attempt {
-  /** `<stream>.<consumer>.<stream seq>`: the message within its consumer, whatever the attempt. */
-  readonly key: string;
+  /** The message within its consumer, whatever the attempt: its consumer's attempts, and its stream sequence. */
+  readonly group: Map<number, Attempt>;
+  readonly seq: number;
   /** The JetStream ack subject of this very attempt (settling publishes to it). */
   readonly reply: string;
   readonly attempt: number;
@@ -38,20 +39,36 @@ const SWEEP_EVERY_MS = 5_000;
  * lease rule. Settling near the lease's end (leaseMargin) is refused too: conservative, the message comes back.
  */
 export class Attempts {
-  private readonly latest = new Map<string, Attempt>();
+  /** Per consumer (`<stream>.<consumer>`), the latest attempt per stream sequence (numeric keys: per delivery). */
+  private readonly groups = new Map<string, Map<number, Attempt>>();
+  private last: { stream: string; consumer: string; group: Map<number, Attempt> } | undefined;
   private lastSweep = 0;
+
+  private group(stream: string, consumer: string): Map<number, Attempt> {
+    const l = this.last;
+    if (l !== undefined && l.stream === stream && l.consumer === consumer) return l.group;
+    const key = `${stream}.${consumer}`;
+    let group = this.groups.get(key);
+    if (group === undefined) {
+      group = new Map();
+      this.groups.set(key, group);
+    }
+    this.last = { stream, consumer, group };
+    return group;
+  }
 
   record(reply: string, a: AckSubject, ackWaitMs: number, size: number, now = Date.now()): Attempt {
     this.sweep(now);
-    const x: Attempt = { key: `${a.stream}.${a.consumer}.${a.streamSeq}`, reply, attempt: a.attempt, ackWaitMs, size, leaseUntil: now + ackWaitMs, settled: false };
-    this.latest.set(x.key, x); // a redelivery supersedes the earlier attempt
+    const group = this.group(a.stream, a.consumer);
+    const x: Attempt = { group, seq: a.streamSeq, reply, attempt: a.attempt, ackWaitMs, size, leaseUntil: now + ackWaitMs, settled: false };
+    group.set(x.seq, x); // a redelivery supersedes the earlier attempt
     return x;
   }
 
   /** Why `x` may no longer be settled, or undefined when it may. */
   staleness(x: Attempt, now = Date.now()): string | undefined {
     if (x.settled) return "this delivery was settled already";
-    if (this.latest.get(x.key) !== x) return "the message was redelivered since (or its lease ended)";
+    if (x.group.get(x.seq) !== x) return "the message was redelivered since (or its lease ended)";
     if (now >= x.leaseUntil - leaseMargin(x.ackWaitMs)) return "the delivery's lease ended: the message is due for redelivery";
     return undefined;
   }
@@ -60,7 +77,7 @@ export class Attempts {
   byReply(reply: string): Attempt | undefined {
     const a = parseAckSubject(reply);
     if (a === undefined) return undefined;
-    const x = this.latest.get(`${a.stream}.${a.consumer}.${a.streamSeq}`);
+    const x = this.groups.get(`${a.stream}.${a.consumer}`)?.get(a.streamSeq);
     return x?.reply === reply ? x : undefined;
   }
 
@@ -71,18 +88,18 @@ export class Attempts {
 
   settle(x: Attempt): void {
     x.settled = true;
-    if (this.latest.get(x.key) === x) this.latest.delete(x.key);
+    if (x.group.get(x.seq) === x) x.group.delete(x.seq);
   }
 
-  get size(): number {
-    return this.latest.size;
-  }
 
   /** Forgets attempts whose lease ended (lazily, at most every few seconds). */
   private sweep(now: number): void {
     if (now - this.lastSweep < SWEEP_EVERY_MS) return;
     this.lastSweep = now;
-    for (const [k, x] of this.latest) if (now >= x.leaseUntil) this.latest.delete(k);
+    for (const [key, g] of this.groups) {
+      for (const [seq, x] of g) if (now >= x.leaseUntil) g.delete(seq);
+      if (g.size === 0 && this.last?.group !== g) this.groups.delete(key);
+    }
   }
 }
 
