@@ -184,6 +184,7 @@ class ConsumeStream {
       case "settle":
         if (f.value.settlements.length > MAX_SETTLEMENTS_PER_FRAME) throw new InvalidInputError(`settle.settlements: at most ${MAX_SETTLEMENTS_PER_FRAME} per frame`);
         for (const st of f.value.settlements) this.settle(st);
+        this.refill(); // once per frame: settlements freed room for more in flight
         return;
       default:
         throw new InvalidInputError("frame: one of open, credit or settle is required");
@@ -235,16 +236,20 @@ class ConsumeStream {
     this.refill();
   }
 
+  private refuse(ackToken: string, code: string, message: string): void {
+    this.send({ frame: { $case: "settleError", value: { ackToken, code, message } } });
+  }
+
+  /** One settlement of a frame (the frame's handler refills once after all of them). */
   private settle(st: Settlement): void {
-    const refuse = (code: string, message: string): void => this.send({ frame: { $case: "settleError", value: { ackToken: st.ackToken, code, message } } });
     const payload = settlementPayload(st.kind, st.delayMs);
-    if (payload === undefined) return refuse("FABRIC_ERR_INVALID_INPUT", "settle.kind must be ACK, NACK, IN_PROGRESS or TERMINATE");
+    if (payload === undefined) return this.refuse(st.ackToken, "FABRIC_ERR_INVALID_INPUT", "settle.kind must be ACK, NACK, IN_PROGRESS or TERMINATE");
     const x = this.tokens.get(st.ackToken);
-    if (x === undefined) return refuse("FABRIC_ERR_STALE_TOKEN", "unknown ack token: not issued on this stream, settled already, or its lease ended");
+    if (x === undefined) return this.refuse(st.ackToken, "FABRIC_ERR_STALE_TOKEN", "unknown ack token: not issued on this stream, settled already, or its lease ended");
     const why = this.s.attempts.staleness(x);
     if (why !== undefined) {
       this.tokens.delete(st.ackToken);
-      return refuse("FABRIC_ERR_STALE_TOKEN", why);
+      return this.refuse(st.ackToken, "FABRIC_ERR_STALE_TOKEN", why);
     }
     publishQuietly(this.s.nc, x.reply, payload);
     if (st.kind === Settlement_Kind.KIND_IN_PROGRESS) {
@@ -254,7 +259,6 @@ class ConsumeStream {
     this.s.attempts.settle(x);
     this.tokens.delete(st.ackToken);
     this.stalled = false; // in-flight bytes were freed
-    this.refill();
   }
 
   /** Deliveries whose lease ended are no longer in flight: JetStream redelivers them (their tokens are stale). */
@@ -346,7 +350,8 @@ class ConsumeStream {
       const size = sizeOf(m);
       p.msgs--;
       if (Number.isFinite(p.bytes)) p.bytes -= size;
-      if (p.msgs <= 0 || p.bytes <= 0) this.endPull(id); // fulfilled: JetStream ends such a pull silently
+      const fulfilled = p.msgs <= 0 || p.bytes <= 0;
+      if (fulfilled) this.endPull(id); // JetStream ends such a pull silently
       this.creditMsgs--;
       if (this.byteMode === true) this.creditBytes = Math.max(0, this.creditBytes - size);
       const x = this.s.attempts.record(reply, a, this.ackWaitMs, size);
@@ -356,7 +361,8 @@ class ConsumeStream {
       this.pending = a.pending;
       this.deliver(deliveryOf(this.stream, m, a, token, x.leaseUntil));
       if (this.creditMsgs === 0) void this.heartbeat(); // idle until the client grants more
-      this.refill();
+      // a delivery uses up credit and its pull's coverage alike: only a finished pull leaves credit uncovered
+      if (fulfilled) this.refill();
     } catch (e) {
       this.end(toServiceError(e));
     }
