@@ -1,6 +1,6 @@
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, type ConsumerMessages, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { errorMessage, parseAckSubject, type AckSubject, type Logger } from "../fabric/core/index.js";
+import { emptyAckSubject, errorMessage, readAckSubject, type AckSubject, type Logger } from "../fabric/core/index.js";
 
 /** Messages asked for per pull: big pulls are what make a callback consume fast (~2× the default's rate). */
 const PULL_MESSAGES = 10_000;
@@ -32,6 +32,7 @@ export async function readSource(nc: NatsConnection, options: SourceReaderOption
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   let lastSeq = options.fromSeq - 1;
+  const scratch = emptyAckSubject();
   let pending = 0;
   let closed = false;
   let current: { name: string; messages: ConsumerMessages } | undefined;
@@ -58,9 +59,10 @@ export async function readSource(nc: NatsConnection, options: SourceReaderOption
           if (current !== me) return;
           // the reply subject (public on nats.js's JsMsgImpl, not in the JsMsg type)
           const reply = (m as JsMsg & { reply?: unknown }).reply;
-          const d = typeof reply === "string" ? parseAckSubject(reply) : undefined;
-          if (d === undefined || d.deliverySeq !== expected) {
-            log.warn({ stream, expected, got: d?.deliverySeq }, "gap in the source consumer; restarting it");
+          // read in place into one object: onMessage uses it before the next delivery
+          const d = scratch;
+          if (typeof reply !== "string" || !readAckSubject(reply, d) || d.deliverySeq !== expected) {
+            log.warn({ stream, expected, got: d.deliverySeq }, "gap in the source consumer; restarting it");
             restart();
             return;
           }

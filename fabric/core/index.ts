@@ -22,5 +22,5 @@ export { pickFreePorts } from "./free-ports.js";
 export { parseInput } from "./validate.js";
 export { JetStreamPublisher, PublishError, DEFAULT_MAX_OUTSTANDING, DEFAULT_PUBLISH_TIMEOUT_MS } from "./js-publisher.js";
 export type { StoredAck } from "./js-publisher.js";
-export { parseAckSubject } from "./js-ack-subject.js";
+export { emptyAckSubject, parseAckSubject, readAckSubject } from "./js-ack-subject.js";
 export type { AckSubject } from "./js-ack-subject.js";

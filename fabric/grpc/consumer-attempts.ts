@@ -172,14 +172,20 @@ export function eventTimeOf(data: Uint8Array): number {
 }
 
 /** A stored message as a fabric.v1 Event (a repeated header keeps its last value). */
+/** Shared by every event without headers (encoding only reads it). */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 export function toEvent(stream: string, sequence: number, subject: string, hdrs: MsgHdrs | undefined, storedAtMs: number, data: Uint8Array): Event {
+  return { stream, sequence, subject, headers: hdrs === undefined ? NO_HEADERS : headersOf(hdrs), storedAtMs, eventTimeMs: eventTimeOf(data), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+/** NATS headers as a map (a repeated header keeps its last value). */
+function headersOf(hdrs: MsgHdrs): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (hdrs !== undefined) {
-    for (const k of hdrs.keys()) {
-      const v = hdrs.values(k);
-      const last = v[v.length - 1];
-      if (last !== undefined) headers[k] = last;
-    }
+  for (const k of hdrs.keys()) {
+    const v = hdrs.values(k);
+    const last = v[v.length - 1];
+    if (last !== undefined) headers[k] = last;
   }
-  return { stream, sequence, subject, headers, storedAtMs, eventTimeMs: eventTimeOf(data), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  return headers;
 }

@@ -17,7 +17,7 @@ import {
 import { errorMessage, InvalidInputError } from "../core/index.js";
 import type { Caller } from "./auth.js";
 import { Attempts, FetchTokens, NAK, settlementPayload, toEvent, type Attempt } from "./consumer-attempts.js";
-import { parseAckSubject, type AckSubject } from "../core/index.js";
+import { emptyAckSubject, parseAckSubject, readAckSubject, type AckSubject } from "../core/index.js";
 import { ackWaitMsOf, ackWaitOf, assertDurableName, assertFilters, assertStreamExists, assertStreamName, deliverPolicyOf, ensureConsumer, maxInFlightOf } from "./consumer-setup.js";
 import { callerOf, type GatewayContext } from "./context.js";
 import { GatewayError, toServiceError } from "./errors.js";
@@ -130,6 +130,7 @@ class ConsumeStream {
   private pullSeq = 0;
   private readonly pulls = new Map<string, Pull>();
   private readonly tokens = new Map<string, Attempt>();
+  private readonly scratch = emptyAckSubject();
   private readonly tokenPrefix = randomBytes(12).toString("base64url");
   private tokenSeq = 0;
   private batch: Delivery[] = [];
@@ -336,8 +337,8 @@ class ConsumeStream {
     try {
       if (err !== null) throw new GatewayError("FABRIC_ERR_UNAVAILABLE", `the gateway lost its JetStream subscription: ${err.message}`);
       const reply = m.reply ?? "";
-      const a = parseAckSubject(reply);
-      if (a === undefined) {
+      const a = this.scratch; // read in place: nothing below keeps it past this delivery
+      if (!readAckSubject(reply, a)) {
         this.onStatus(id, statusOf(m));
         return;
       }
