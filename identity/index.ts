@@ -33,4 +33,6 @@ export type { CredentialErrorCode } from "./errors.js";
 export { identityStatus } from "./status.js";
 export type { IdentityStatus } from "./status.js";
 export { watchAccounts, ACCOUNT_LOOKUP_TIMEOUT_MS } from "./watch.js";
+export { connectTenantServer } from "./tenant-server.js";
+export type { TenantServerOptions, TenantServerConnection } from "./tenant-server.js";
 export type { AccountWatcher, AccountWatcherOptions } from "./watch.js";

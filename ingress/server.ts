@@ -5,9 +5,8 @@ import { readFileSync } from "node:fs";
 import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, createWebSocketStream } from "ws";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, JetStreamPublisher, parseInput, type Logger } from "../fabric/core/index.js";
-import { connectWithCreds, validateUserJwt, watchAccounts, type AccountWatcher } from "../identity/index.js";
+import { connectTenantServer, validateUserJwt, type TenantServerOptions } from "../identity/index.js";
 import { createAuthenticator } from "./auth.js";
 import { ingressOptionsSchema, MAX_SESSION_EXPIRY_SEC, type IngressOptions } from "./config.js";
 import { MqttConnection } from "./connection.js";
@@ -18,18 +17,9 @@ import { createTopicMapper } from "./mapping.js";
 import { IngressStore } from "./store.js";
 import { DurableWills } from "./wills.js";
 
-export interface StartIngressOptions {
+/** `servers`: the hub (or leaf) to connect to; `creds`: a credential of role `ingress` in the tenant account. */
+export interface StartIngressOptions extends TenantServerOptions {
   config: IngressOptions;
-  /** The hub (or leaf) to connect to. */
-  servers: string[];
-  /** A credential of role `ingress` in the tenant account the ingress serves. */
-  creds: string;
-  /** A credential of role `watcher` in the system account: sees account updates (revocations) as pushed. */
-  watcherCreds: string;
-  /** The operator keys account JWTs must be signed with. */
-  operatorKeys: string[];
-  /** The tenant account's public key. */
-  accountKey: string;
   logger: Logger;
 }
 
@@ -75,13 +65,9 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
     }
   };
   try {
-    const nc: NatsConnection = await connectWithCreds(options.creds, { servers: options.servers, name: `fabric ingress ${instanceId}`, reconnect: true });
-    closers.push(() => nc.drain());
-    const sysNc = await connectWithCreds(options.watcherCreds, { servers: options.servers, name: `fabric ingress watcher ${instanceId}`, reconnect: true });
-    closers.push(() => sysNc.drain());
-    const watcher: AccountWatcher = watchAccounts({ connection: sysNc, operatorKeys: options.operatorKeys, logger: log });
-    closers.push(() => watcher.stop());
-    if (!(await watcher.ensure(options.accountKey))) throw new Error(`the hub has no account JWT for ${options.accountKey}`);
+    const tenant = await connectTenantServer({ ...options, name: `fabric ingress ${instanceId}`, logger: log });
+    closers.push(() => tenant.close());
+    const { nc, watcher } = tenant;
 
     const publisher = new JetStreamPublisher(nc);
     closers.push(() => publisher.close());

@@ -1,10 +1,10 @@
 import { status, Metadata, type ServiceError } from "@grpc/grpc-js";
-import { errorMessage, isFabricError } from "../core/index.js";
+import { errorMessage, FabricError, isFabricError } from "../core/index.js";
 
 /** A refusal by the gateway itself, with a stable code that the table below maps to a gRPC status. */
-export class GatewayError extends Error {
+export class GatewayError extends FabricError {
   constructor(
-    readonly code:
+    code:
       | "FABRIC_ERR_UNAUTHENTICATED"
       | "FABRIC_ERR_PERMISSION_DENIED"
       | "FABRIC_ERR_NOT_FOUND"
@@ -13,8 +13,7 @@ export class GatewayError extends Error {
       | "FABRIC_ERR_UNAVAILABLE",
     message: string,
   ) {
-    super(message);
-    this.name = "GatewayError";
+    super(code, message);
   }
 }
 
@@ -48,9 +47,8 @@ const STATUS_OF: Readonly<Record<string, status>> = {
   FABRIC_ERR_TOKEN_EXPIRED: status.PERMISSION_DENIED,
 };
 
-export function codeOf(err: unknown): string | undefined {
-  if (err instanceof GatewayError || isFabricError(err)) return err.code;
-  return undefined;
+function codeOf(err: unknown): string | undefined {
+  return isFabricError(err) ? err.code : undefined;
 }
 
 /** Any error as a gRPC ServiceError: status from the table, the fabric code in the `fabric-error-code` trailer. */

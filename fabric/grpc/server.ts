@@ -6,7 +6,7 @@ import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/pr
 import type { PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { connectWithCreds, watchAccounts } from "../../identity/index.js";
+import { connectTenantServer, type TenantServerOptions } from "../../identity/index.js";
 import { errorMessage, JetStreamPublisher, projectRoot, type Logger } from "../core/index.js";
 import { CallerAuth } from "./auth.js";
 import type { GatewayContext } from "./context.js";
@@ -29,15 +29,10 @@ export interface GatewayTls {
   ca?: string;
 }
 
-export interface StartGatewayOptions {
+/** `creds`: the gateway's credential into the tenant account (the hub's own: it serves every service's calls). */
+export interface StartGatewayOptions extends TenantServerOptions {
   host: string;
   port: number;
-  servers: string[];
-  /** The gateway's credential into the tenant account (the hub's), and a system-account watcher's. */
-  creds: string;
-  watcherCreds: string;
-  operatorKeys: string[];
-  accountKey: string;
   tls?: GatewayTls;
   logger: Logger;
 }
@@ -72,13 +67,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
     for (const c of closers.splice(0).reverse()) await Promise.resolve(c()).catch((err: unknown) => log.warn({ err: errorMessage(err) }, "error while stopping the gateway"));
   };
   try {
-    const nc = await connectWithCreds(options.creds, { servers: options.servers, name: "fabric grpc gateway", reconnect: true });
-    closers.push(() => nc.drain());
-    const sysNc = await connectWithCreds(options.watcherCreds, { servers: options.servers, name: "fabric grpc gateway watcher", reconnect: true });
-    closers.push(() => sysNc.drain());
-    const watcher = watchAccounts({ connection: sysNc, operatorKeys: options.operatorKeys, logger: log });
-    closers.push(() => watcher.stop());
-    if (!(await watcher.ensure(options.accountKey))) throw new Error(`the hub has no account JWT for ${options.accountKey}`);
+    const tenant = await connectTenantServer({ ...options, name: "fabric grpc gateway", logger: log });
+    closers.push(() => tenant.close());
+    const { nc, watcher } = tenant;
     const auth = new CallerAuth(watcher, options.accountKey, log);
     closers.push(() => auth.stop());
     const publisher = new JetStreamPublisher(nc);

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { errorMessage, ensurePrivateDir, writeSecretFile, type Logger } from "../core/index.js";
-import { issueUser, parseCreds, validateUserJwt, type Keystore } from "../../identity/index.js";
+import { issueUser, parseCreds, SYSTEM_ACCOUNT_NAME, validateUserJwt, type Keystore, type TenantServerOptions } from "../../identity/index.js";
 
 /** The credentials the hub's own components connect with, by purpose. */
 export const INTERNAL_CREDENTIALS = {
@@ -38,4 +38,18 @@ export async function hubCreds(ks: Keystore, dataDir: string, account: string, l
   if (issued.creds === undefined) throw new Error("internal credential issued without a seed");
   writeSecretFile(path, issued.creds);
   return issued.creds;
+}
+
+/**
+ * What a server of the fabric's own (the MQTT ingress with `ingress`, the gRPC gateway with `hub`) needs to
+ * serve `account` on this hub: its credential, the account watcher's, and the trust anchors.
+ */
+export async function tenantServerOptions(ks: Keystore, dataDir: string, account: string, servers: string[], logger: Logger, purpose: "hub" | "ingress"): Promise<TenantServerOptions> {
+  return {
+    servers,
+    creds: await hubCreds(ks, dataDir, account, logger, purpose),
+    watcherCreds: await hubCreds(ks, dataDir, SYSTEM_ACCOUNT_NAME, logger, "watcher"),
+    operatorKeys: [ks.storeFile().operator.publicKey],
+    accountKey: ks.account(account).publicKey,
+  };
 }

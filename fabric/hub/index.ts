@@ -6,6 +6,6 @@ export { writeClusterConfigs } from "./cluster-config.js";
 export type { ClusterConfigOptions } from "./cluster-config.js";
 export { hubStatus } from "./status.js";
 export type { HubStatus, ServerStatus, StreamStatus, IngressInstanceStatus } from "./status.js";
-export { hubCredsPath } from "./hub-creds.js";
+export { hubCredsPath, tenantServerOptions } from "./hub-creds.js";
 export { startStandaloneIngress } from "./ingress-process.js";
 export type { StandaloneIngressOptions } from "./ingress-process.js";

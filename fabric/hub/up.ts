@@ -31,13 +31,12 @@ import {
   type IdentityService,
   type PushReport,
   upgradeKeystore,
-  SYSTEM_ACCOUNT_NAME,
 } from "../../identity/index.js";
 import { startGateway, type Gateway } from "../grpc/server.js";
 import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
 import { startIngress, type Ingress } from "../../ingress/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
-import { hubCreds } from "./hub-creds.js";
+import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 
 export const DEFAULT_CLIENT_PORT = 4222;
 export const DEFAULT_MONITOR_PORT = 8222;
@@ -277,11 +276,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
           ...(m.wsPort === undefined ? {} : { ws: { host: o.host, port: m.wsPort } }),
           ...(m.tls === undefined ? {} : { tls: { host: o.host, port: m.tls.port, cert: m.tls.cert, key: m.tls.key } }),
         },
-        servers: urls,
-        creds: await hubCreds(ks, o.dataDir, tenant.name, log, "ingress"),
-        watcherCreds: await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"),
-        operatorKeys: [store.operator.publicKey],
-        accountKey: tenant.publicKey,
+        ...(await tenantServerOptions(ks, o.dataDir, tenant.name, urls, log, "ingress")),
         logger: log,
       });
       ingresses.push(ingress);
@@ -293,11 +288,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
         host: o.host,
         port: o.grpc.port,
         ...(o.grpc.tls === undefined ? {} : { tls: o.grpc.tls }),
-        servers: urls,
-        creds: await hubCreds(ks, o.dataDir, tenant.name, log),
-        watcherCreds: await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"),
-        operatorKeys: [store.operator.publicKey],
-        accountKey: tenant.publicKey,
+        ...(await tenantServerOptions(ks, o.dataDir, tenant.name, urls, log, "hub")),
         logger: log,
       });
       gateways.push(gateway);

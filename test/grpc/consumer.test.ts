@@ -21,8 +21,8 @@ import {
 } from "../../proto/gen/fabric/v1/consumer.js";
 import { pollUntil } from "../../fabric/core/index.js";
 import { startGateway } from "../../fabric/grpc/server.js";
-import { hubCredsPath } from "../../fabric/hub/index.js";
-import { addRole, issueUser, pushAccounts, revokeUsers, SYSTEM_ACCOUNT_NAME } from "../../identity/index.js";
+import { hubCredsPath, tenantServerOptions } from "../../fabric/hub/index.js";
+import { addRole, issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
 import { authFor, connectAs, grpcClient, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
 
 const h = new Harness();
@@ -335,15 +335,10 @@ describe("ConsumerService over the gateway", () => {
   });
 
   it("Consume: a gateway stopped mid-stream ends it with UNAVAILABLE; on another gateway nothing acked repeats and nothing unacked is lost", async () => {
-    const store = hub.keystore.storeFile();
     const gw = await startGateway({
       host: "127.0.0.1",
       port: 0,
-      servers: hub.urls,
-      creds: readFileSync(hubCredsPath(hub.dataDir, "fleet"), "utf8"),
-      watcherCreds: readFileSync(hubCredsPath(hub.dataDir, SYSTEM_ACCOUNT_NAME, "watcher"), "utf8"),
-      operatorKeys: [store.operator.publicKey],
-      accountKey: hub.keystore.account("fleet").publicKey,
+      ...(await tenantServerOptions(hub.keystore, hub.dataDir, "fleet", hub.urls, testLogger(), "hub")),
       logger: testLogger(),
     });
     h.defer(() => gw.stop());

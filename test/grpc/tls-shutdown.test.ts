@@ -5,8 +5,8 @@ import { join } from "node:path";
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
 import { pollUntil } from "../../fabric/core/index.js";
 import { startGateway, type Gateway, type GatewayTls } from "../../fabric/grpc/server.js";
-import { hubCreds } from "../../fabric/hub/hub-creds.js";
-import { issueUser, SYSTEM_ACCOUNT_NAME } from "../../identity/index.js";
+import { tenantServerOptions } from "../../fabric/hub/index.js";
+import { issueUser } from "../../identity/index.js";
 import { PublishServiceClient, PublishServiceService, type PublishResponse } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceClient, QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
 import { authFor, connectAs, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
@@ -34,15 +34,10 @@ beforeAll(async () => {
 });
 
 async function gateway(tls?: GatewayTls): Promise<Gateway> {
-  const ks = hub.keystore;
   const g = await startGateway({
     host: "127.0.0.1",
     port: 0,
-    servers: hub.urls,
-    creds: await hubCreds(ks, hub.dataDir, "fleet", testLogger()),
-    watcherCreds: await hubCreds(ks, hub.dataDir, SYSTEM_ACCOUNT_NAME, testLogger(), "watcher"),
-    operatorKeys: [ks.storeFile().operator.publicKey],
-    accountKey: ks.account("fleet").publicKey,
+    ...(await tenantServerOptions(hub.keystore, hub.dataDir, "fleet", hub.urls, testLogger(), "hub")),
     logger: testLogger(),
     ...(tls === undefined ? {} : { tls }),
   });
