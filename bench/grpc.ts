@@ -5,7 +5,7 @@ import { ConsumerServiceClient, ConsumerServiceService, Settlement_Kind, type Co
 import { readFileSync } from "node:fs";
 import { credentials } from "@grpc/grpc-js";
 import { authFor, connectAs, startCli, type Harness } from "../test/harness/index.js";
-import { fmt, percentile } from "./lib.js";
+import { childPids, cpuDuring, fmt, percentile } from "./lib.js";
 
 const MESSAGES = 200_000;
 const WARM_UP = 50_000;
@@ -20,6 +20,9 @@ export interface GrpcBench {
   gateway: number;
   rawLatency: { p50: number; p99: number };
   gatewayLatency: { p50: number; p99: number };
+  /** CPU µs per message of each process during the raw and the gateway runs. */
+  rawCpu: Record<string, number>;
+  gatewayCpu: Record<string, number>;
 }
 
 /** 100-byte payloads carrying their send time (performance.timeOrigin + now, ms) in the first bytes. */
@@ -126,8 +129,13 @@ export async function benchGrpc(h: Harness): Promise<GrpcBench> {
   await rawConsume(nc, "telemetry.bench.d0.warm", WARM_UP);
   await gatewayConsume(port, creds, "telemetry.bench.d0.warm", WARM_UP);
   await publishAll(nc, "telemetry.bench.d1.load", MESSAGES);
-  const raw = await rawConsume(nc, "telemetry.bench.d1.load", MESSAGES);
-  const gateway = await gatewayConsume(port, creds, "telemetry.bench.d1.load", MESSAGES);
+  // CPU per message of each process: on 2 cores, the gateway path runs three busy processes, the raw path two
+  const pids = { "nats-server": childPids(up.pid)[0] ?? -1, gateway: up.pid, client: process.pid };
+  const perMsg = (cpuMs: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(cpuMs).map(([k, ms]) => [k, (ms * 1000) / MESSAGES]));
+  const rawRun = await cpuDuring(pids, () => rawConsume(nc, "telemetry.bench.d1.load", MESSAGES));
+  const gatewayRun = await cpuDuring(pids, () => gatewayConsume(port, creds, "telemetry.bench.d1.load", MESSAGES));
+  const raw = rawRun.result;
+  const gateway = gatewayRun.result;
 
   // latency at 10 000 msg/s, each consumer on its own subject while the messages are published
   const rawLat: number[] = [];
@@ -140,8 +148,10 @@ export async function benchGrpc(h: Harness): Promise<GrpcBench> {
   await gwDone;
   await nc.close();
   const lat = (xs: number[]): { p50: number; p99: number } => ({ p50: percentile(xs, 50), p99: percentile(xs, 99) });
-  return { raw, gateway, rawLatency: lat(rawLat), gatewayLatency: lat(gwLat) };
+  return { raw, gateway, rawLatency: lat(rawLat), gatewayLatency: lat(gwLat), rawCpu: perMsg(rawRun.cpuMs), gatewayCpu: perMsg(gatewayRun.cpuMs) };
 }
+
+const cpuLine = (cpu: Record<string, number>): string => Object.entries(cpu).map(([k, us]) => `${k} ${fmt(us, 1)}`).join(", ");
 
 export function grpcMarkdown(r: GrpcBench): string {
   const ok = r.gateway >= 0.5 * r.raw && r.gateway >= 80_000;
@@ -150,6 +160,8 @@ export function grpcMarkdown(r: GrpcBench): string {
     "| --- | ---: | ---: | ---: | ---: |",
     `| raw nats.js JetStream consume (callback, explicit ack per message) | ${fmt(r.raw)} | 1× | ${fmt(r.rawLatency.p50, 2)} | ${fmt(r.rawLatency.p99, 2)} |`,
     `| gRPC gateway Consume (credits ${fmt(CREDIT)}, topped up every ${fmt(CREDIT / 4)}; an ack settlement per delivery) | ${fmt(r.gateway)} | ${fmt(r.gateway / r.raw, 2)}× | ${fmt(r.gatewayLatency.p50, 2)} | ${fmt(r.gatewayLatency.p99, 2)} |`,
+    "",
+    `CPU µs per message (user + system): raw run ${cpuLine(r.rawCpu)}; gateway run ${cpuLine(r.gatewayCpu)}.`,
     "",
     `Goal (issue 5: at least 50 % of raw and 80 000 msg/s): ${ok ? "**met**" : "**not met**"}. Latency: publish → the consumer's callback, at ${fmt(LATENCY_RATE)} msg/s for ${LATENCY_SECONDS} s.`,
   ].join("\n");
