@@ -25,7 +25,9 @@ export { pushAccounts, openClaimsPusher, adminConnection, pingServers, serverAcc
 export type { PushReport, AccountPushResult, ServerPushResult, ServerAccountView, ServerInfo, ClaimsPusher } from "./push.js";
 export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC, NONCE_TTL_MS } from "./service.js";
 export type { IdentityService, IdentityServiceOptions } from "./service.js";
-export { provisionDevice, renewCredential, requestCredential, requestNonce } from "./provision-client.js";
+export { provisionDevice, renewCredential, requestCredential, requestNonce, requestSiteTrust } from "./provision-client.js";
+export { siteTrustSchema } from "./provision-protocol.js";
+export type { SiteTrust } from "./provision-protocol.js";
 export { credsAuthenticator, connectWithCreds } from "./connect.js";
 export type { ProvisionDeviceOptions } from "./provision-client.js";
 export { InvalidKeyError, CredentialError, KeystoreError, IssueError, PushError, ProvisionError } from "./errors.js";

@@ -13,7 +13,7 @@ export const SYSTEM_ACCOUNT_NAME = "sys";
 const NO_LIMITS = { subs: -1, data: -1, payload: -1 } as const;
 
 /** Roles of the system account, for the fabric's own processes. */
-export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher", RoleRecord["template"]>> = {
+export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher" | "edge-sync", RoleRecord["template"]>> = {
   /** Two-minute admin users: push account JWTs, ask servers for their state, kick connections. */
   admin: {
     pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.*", "$SYS.REQ.SERVER.*.KICK"] },
@@ -26,24 +26,48 @@ export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher", RoleRec
     sub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "_INBOX.>"] },
     ...NO_LIMITS,
   },
+  /**
+   * An edge agent's short-lived users (minted by the identity service for a site's leaf): they push the account
+   * JWTs the site just fetched into the site's own server, from the site's own machine (loopback only), nothing else.
+   */
+  "edge-sync": {
+    pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE"] },
+    sub: { allow: ["_INBOX.>"] },
+    src: ["127.0.0.1/32", "::1/128"],
+    ...NO_LIMITS,
+  },
 };
 
 /**
- * Brings a keystore made by an older version up to date: adds the built-in roles it lacks (system and tenant
- * accounts). Returns the accounts that changed (to push).
+ * Brings a keystore made by an older version up to date: adds the built-in roles it lacks and gives the
+ * built-in roles it has the current built-in templates (system and tenant accounts). Returns the accounts that
+ * changed (to push).
  */
 export function upgradeKeystore(ks: Keystore): string[] {
   const changed: string[] = [];
   for (const acc of ks.accounts()) {
     const want: Readonly<Record<string, RoleRecord["template"]>> = acc.system ? SYSTEM_ROLE_TEMPLATES : BUILTIN_ROLE_TEMPLATES;
-    const missing = Object.keys(want).filter((r) => acc.roles[r] === undefined);
-    if (missing.length === 0) continue;
     const roles = { ...acc.roles };
-    for (const r of missing) roles[r] = newRole(ks, want[r] ?? {}, !acc.system && SITE_ROLES.has(r), true);
+    let dirty = false;
+    for (const [name, template] of Object.entries(want)) {
+      const have = roles[name];
+      if (have === undefined) roles[name] = newRole(ks, template, !acc.system && SITE_ROLES.has(name), true);
+      else if (have.builtin && canonicalJson(have.template) !== canonicalJson(template)) roles[name] = { ...have, template };
+      else continue;
+      dirty = true;
+    }
+    if (!dirty) continue;
     ks.saveAccount({ ...acc, roles });
     changed.push(acc.name);
   }
   return changed;
+}
+
+/** JSON with object keys sorted, for comparing values whatever their key order. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v !== null && typeof v === "object" && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v,
+  );
 }
 
 export interface InitOptions {

@@ -3,7 +3,7 @@ import { connectWithCreds } from "./connect.js";
 import { ProvisionError } from "./errors.js";
 import { parseCreds } from "./creds.js";
 import { keyPairFromSeed, type NKeyPair } from "./nkeys.js";
-import { credentialReplySchema, nonceReplySchema } from "./provision-protocol.js";
+import { credentialReplySchema, nonceReplySchema, siteTrustReplySchema, type SiteTrust } from "./provision-protocol.js";
 import { bootstrapInboxPrefix } from "./roles.js";
 import { peekJwt } from "./jwt.js";
 import { subjects } from "../fabric/core/index.js";
@@ -74,4 +74,16 @@ export async function renewCredential(options: { servers: string | string[]; cre
   } finally {
     await nc.close();
   }
+}
+
+/**
+ * A site's leaf asks for its trust (operator and account JWTs, a sync credential) over a connection that
+ * reaches the hub's identity service (through the site's leaf link), signing a nonce with the leaf's key.
+ */
+export async function requestSiteTrust(nc: NatsConnection, leafCreds: string): Promise<SiteTrust> {
+  const { jwt, seed } = parseCreds(leafCreds);
+  const proof = await signedNonce(nc, keyPairFromSeed(seed));
+  const r = siteTrustReplySchema.parse(await requestJson(nc, subjects.identity.site, { jwt, ...proof }));
+  if ("error" in r) throw new ProvisionError(r.error.code as ConstructorParameters<typeof ProvisionError>[0], r.error.message);
+  return r;
 }

@@ -28,3 +28,18 @@ export const credentialReplySchema = z.union([
   z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) }),
 ]);
 export type CredentialReply = z.infer<typeof credentialReplySchema>;
+
+/** What a site's leaf gets from `$FABRIC.id.site`: the trust its server needs offline, and a sync credential. */
+export const siteTrustSchema = z.strictObject({
+  operatorJwt: z.string().min(1),
+  systemAccount: z.string().min(1),
+  /** The tenant account's public key (the leaf's own account). */
+  account: z.string().min(1),
+  /** The current account JWTs (system and tenant) by public key. */
+  accounts: z.record(z.string(), z.string()),
+  /** A short-lived, loopback-only system user that may push these JWTs into the site's own server. */
+  syncCreds: z.string().min(1),
+});
+export type SiteTrust = z.infer<typeof siteTrustSchema>;
+
+export const siteTrustReplySchema = z.union([siteTrustSchema, z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) })]);

@@ -33,12 +33,18 @@ const DEVICE_TEMPLATE: UserPermissionLimits = {
 export const BUILTIN_ROLE_TEMPLATES: Readonly<Record<BuiltinRole, UserPermissionLimits>> = {
   /** A device: its own telemetry and events, its own commands, renewal of its own credential. */
   device: DEVICE_TEMPLATE,
-  /** A site's leaf node: everything of its own site, the site's JetStream API for sourcing. */
+  /**
+   * A site's leaf node, as the hub sees its link (pub: what the site may send into the hub, sub: what the hub
+   * may send to the site). Telemetry and events never cross as plain messages (they would bypass the site's
+   * store-and-forward and arrive twice): they reach the hub only through the hub sourcing the site's streams
+   * from the site's durable consumers `hub-<site>`, which deliver on `$FABRIC.src.<site>.*` and get their flow
+   * control answers on `$JS.FC.<stream>.hub-<site>.>`. The hub calls the site's JetStream API (`$JS.<site>.API`),
+   * whose answers go to the hub's internal reply subjects (`$JSC.R.>`). The site reports on, and is asked on,
+   * `$FABRIC.edge.<site>.>`; its agent and devices use the identity service; replies come on the site's inboxes.
+   */
   leaf: {
-    pub: {
-      allow: [`telemetry.${SITE}.>`, `events.${SITE}.>`, `$FABRIC.edge.${SITE}.>`, "$FABRIC.id.>", "$JS.ACK.>", `_INBOX.>`],
-    },
-    sub: { allow: [`cmd.${SITE}.>`, `$JS.${SITE}.API.>`, `$FABRIC.edge.${SITE}.>`, `_INBOX.>`] },
+    pub: { allow: [`$FABRIC.src.${SITE}.>`, `$FABRIC.edge.${SITE}.>`, "$FABRIC.id.>", `_INBOX.${SITE}.>`, "$JSC.R.>"] },
+    sub: { allow: [`cmd.${SITE}.>`, `$JS.${SITE}.API.>`, `$JS.FC.*.hub-${SITE}.>`, `$FABRIC.edge.${SITE}.>`, `_INBOX.${SITE}.>`] },
     ...NO_LIMITS,
   },
   /** A backend service: the whole tenant account. */

@@ -6,14 +6,19 @@ import { ProvisionError } from "./errors.js";
 import { hashToken, issueUser, type BootstrapTokenData } from "./issue.js";
 import type { Keystore } from "./keystore.js";
 import { isPublicKey } from "./nkeys.js";
-import { provisionRequestSchema, renewRequestSchema, type CredentialReply } from "./provision-protocol.js";
-import { validateUserJwt, verifyProof } from "./validate.js";
+import { provisionRequestSchema, renewRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
+import { SYSTEM_ACCOUNT_NAME } from "./init.js";
+import { validateUserJwt, verifyProof, type ValidatedUser } from "./validate.js";
 
 export const NONCE_TTL_MS = 60_000; // 1 min
 export const DEFAULT_DEVICE_EXPIRY_SEC = 30 * 86_400; // 30 d
 export const IDENTITY_QUEUE_GROUP = "fabric-identity";
+/** How long the sync credential handed to a site lives: long enough to push, useless later. */
+export const SITE_SYNC_CREDS_TTL_SEC = 300; // 5 min
 /** Roles that may renew through the service. */
 const RENEWABLE_ROLES: ReadonlySet<string> = new Set(["device", "mqtt"]);
+/** Roles that may ask for a site's trust. */
+const SITE_ROLES_ALLOWED: ReadonlySet<string> = new Set(["leaf"]);
 
 export interface IdentityServiceOptions {
   keystore: Keystore;
@@ -102,7 +107,8 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     });
   };
 
-  const renew = async (msg: Msg): Promise<CredentialReply> => {
+  /** The caller of a signed request (its JWT, a nonce of ours and its signature over it), if its role may ask. */
+  const signedCaller = (msg: Msg, roles: ReadonlySet<string>, what: string): ValidatedUser => {
     const req = parse(renewRequestSchema, msg);
     checkNonce(key, req.nonce);
     let user;
@@ -113,8 +119,13 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
       throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", `credential refused: ${errorMessage(err)}`, { cause: err });
     }
     if (user.accountName !== account) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "credential belongs to another account");
-    if (user.role === undefined || !RENEWABLE_ROLES.has(user.role)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", `role ${user.role ?? "(none)"} cannot renew here`);
+    if (user.role === undefined || !roles.has(user.role)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", `role ${user.role ?? "(none)"} cannot ${what}`);
     if (!verifyProof(user.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with the credential's key");
+    return user;
+  };
+
+  const renew = async (msg: Msg): Promise<CredentialReply> => {
+    const user = signedCaller(msg, RENEWABLE_ROLES, "renew here");
     const life = user.claims.exp === undefined ? expirySec : Math.max(60, user.claims.exp - user.claims.iat);
     return ks.withLock(() => {
       if (ks.account(account).revocations[user.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_KEY_REVOKED", "this key has been revoked");
@@ -123,6 +134,23 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
       options.onIssued?.("renew", user.name, user.publicKey);
       return { jwt: issued.jwt, ...(issued.record.expiresAt === undefined ? {} : { expiresAt: issued.record.expiresAt }) };
     });
+  };
+
+  /** A site's leaf: the operator and account JWTs its server trusts offline, and a short-lived sync credential. */
+  const site = (msg: Msg): SiteTrust => {
+    const user = signedCaller(msg, SITE_ROLES_ALLOWED, "ask for a site's trust");
+    const system = ks.account(SYSTEM_ACCOUNT_NAME);
+    const tenant = ks.account(account);
+    const sync = issueUser(ks, { account: SYSTEM_ACCOUNT_NAME, role: "edge-sync", name: `edge-sync-${user.site ?? "site"}`, expiresInSec: SITE_SYNC_CREDS_TTL_SEC, ephemeral: true });
+    if (sync.creds === undefined) throw new ProvisionError("FABRIC_ERR_PROVISION", "sync credential was minted without a seed");
+    log.info({ site: user.site, user: user.name }, "site trust handed out");
+    return {
+      operatorJwt: ks.operatorJwt(),
+      systemAccount: system.publicKey,
+      account: tenant.publicKey,
+      accounts: { [system.publicKey]: ks.accountJwt(SYSTEM_ACCOUNT_NAME), [tenant.publicKey]: ks.accountJwt(account) },
+      syncCreds: sync.creds,
+    };
   };
 
   const serve = (subject: string, handler: (msg: Msg) => unknown): Subscription =>
@@ -150,6 +178,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     serve(subjects.identity.nonce, () => ({ nonce: makeNonce(key) })),
     serve(subjects.identity.provision, provision),
     serve(subjects.identity.renew, renew),
+    serve(subjects.identity.site, site),
   ];
   log.info("identity service started");
   return {

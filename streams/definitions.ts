@@ -54,6 +54,9 @@ export const LEASES_BUCKET = "window_leases";
 export const LEASE_TTL_MS = 4_000; // 4 s
 
 /** The hub's KV buckets. */
+/** The latest report of each edge site (`$FABRIC.edge.<site>.status`), by site. */
+export const EDGE_SITES_BUCKET = "edge_sites";
+
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
   { name: LATEST_BUCKET, description: "latest window result per key", history: 1 },
   { name: DEFINITIONS_BUCKET, description: "window definitions shared by every worker", history: 5 },
@@ -62,6 +65,7 @@ export const HUB_KV_BUCKETS: readonly { name: string; description: string; histo
   { name: MQTT_SESSIONS_BUCKET, description: "MQTT sessions of the ingress", history: 1 },
   { name: MQTT_WILLS_BUCKET, description: "wills of connected MQTT clients", history: 1 },
   { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },
+  { name: EDGE_SITES_BUCKET, description: "the latest status report of each edge site", history: 1 },
 ];
 
 /** The header that carries why a message went to REJECTED. */

@@ -13,6 +13,7 @@ export {
   CHECKPOINTS_BUCKET,
   LEASES_BUCKET,
   LEASE_TTL_MS,
+  EDGE_SITES_BUCKET,
   ensureHubStreams,
 } from "./definitions.js";
 export type { StreamDefinition, EnsureResult } from "./definitions.js";

@@ -21,6 +21,7 @@ import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_P
 import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers, untilSignal } from "./workers.js";
 import { addWindowCommands } from "./windows.js";
+import { addSiteCommands } from "./sites.js";
 
 interface UpFlags {
   data?: string;
@@ -214,6 +215,7 @@ program
   );
 
 addWindowCommands(program);
+addSiteCommands(program);
 
 const config = program.command("config").description("generate configs");
 config

@@ -1,4 +1,4 @@
-import type { HubStatus } from "../hub/index.js";
+import type { HubStatus, SiteInfo } from "../hub/index.js";
 import type { ServerPorts } from "../core/index.js";
 
 export interface ReadySummary {
@@ -61,9 +61,35 @@ export function renderHubStatus(s: HubStatus): string {
     if (s.ingress.length === 0) lines.push("  (no instance running)");
     for (const i of s.ingress) lines.push(`  ${i.instance}  pid ${i.pid}  ${i.connections} connection(s)  up since ${new Date(i.startedAt).toISOString()}`);
   }
+  if (s.sites !== undefined) lines.push(...renderSites(s.sites));
   lines.push("clients by role:");
   const roles = Object.entries(s.clientsByRole).sort();
   if (roles.length === 0) lines.push("  (none)");
   for (const [role, n] of roles) lines.push(`  ${role.padEnd(10)} ${n}`);
   return lines.join("\n");
+}
+
+const ago = (ms: number): string => (ms < 0 ? "never" : ms < 1_000 ? `${ms} ms ago` : `${Math.round(ms / 1_000)} s ago`);
+
+/** Edge sites: each one's link, backlog per stream (messages and age not yet at the hub), drops, and the hub's sources. */
+export function renderSites(sites: readonly SiteInfo[], now = Date.now()): string[] {
+  const lines = ["edge sites:"];
+  if (sites.length === 0) lines.push("  (none)");
+  for (const site of sites) {
+    const r = site.report;
+    lines.push(
+      `  ${site.site.padEnd(12)} ` +
+        (r === undefined ? "no report yet" : `link ${r.link} since ${new Date(r.linkSince).toISOString()}, reported ${ago(now - r.at)}, trust synced ${r.trustSyncedAt === 0 ? "not yet" : ago(now - r.trustSyncedAt)}`),
+    );
+    for (const kind of ["events", "telemetry"] as const) {
+      const src = site.sources[kind];
+      const st = r?.streams[kind];
+      lines.push(
+        `    ${kind.padEnd(9)} ` +
+          (st === undefined ? "" : `backlog ${st.backlog} msgs (oldest ${Math.round(st.oldestBacklogMs / 1_000)} s), buffer ${mb(st.bytes)} of ${mb(st.maxBytes)} ${st.overflow}${st.full ? " FULL" : ""}, dropped ${st.dropped}; `) +
+          (src === undefined ? "not sourced" : `hub source lag ${src.lag}, active ${ago(src.activeMs)}`),
+      );
+    }
+  }
+  return lines;
 }

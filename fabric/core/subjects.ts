@@ -28,8 +28,27 @@ export const subjects = {
     nonce: "$FABRIC.id.nonce",
     provision: "$FABRIC.id.provision",
     renew: "$FABRIC.id.renew",
+    /** A site's leaf asks for the trust it needs offline (operator and account JWTs) and a sync credential. */
+    site: "$FABRIC.id.site",
+  },
+  /** Edge sites: what a site's agent reports and asks, and what the hub's sourcing receives. */
+  edge: {
+    /** The site's health and backlog (JSON), published every few seconds and answered on request. */
+    status: (site: string) => `$FABRIC.edge.${site}.status`,
+    /** Every site's status reports (the hub listens here). */
+    allStatus: "$FABRIC.edge.*.status",
+    /** The site asks the hub to source its streams. */
+    register: (site: string) => `$FABRIC.edge.${site}.register`,
+    allRegister: "$FABRIC.edge.*.register",
+    /** Where the site's durable sourcing consumer delivers one of its streams to the hub. */
+    deliver: (site: string, stream: string) => `$FABRIC.src.${site}.${stream.toLowerCase()}`,
   },
 } as const;
+
+/** The durable consumer, on a site's edge stream, that the hub's stream sources from (its name carries the site). */
+export function edgeSourceConsumer(site: string): string {
+  return `hub-${site}`;
+}
 
 /**
  * True for a valid NATS subject (or permission subject): dot-separated non-empty tokens without white

@@ -9,3 +9,5 @@ export type { HubStatus, ServerStatus, StreamStatus, IngressInstanceStatus } fro
 export { hubCredsPath, tenantServerOptions } from "./hub-creds.js";
 export { startStandaloneIngress } from "./ingress-process.js";
 export type { StandaloneIngressOptions } from "./ingress-process.js";
+export { addSite, removeSite, listSites, serveSites } from "./sites.js";
+export type { SiteInfo, SiteSourceState } from "./sites.js";

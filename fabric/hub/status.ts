@@ -3,6 +3,7 @@ import { errorMessage } from "../core/index.js";
 import { Kvm } from "@nats-io/kv";
 import { adminConnection, connectWithCreds, pingServers, type Keystore } from "../../identity/index.js";
 import { MQTT_INSTANCES_BUCKET } from "../../streams/index.js";
+import { listSites, type SiteInfo } from "./sites.js";
 
 export const STATUS_TIMEOUT_MS = 3_000; // 3 s
 const CONNZ_LIMIT = 100_000;
@@ -36,6 +37,8 @@ export interface HubStatus {
   servers: ServerStatus[];
   /** Live MQTT ingress instances (from their heartbeats), when a tenant credential was given. */
   ingress?: IngressInstanceStatus[];
+  /** The edge sites the hub sources, with their latest reports, when a tenant credential was given. */
+  sites?: SiteInfo[];
   streams: StreamStatus[];
   /** Client connections by role (the `role:` tag of their JWT), over all servers. */
   clientsByRole: Record<string, number>;
@@ -76,8 +79,8 @@ const connzSchema = z.looseObject({
 
 const heartbeatSchema = z.looseObject({ pid: z.number().default(0), connections: z.number().default(0), startedAt: z.number().default(0) });
 
-/** The MQTT ingress instances alive now: their heartbeats in the tenant account's KV. */
-async function ingressInstances(servers: string[], creds: string): Promise<IngressInstanceStatus[]> {
+/** What the tenant account shows: the MQTT ingress instances alive now (their heartbeats in KV) and the edge sites. */
+async function tenantView(servers: string[], creds: string): Promise<{ ingress: IngressInstanceStatus[]; sites: SiteInfo[] }> {
   const nc = await connectWithCreds(creds, { servers, name: "fabric status", timeoutMs: STATUS_TIMEOUT_MS });
   try {
     const kv = await new Kvm(nc).open(MQTT_INSTANCES_BUCKET);
@@ -88,7 +91,7 @@ async function ingressInstances(servers: string[], creds: string): Promise<Ingre
       const hb = heartbeatSchema.safeParse(e.json());
       if (hb.success) out.push({ instance: k, pid: hb.data.pid, connections: hb.data.connections, startedAt: hb.data.startedAt });
     }
-    return out.sort((a, b) => a.instance.localeCompare(b.instance));
+    return { ingress: out.sort((a, b) => a.instance.localeCompare(b.instance)), sites: await listSites(nc) };
   } finally {
     await nc.close();
   }
@@ -99,7 +102,7 @@ async function ingressInstances(servers: string[], creds: string): Promise<Ingre
  * health, JetStream usage, streams with message counts, consumers with lag, clients by role.
  */
 export async function hubStatus(ks: Keystore, servers: string[], tenantCreds?: string): Promise<HubStatus> {
-  const ingress = tenantCreds === undefined ? undefined : await ingressInstances(servers, tenantCreds).catch(() => undefined);
+  const tenant = tenantCreds === undefined ? undefined : await tenantView(servers, tenantCreds).catch(() => undefined);
   const nc = await adminConnection(ks, servers);
   try {
     const count = Math.max(1, (await pingServers(nc, STATUS_TIMEOUT_MS)).length);
@@ -174,7 +177,7 @@ export async function hubStatus(ks: Keystore, servers: string[], tenantCreds?: s
       }
     }
     return {
-      ...(ingress === undefined ? {} : { ingress }),
+      ...(tenant === undefined ? {} : { ingress: tenant.ingress, sites: tenant.sites }),
       servers: serversOut,
       streams: [...streams.values()].map(({ leader: _l, ...s }) => s).sort((a, b) => a.account.localeCompare(b.account) || a.name.localeCompare(b.name)),
       clientsByRole,

@@ -37,6 +37,7 @@ import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../st
 import { startIngress, type Ingress } from "../../ingress/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
+import { serveSites } from "./sites.js";
 
 export const DEFAULT_CLIENT_PORT = 4222;
 export const DEFAULT_MONITOR_PORT = 8222;
@@ -263,6 +264,8 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       });
       streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
       if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
+      const sites = await serveSites(nc, log);
+      services.push({ stop: () => Promise.resolve(sites.stop()) });
       if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
     }
     const tenant = ks.accounts().find((a) => !a.system);

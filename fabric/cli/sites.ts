@@ -1,0 +1,43 @@
+import type { Command } from "commander";
+import { assertToken, out, outJson, say } from "../core/index.js";
+import { addSite, listSites, removeSite } from "../hub/index.js";
+import { renderSites } from "./render.js";
+import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
+
+/** `fabric site add|ls|rm`: the edge sites whose streams the hub sources. */
+export function addSiteCommands(program: Command): void {
+  const site = program.command("site").description("edge sites: the hub sources their EDGE_EVENTS and EDGE_TELEMETRY streams");
+  withConnection(site.command("add <site>").description("source a site's streams (a site's fabric-edge also registers itself)")).action(async (name: string, flags: ConnFlags) => {
+    assertToken(name, "site");
+    const nc = await tenantConnection(flags);
+    try {
+      await addSite(nc, name);
+      say(`site ${name}: the hub sources its streams (through $JS.${name}.API, from its durable consumers)`);
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(site.command("ls").description("sites, their link, backlog and the hub's sources").option("--json", "JSON output")).action(async (flags: ConnFlags & { json?: boolean }) => {
+    const nc = await tenantConnection(flags);
+    try {
+      const sites = await listSites(nc);
+      if (flags.json === true) outJson(sites);
+      else out(renderSites(sites).join("\n"));
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(site.command("rm <site>").description("stop sourcing a site (what was sourced stays)")).action(async (name: string, flags: ConnFlags) => {
+    assertToken(name, "site");
+    const nc = await tenantConnection(flags);
+    try {
+      if (await removeSite(nc, name)) say(`site ${name}: no longer sourced`);
+      else {
+        say(`site ${name} is not sourced`);
+        process.exitCode = 1;
+      }
+    } finally {
+      await nc.close();
+    }
+  });
+}

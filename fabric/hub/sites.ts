@@ -1,0 +1,126 @@
+import { jetstreamManager, type JetStreamManager, type StreamSource } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { assertToken, errorMessage, subjects, type Logger } from "../core/index.js";
+import { EDGE_STREAMS, SITE_STREAM_KINDS, siteReportSchema, sourcedSites, withSiteSource, withoutSiteSource, type SiteReport } from "../../leafnode-config/index.js";
+import { EDGE_SITES_BUCKET } from "../../streams/index.js";
+
+export interface SiteSourceState {
+  /** Messages the hub knows it has yet to source. */
+  lag: number;
+  /** Milliseconds since the source last delivered (-1: never). */
+  activeMs: number;
+}
+
+export interface SiteInfo {
+  site: string;
+  sources: { events?: SiteSourceState; telemetry?: SiteSourceState };
+  /** The site's latest report, when it sent one. */
+  report?: SiteReport;
+}
+
+/** Puts the site's durable-consumer sources on the hub's EVENTS and TELEMETRY streams (idempotent). */
+export async function addSite(nc: NatsConnection, site: string): Promise<void> {
+  assertToken(site, "site");
+  const jsm = await jetstreamManager(nc);
+  for (const kind of SITE_STREAM_KINDS) {
+    const name = EDGE_STREAMS[kind].hub;
+    const c = (await jsm.streams.info(name)).config;
+    const sources = withSiteSource(c.sources, site, kind) as StreamSource[];
+    if (JSON.stringify(sources) === JSON.stringify(c.sources ?? [])) continue;
+    await jsm.streams.update(name, { ...c, sources });
+  }
+}
+
+/** Takes the site's sources off the hub's streams; what was sourced stays. Returns whether it had any. */
+export async function removeSite(nc: NatsConnection, site: string): Promise<boolean> {
+  assertToken(site, "site");
+  const jsm = await jetstreamManager(nc);
+  let had = false;
+  for (const kind of SITE_STREAM_KINDS) {
+    const name = EDGE_STREAMS[kind].hub;
+    const c = (await jsm.streams.info(name)).config;
+    const sources = withoutSiteSource(c.sources, site);
+    if (sources.length === (c.sources ?? []).length) continue;
+    had = true;
+    await jsm.streams.update(name, { ...c, sources });
+  }
+  if (had) await (await sitesKv(nc)).purge(site).catch(() => undefined);
+  return had;
+}
+
+async function sitesKv(nc: NatsConnection) {
+  return new Kvm(nc).open(EDGE_SITES_BUCKET);
+}
+
+async function sourceStates(jsm: JetStreamManager, kind: (typeof SITE_STREAM_KINDS)[number]): Promise<Map<string, SiteSourceState>> {
+  const si = await jsm.streams.info(EDGE_STREAMS[kind].hub);
+  const out = new Map<string, SiteSourceState>();
+  for (const s of si.sources ?? []) {
+    const site = sourcedSites([s])[0];
+    if (site !== undefined) out.set(site, { lag: s.lag, activeMs: s.active < 0 ? -1 : Math.round(s.active / 1_000_000) });
+  }
+  return out;
+}
+
+/** The sites the hub sources, with their sources' state and latest report. */
+export async function listSites(nc: NatsConnection): Promise<SiteInfo[]> {
+  const jsm = await jetstreamManager(nc);
+  const events = await sourceStates(jsm, "events");
+  const telemetry = await sourceStates(jsm, "telemetry");
+  const kv = await sitesKv(nc);
+  const names = [...new Set([...events.keys(), ...telemetry.keys()])].sort();
+  const out: SiteInfo[] = [];
+  for (const site of names) {
+    const e = await kv.get(site).catch(() => null);
+    const parsed = e !== null && e.operation === "PUT" ? siteReportSchema.safeParse(e.json()) : undefined;
+    out.push({
+      site,
+      sources: { ...(events.has(site) ? { events: events.get(site) } : {}), ...(telemetry.has(site) ? { telemetry: telemetry.get(site) } : {}) },
+      ...(parsed?.success === true ? { report: parsed.data } : {}),
+    });
+  }
+  return out;
+}
+
+/**
+ * The hub's side of its sites: a site's agent asks on `$FABRIC.edge.<site>.register` to be sourced (only the
+ * site's own leaf credential may publish there), and its status reports are kept in KV `edge_sites`.
+ */
+export async function serveSites(nc: NatsConnection, logger: Logger): Promise<{ stop(): void }> {
+  const log = logger.child({ component: "sites" });
+  const kv = await sitesKv(nc);
+  const siteOf = (subject: string): string => subject.split(".")[2] ?? "";
+  const subs: Subscription[] = [
+    nc.subscribe(subjects.edge.allRegister, {
+      callback: (_err, m) => {
+        const site = siteOf(m.subject);
+        addSite(nc, site).then(
+          () => {
+            log.info({ site }, "site registered: the hub sources its streams");
+            m.respond(JSON.stringify({ ok: true }));
+          },
+          (err: unknown) => {
+            log.warn({ site, err: errorMessage(err) }, "site registration failed");
+            m.respond(JSON.stringify({ error: errorMessage(err) }));
+          },
+        );
+      },
+    }),
+    nc.subscribe(subjects.edge.allStatus, {
+      callback: (_err, m) => {
+        const site = siteOf(m.subject);
+        let report: SiteReport;
+        try {
+          report = siteReportSchema.parse(m.json());
+        } catch (err) {
+          log.debug({ site, err: errorMessage(err) }, "ignored a malformed site report");
+          return;
+        }
+        if (report.site !== site) return;
+        kv.put(site, JSON.stringify(report)).catch((err: unknown) => log.debug({ site, err: errorMessage(err) }, "could not keep a site report"));
+      },
+    }),
+  ];
+  return { stop: () => subs.forEach((s) => s.unsubscribe()) };
+}

@@ -1,0 +1,118 @@
+import { z } from "zod";
+import { edgeSourceConsumer, parseInput, subjects } from "../fabric/core/index.js";
+
+/** A site's store-and-forward streams, each sourced by the hub stream of the same kind. */
+export const SITE_STREAM_KINDS = ["events", "telemetry"] as const;
+export type SiteStreamKind = (typeof SITE_STREAM_KINDS)[number];
+
+export const EDGE_STREAMS: Readonly<Record<SiteStreamKind, { edge: string; hub: string; subject: (site: string) => string }>> = {
+  events: { edge: "EDGE_EVENTS", hub: "EVENTS", subject: (site) => `events.${site}.>` },
+  telemetry: { edge: "EDGE_TELEMETRY", hub: "TELEMETRY", subject: (site) => `telemetry.${site}.>` },
+};
+
+/** What a full buffer does: drop the oldest messages (they never reach the hub), or refuse new ones (publishers see an error). */
+export const OVERFLOW_POLICIES = ["drop-oldest", "reject-new"] as const;
+export type OverflowPolicy = (typeof OVERFLOW_POLICIES)[number];
+
+/** Events are few and critical: refuse rather than drop. Telemetry is bulk: keep the freshest. */
+export const DEFAULT_OVERFLOW: Readonly<Record<SiteStreamKind, OverflowPolicy>> = { events: "reject-new", telemetry: "drop-oldest" };
+/** The share of the site's buffer its events get (the rest is telemetry's). */
+export const EVENTS_BUFFER_SHARE = 0.1;
+/** Publishers' Nats-Msg-Id are deduplicated within this window at the site (and again at the hub). */
+export const EDGE_DUPLICATE_WINDOW_MS = 120_000; // 2 min
+/** The sourcing consumer's heartbeat: a stalled source is noticed after a few of these. */
+export const SOURCE_HEARTBEAT_MS = 1_000; // 1 s
+/** Deliveries in flight to the hub per source before it waits for flow control acks. */
+export const SOURCE_MAX_ACK_PENDING = 10_000;
+
+const ms2ns = (ms: number): number => ms * 1_000_000;
+
+export const bufferSchema = z.strictObject({
+  /** Bytes the site may buffer in all (events get EVENTS_BUFFER_SHARE of it). */
+  bytes: z.number().int().min(1024 * 1024, "the buffer must be at least 1 MiB"),
+  /** How long a message may wait for the hub before it is dropped. */
+  maxAgeMs: z.number().int().positive("the buffer's max age must be positive"),
+  overflow: z.strictObject({ events: z.enum(OVERFLOW_POLICIES), telemetry: z.enum(OVERFLOW_POLICIES) }).prefault(DEFAULT_OVERFLOW),
+});
+export type BufferSpec = z.infer<typeof bufferSchema>;
+export type BufferSpecInput = z.input<typeof bufferSchema>;
+
+/** The bytes of the site's buffer one stream gets. */
+export function bufferBytes(buffer: BufferSpec, kind: SiteStreamKind): number {
+  const events = Math.max(1024 * 1024, Math.floor(buffer.bytes * EVENTS_BUFFER_SHARE));
+  return kind === "events" ? events : Math.max(1024 * 1024, buffer.bytes - events);
+}
+
+/** The config of a site's edge stream, with explicit limits and overflow policy (JetStream's stream config). */
+export function edgeStreamConfig(site: string, kind: SiteStreamKind, input: BufferSpecInput): Record<string, unknown> {
+  const buffer = parseInput(bufferSchema, input, "buffer");
+  const s = EDGE_STREAMS[kind];
+  return {
+    name: s.edge,
+    subjects: [s.subject(site)],
+    retention: "limits",
+    storage: "file",
+    num_replicas: 1,
+    max_bytes: bufferBytes(buffer, kind),
+    max_age: ms2ns(buffer.maxAgeMs),
+    max_msgs: -1,
+    max_msg_size: -1,
+    discard: buffer.overflow[kind] === "drop-oldest" ? "old" : "new",
+    duplicate_window: ms2ns(Math.min(EDGE_DUPLICATE_WINDOW_MS, buffer.maxAgeMs)),
+  };
+}
+
+/**
+ * The durable consumer the hub sources a site stream through (durable sourcing, nats-server 2.14+): it lives on
+ * the site, so the site keeps its place while the hub is away; flow-control acks move its floor.
+ */
+export function edgeSourceConsumerConfig(site: string, kind: SiteStreamKind): Record<string, unknown> {
+  return {
+    durable_name: edgeSourceConsumer(site),
+    description: `the hub's source of ${EDGE_STREAMS[kind].edge} at site ${site}`,
+    deliver_subject: subjects.edge.deliver(site, kind),
+    deliver_policy: "all",
+    ack_policy: "flow_control",
+    flow_control: true,
+    idle_heartbeat: ms2ns(SOURCE_HEARTBEAT_MS),
+    max_deliver: -1,
+    max_ack_pending: SOURCE_MAX_ACK_PENDING,
+    replay_policy: "instant",
+  };
+}
+
+/** The source entry a hub stream gets for a site: the site's durable consumer, through `$JS.<site>.API`. */
+export function hubSiteSource(site: string, kind: SiteStreamKind): { name: string; external: { api: string; deliver: string }; consumer: { name: string; deliver_subject: string } } {
+  return {
+    name: EDGE_STREAMS[kind].edge,
+    external: { api: `$JS.${site}.API`, deliver: "" },
+    consumer: { name: edgeSourceConsumer(site), deliver_subject: subjects.edge.deliver(site, kind) },
+  };
+}
+
+interface SourceEntry {
+  name?: unknown;
+  external?: { api?: unknown } | null;
+}
+
+const isSiteSource = (site: string, e: SourceEntry): boolean => e.external?.api === `$JS.${site}.API`;
+
+/** The hub stream's sources with the site's entry in place (others kept as they are). */
+export function withSiteSource<T extends SourceEntry>(sources: readonly T[] | undefined, site: string, kind: SiteStreamKind): (T | ReturnType<typeof hubSiteSource>)[] {
+  return [...(sources ?? []).filter((e) => !isSiteSource(site, e)), hubSiteSource(site, kind)];
+}
+
+/** The hub stream's sources without the site's entry. */
+export function withoutSiteSource<T extends SourceEntry>(sources: readonly T[] | undefined, site: string): T[] {
+  return (sources ?? []).filter((e) => !isSiteSource(site, e));
+}
+
+/** The sites a hub stream sources (from its `$JS.<site>.API` entries). */
+export function sourcedSites(sources: readonly SourceEntry[] | undefined): string[] {
+  const out: string[] = [];
+  for (const e of sources ?? []) {
+    const m = typeof e.external?.api === "string" ? /^\$JS\.([^.]+)\.API$/.exec(e.external.api) : null;
+    if (m?.[1] !== undefined) out.push(m[1]);
+  }
+  return out;
+}
