@@ -21,7 +21,7 @@ export { initKeystore, createAccount, upgradeKeystore, SYSTEM_ROLE_TEMPLATES, DE
 export type { InitOptions, InitResult } from "./init.js";
 export { issueUser, revokeUsers, rotateRole, addRole, removeRole, issueBootstrap, hashToken } from "./issue.js";
 export type { IssueOptions, IssueResult, RevokeResult, RotateResult, BootstrapResult, BootstrapTokenData } from "./issue.js";
-export { pushAccounts, openClaimsPusher, adminConnection, pingServers, serverAccountViews, mintAdminCreds, CLAIMS_UPDATE_SUBJECT } from "./push.js";
+export { pushAccounts, pushClaims, openClaimsPusher, adminConnection, pingServers, serverAccountViews, mintAdminCreds, CLAIMS_UPDATE_SUBJECT } from "./push.js";
 export type { PushReport, AccountPushResult, ServerPushResult, ServerAccountView, ServerInfo, ClaimsPusher } from "./push.js";
 export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC, NONCE_TTL_MS } from "./service.js";
 export type { IdentityService, IdentityServiceOptions } from "./service.js";

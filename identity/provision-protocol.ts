@@ -29,6 +29,12 @@ export const credentialReplySchema = z.union([
 ]);
 export type CredentialReply = z.infer<typeof credentialReplySchema>;
 
+/** A site's leaf asks for its trust, signing a nonce; `agent` asks for the site agent's own credential too. */
+export const siteTrustRequestSchema = z.strictObject({
+  ...renewRequestSchema.shape,
+  agent: z.boolean().default(false),
+});
+
 /** What a site's leaf gets from `$FABRIC.id.site`: the trust its server needs offline, and a sync credential. */
 export const siteTrustSchema = z.strictObject({
   operatorJwt: z.string().min(1),
@@ -39,6 +45,8 @@ export const siteTrustSchema = z.strictObject({
   accounts: z.record(z.string(), z.string()),
   /** A short-lived, loopback-only system user that may push these JWTs into the site's own server. */
   syncCreds: z.string().min(1),
+  /** When asked: the site agent's credential (role edge-agent, loopback only, no expiry; revocable by name). */
+  agentCreds: z.string().min(1).optional(),
 });
 export type SiteTrust = z.infer<typeof siteTrustSchema>;
 

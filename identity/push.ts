@@ -114,6 +114,22 @@ const connzByUserSchema = z.looseObject({
   data: z.looseObject({ connections: z.array(z.looseObject({ cid: z.number().int() })).nullish() }).optional(),
 });
 
+/**
+ * Pushes one account JWT on `$SYS.REQ.CLAIMS.UPDATE` over a system-account connection and collects the answers
+ * of up to `expected` servers (each applies it, or says why not).
+ */
+export async function pushClaims(nc: NatsConnection, jwt: string, expected: number, timeoutMs = DEFAULT_PUSH_TIMEOUT_MS): Promise<ServerPushResult[]> {
+  const results: ServerPushResult[] = [];
+  const replies = await nc.requestMany(CLAIMS_UPDATE_SUBJECT, jwt, { strategy: "count", maxMessages: expected, maxWait: timeoutMs });
+  for await (const m of replies) {
+    const r = claimUpdateResponseSchema.safeParse(m.json());
+    if (!r.success) continue;
+    const ok = r.data.error === undefined && (r.data.data?.code ?? 200) === 200;
+    results.push({ server: r.data.server.name, ok, message: ok ? (r.data.data?.message ?? "jwt updated") : (r.data.error?.description ?? "error") });
+  }
+  return results;
+}
+
 export async function openClaimsPusher(ks: Keystore, options: { servers: string[]; timeoutMs?: number; logger?: Logger }): Promise<ClaimsPusher> {
   const log = options.logger ?? silentLogger();
   const timeoutMs = options.timeoutMs ?? DEFAULT_PUSH_TIMEOUT_MS;
@@ -126,14 +142,7 @@ export async function openClaimsPusher(ks: Keystore, options: { servers: string[
       push: async (name) => {
         const jwt = ks.accountJwt(name);
         const iat = Number(peekJwt(jwt)["iat"]);
-        const results: ServerPushResult[] = [];
-        const replies = await nc.requestMany(CLAIMS_UPDATE_SUBJECT, jwt, { strategy: "count", maxMessages: expected, maxWait: timeoutMs });
-        for await (const m of replies) {
-          const r = claimUpdateResponseSchema.safeParse(m.json());
-          if (!r.success) continue;
-          const ok = r.data.error === undefined && (r.data.data?.code ?? 200) === 200;
-          results.push({ server: r.data.server.name, ok, message: ok ? (r.data.data?.message ?? "jwt updated") : (r.data.error?.description ?? "error") });
-        }
+        const results = await pushClaims(nc, jwt, expected, timeoutMs);
         const complete = results.length >= expected && results.every((r) => r.ok);
         if (complete) ks.markPushed(name, iat);
         log.info({ account: name, iat, servers: results.length, expected, complete }, "account JWT pushed");

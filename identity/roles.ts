@@ -7,7 +7,7 @@ import type { UserPermissionLimits } from "./claims.js";
  * it signs carry only a name and tags (`site:<site>`). Templates use the server's functions: `{{name()}}`,
  * `{{tag(site)}}`, `{{subject()}}`, `{{account-name()}}`, `{{account-tag(x)}}`.
  */
-export const BUILTIN_ROLES = ["device", "leaf", "service", "ingress", "mqtt", "bootstrap", "hub"] as const;
+export const BUILTIN_ROLES = ["device", "leaf", "edge-agent", "service", "ingress", "mqtt", "bootstrap", "hub"] as const;
 export type BuiltinRole = (typeof BUILTIN_ROLES)[number];
 
 /** Unlimited connection limits in a template (the JWT default of 0 would mean "nothing"). */
@@ -47,6 +47,17 @@ export const BUILTIN_ROLE_TEMPLATES: Readonly<Record<BuiltinRole, UserPermission
     sub: { allow: [`cmd.${SITE}.>`, `$JS.${SITE}.API.>`, `$JS.FC.*.hub-${SITE}.>`, `$FABRIC.edge.${SITE}.>`, `_INBOX.${SITE}.>`] },
     ...NO_LIMITS,
   },
+  /**
+   * A site's agent (`fabric-edge`), on the site's own server only (loopback): it keeps the site's streams and
+   * their sourcing consumers (the site's JetStream API), asks the hub over the leaf link, reports, and reads and
+   * writes the site's telemetry for local pre-aggregation. Minted by the identity service for the site's leaf.
+   */
+  "edge-agent": {
+    pub: { allow: ["$JS.API.>", `$FABRIC.edge.${SITE}.>`, "$FABRIC.id.>", `telemetry.${SITE}.>`, `_INBOX.${SITE}.>`] },
+    sub: { allow: [`_INBOX.${SITE}.>`, `$FABRIC.edge.${SITE}.>`, `telemetry.${SITE}.>`] },
+    src: ["127.0.0.1/32", "::1/128"],
+    ...NO_LIMITS,
+  },
   /** A backend service: the whole tenant account. */
   service: { pub: { allow: [">"] }, sub: { allow: [">"] }, ...NO_LIMITS },
   /** The MQTT ingress: a trusted fabric component that publishes for many devices. */
@@ -69,7 +80,7 @@ export function bootstrapInboxPrefix(name: string): string {
 }
 
 /** Roles whose users must carry a `site` tag. */
-export const SITE_ROLES: ReadonlySet<string> = new Set<BuiltinRole>(["device", "leaf", "mqtt", "bootstrap"]);
+export const SITE_ROLES: ReadonlySet<string> = new Set<BuiltinRole>(["device", "leaf", "edge-agent", "mqtt", "bootstrap"]);
 
 /** A custom role an operator adds: its name and template, validated. */
 const subjectSchema = z.string().refine(isValidSubject, "not a valid NATS subject (dot-separated tokens, no spaces, '>' only last)");

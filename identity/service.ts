@@ -6,7 +6,7 @@ import { ProvisionError } from "./errors.js";
 import { hashToken, issueUser, type BootstrapTokenData } from "./issue.js";
 import type { Keystore } from "./keystore.js";
 import { isPublicKey } from "./nkeys.js";
-import { provisionRequestSchema, renewRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
+import { provisionRequestSchema, renewRequestSchema, siteTrustRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
 import { SYSTEM_ACCOUNT_NAME } from "./init.js";
 import { validateUserJwt, verifyProof, type ValidatedUser } from "./validate.js";
 
@@ -108,8 +108,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
   };
 
   /** The caller of a signed request (its JWT, a nonce of ours and its signature over it), if its role may ask. */
-  const signedCaller = (msg: Msg, roles: ReadonlySet<string>, what: string): ValidatedUser => {
-    const req = parse(renewRequestSchema, msg);
+  const signedCaller = (req: { jwt: string; nonce: string; signature: string }, roles: ReadonlySet<string>, what: string): ValidatedUser => {
     checkNonce(key, req.nonce);
     let user;
     try {
@@ -125,7 +124,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
   };
 
   const renew = async (msg: Msg): Promise<CredentialReply> => {
-    const user = signedCaller(msg, RENEWABLE_ROLES, "renew here");
+    const user = signedCaller(parse(renewRequestSchema, msg), RENEWABLE_ROLES, "renew here");
     const life = user.claims.exp === undefined ? expirySec : Math.max(60, user.claims.exp - user.claims.iat);
     return ks.withLock(() => {
       if (ks.account(account).revocations[user.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_KEY_REVOKED", "this key has been revoked");
@@ -137,12 +136,15 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
   };
 
   /** A site's leaf: the operator and account JWTs its server trusts offline, and a short-lived sync credential. */
-  const site = (msg: Msg): SiteTrust => {
-    const user = signedCaller(msg, SITE_ROLES_ALLOWED, "ask for a site's trust");
+  const site = async (msg: Msg): Promise<SiteTrust> => {
+    const req = parse(siteTrustRequestSchema, msg);
+    const user = signedCaller(req, SITE_ROLES_ALLOWED, "ask for a site's trust");
+    if (user.site === undefined) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "the leaf credential carries no site");
     const system = ks.account(SYSTEM_ACCOUNT_NAME);
     const tenant = ks.account(account);
-    const sync = issueUser(ks, { account: SYSTEM_ACCOUNT_NAME, role: "edge-sync", name: `edge-sync-${user.site ?? "site"}`, expiresInSec: SITE_SYNC_CREDS_TTL_SEC, ephemeral: true });
+    const sync = issueUser(ks, { account: SYSTEM_ACCOUNT_NAME, role: "edge-sync", name: `edge-sync-${user.site}`, expiresInSec: SITE_SYNC_CREDS_TTL_SEC, ephemeral: true });
     if (sync.creds === undefined) throw new ProvisionError("FABRIC_ERR_PROVISION", "sync credential was minted without a seed");
+    const agent = req.agent ? (await ks.withLock(() => issueUser(ks, { account, role: "edge-agent", name: `edge-agent-${user.site ?? ""}`, site: user.site }))).creds : undefined;
     log.info({ site: user.site, user: user.name }, "site trust handed out");
     return {
       operatorJwt: ks.operatorJwt(),
@@ -150,6 +152,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
       account: tenant.publicKey,
       accounts: { [system.publicKey]: ks.accountJwt(SYSTEM_ACCOUNT_NAME), [tenant.publicKey]: ks.accountJwt(account) },
       syncCreds: sync.creds,
+      ...(agent === undefined ? {} : { agentCreds: agent }),
     };
   };
 

@@ -13,13 +13,14 @@ import {
   portOption,
   runCli,
   say,
+  untilSignal,
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
 import { DEFAULT_GRPC_PORT } from "../grpc/server.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
-import { runWorkers, untilSignal } from "./workers.js";
+import { runWorkers } from "./workers.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
 

@@ -2,9 +2,8 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
-import { assertToken, createLogger, InvalidInputError, out, outJson, say } from "../core/index.js";
+import { assertToken, createLogger, InvalidInputError, out, outJson, say, untilSignal } from "../core/index.js";
 import { DEFAULT_CHECKPOINT_EVERY_MS, listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition, windowStatus } from "../../streams/index.js";
-import { untilSignal } from "./workers.js";
 import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
 
 /** `fabric windows add|ls|rm|describe` and `fabric worker`. */

@@ -1,27 +1,9 @@
 import cluster from "node:cluster";
-import { say } from "../core/index.js";
+import { say, untilSignal } from "../core/index.js";
 
 export interface Running<P> {
   ports: P;
   stop(): Promise<void>;
-}
-
-/** Runs until SIGINT or SIGTERM, then stops what runs. */
-export async function untilSignal(stop: () => Promise<void>): Promise<void> {
-  await new Promise<void>((done) => {
-    let stopping = false;
-    const onSignal = (sig: NodeJS.Signals): void => {
-      if (stopping) return;
-      stopping = true;
-      say(`${sig}: stopping`);
-      stop().then(done, (err: unknown) => {
-        say(`error while stopping: ${String(err)}`);
-        done();
-      });
-    };
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-  });
 }
 
 /**

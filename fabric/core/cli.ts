@@ -76,3 +76,21 @@ export async function runCli(program: Command, argv: string[] = process.argv): P
     process.exitCode = exitCodeFor(err);
   }
 }
+
+/** Runs until SIGINT or SIGTERM, then stops what runs. */
+export async function untilSignal(stop: () => Promise<void>): Promise<void> {
+  await new Promise<void>((done) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (stopping) return;
+      stopping = true;
+      say(`${sig}: stopping`);
+      stop().then(done, (err: unknown) => {
+        say(`error while stopping: ${String(err)}`);
+        done();
+      });
+    };
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+  });
+}

@@ -21,3 +21,16 @@ export function parseDurationSeconds(text: string, what: string): number {
   }
   return total;
 }
+
+const UNIT_BYTES: Readonly<Record<string, number>> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/**
+ * Parses a size like `10GB`, `512MiB`, `64m` or `1048576` into bytes. Units are binary (as nats-server counts
+ * them): KB = KiB = 1024 bytes. The error names `what`.
+ */
+export function parseBytes(text: string, what: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmgt])(?:i?b)?|(b))?\s*$/i.exec(text);
+  const n = m === null ? NaN : Number(m[1]) * (UNIT_BYTES[(m[2] ?? m[3] ?? "b").toLowerCase()] ?? NaN);
+  if (!Number.isFinite(n) || n <= 0 || !Number.isSafeInteger(Math.floor(n))) throw new InvalidInputError(`${what} ${JSON.stringify(text)} is not a size: use e.g. 10GB, 512MB, 64MiB`);
+  return Math.floor(n);
+}

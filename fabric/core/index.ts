@@ -11,13 +11,13 @@ export { pollUntil, DEFAULT_POLL_TIMEOUT_MS, DEFAULT_POLL_INTERVAL_MS } from "./
 export type { PollOptions } from "./poll.js";
 export { assertToken, isToken, isValidSubject, subjects, edgeSourceConsumer, TOKEN_PATTERN, MAX_TOKEN_LENGTH } from "./subjects.js";
 export { writeFileAtomic, writeSecretFile, ensurePrivateDir, readJsonFile } from "./files.js";
-export { parseDurationSeconds } from "./duration.js";
+export { parseDurationSeconds, parseBytes } from "./duration.js";
 export { connectNats, DEFAULT_CONNECT_TIMEOUT_MS } from "./connect.js";
 export type { FabricConnectOptions } from "./connect.js";
 export { superviseNatsServer, SUPERVISOR_MIN_BACKOFF_MS, SUPERVISOR_MAX_BACKOFF_MS } from "./supervisor.js";
 export type { Supervisor, SupervisorOptions } from "./supervisor.js";
 export { acquireLockFile, lockHolder } from "./lockfile.js";
-export { runCli, newProgram, portOption, exitCodeFor, out, say, outJson, writeSecretOutput, EXIT_OK, EXIT_FAILURE, EXIT_USAGE } from "./cli.js";
+export { runCli, newProgram, portOption, untilSignal, exitCodeFor, out, say, outJson, writeSecretOutput, EXIT_OK, EXIT_FAILURE, EXIT_USAGE } from "./cli.js";
 export { pickFreePorts } from "./free-ports.js";
 export { parseInput } from "./validate.js";
 export { JetStreamPublisher, PublishError, DEFAULT_MAX_OUTSTANDING, DEFAULT_PUBLISH_TIMEOUT_MS } from "./js-publisher.js";

@@ -10,8 +10,11 @@ export interface CliResult {
 }
 
 /** The built CLIs (`npm test` builds dist/ first). */
-export function cliPath(cli: "fabric" | "fabric-id"): string {
-  const p = join(projectRoot(), "dist", cli === "fabric" ? "fabric/cli/main.js" : "identity/cli/main.js");
+export type CliName = "fabric" | "fabric-id" | "fabric-edge";
+const CLI_ENTRIES: Readonly<Record<CliName, string>> = { fabric: "fabric/cli/main.js", "fabric-id": "identity/cli/main.js", "fabric-edge": "edge/cli/main.js" };
+
+export function cliPath(cli: CliName): string {
+  const p = join(projectRoot(), "dist", CLI_ENTRIES[cli]);
   if (!existsSync(p)) throw new Error(`${p} is missing: run \`npm run build\` (npm test does)`);
   return p;
 }
@@ -23,7 +26,7 @@ interface Spawned {
   exited: Promise<number | null>;
 }
 
-function spawnCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string }): Spawned {
+function spawnCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string }): Spawned {
   const child = spawn(process.execPath, [cliPath(cli), ...args], {
     cwd: options.cwd ?? projectRoot(),
     env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
@@ -42,7 +45,7 @@ function spawnCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: 
 }
 
 /** Runs a CLI to completion with its own env, capturing stdout and stderr. */
-export async function runCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export async function runCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   const p = spawnCli(cli, args, options);
   const timer = setTimeout(() => p.child.kill("SIGKILL"), options.timeoutMs ?? 60_000);
   try {
@@ -65,7 +68,7 @@ export interface RunningCli {
 }
 
 /** Starts a long-running CLI (`fabric up`); killed on dispose by the caller's harness. */
-export function startCli(cli: "fabric" | "fabric-id", args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
+export function startCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
   const { child, stdout: out, stderr, exited } = spawnCli(cli, args, options);
   return {
     pid: child.pid ?? -1,

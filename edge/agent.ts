@@ -1,0 +1,280 @@
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { z } from "zod";
+import {
+  acquireLockFile,
+  ConfigError,
+  ensurePrivateDir,
+  errorMessage,
+  lockHolder,
+  parseInput,
+  subjects,
+  superviseNatsServer,
+  writeSecretFile,
+  type Logger,
+  type ServerPorts,
+  type Supervisor,
+} from "../fabric/core/index.js";
+import { connectWithCreds, requestSiteTrust } from "../identity/index.js";
+import { writeEdgeServerConfig, type SiteReport, type SiteSpecInput } from "../leafnode-config/index.js";
+import { agentInboxPrefix, fetchTrustBeforeStart } from "./bootstrap.js";
+import { EdgeError } from "./errors.js";
+import { edgeOptionsSchema, FIRST_START_TRUST_TIMEOUT_MS, LINK_CHECK_EVERY_MS, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
+import { backlogOf, DropCounter, ensureSiteStreams, pauseSource, streamReport } from "./site-streams.js";
+import { agentCredsPath, applyToServer, loadTrust, mergeTrust, saveTrust, type KeptTrust } from "./trust.js";
+
+/** Room the site's JetStream keeps beyond the buffers (consumer state, metadata). */
+const STORE_HEADROOM_BYTES = 64 * 1024 * 1024; // 64 MiB
+/** How long events may hold telemetry back after the link returns before telemetry flows anyway. */
+export const EVENTS_FIRST_MAX_MS = 120_000; // 2 min
+const EVENTS_FIRST_POLL_MS = 50;
+const REQUEST_TIMEOUT_MS = 5_000;
+
+export interface RunningEdge {
+  site: string;
+  /** `nats://127.0.0.1:<port>`: the site's server, for devices. */
+  url: string;
+  ports: ServerPorts;
+  /** The report the agent publishes, made now. */
+  report(): Promise<SiteReport>;
+  linkUp(): boolean;
+  /** Resolves once the link has been up and the agent has caught up with it (trust synced, registered). */
+  caughtUp(): Promise<void>;
+  serverPid(): number;
+  stop(): Promise<void>;
+}
+
+const leafzSchema = z.looseObject({ leafs: z.array(z.looseObject({})).nullish() });
+
+/** Whether the site's server has its leaf link to the hub (its monitoring endpoint says). */
+async function leafLinked(monitorPort: number): Promise<boolean> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${monitorPort}/leafz`, { signal: AbortSignal.timeout(1_000) });
+    const body = leafzSchema.parse(await res.json());
+    return (body.leafs ?? []).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `fabric-edge up`: fetches the site's trust from the hub (or goes on with what it kept, when the hub is away),
+ * generates and checks the leaf server's config, starts and supervises it, keeps the site's streams and their
+ * sourcing consumers, and while it runs: follows the leaf link, and whenever it returns applies the hub's account
+ * JWTs first (revocations made meanwhile), registers the site, drains events before telemetry; reports health
+ * and backlog on `$FABRIC.edge.<site>.status`.
+ */
+export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promise<RunningEdge> {
+  const o: EdgeOptions = parseInput(edgeOptionsSchema, input, "edge options");
+  const log = logger.child({ component: "edge", site: o.site });
+  const dataDir = resolve(o.dataDir);
+  ensurePrivateDir(dataDir);
+  const lockPath = join(dataDir, "fabric-edge.lock");
+  let release: () => void;
+  try {
+    release = await acquireLockFile(lockPath, 0);
+  } catch (err) {
+    throw new ConfigError(`data directory ${dataDir} is in use by another fabric-edge (pid ${lockHolder(lockPath) ?? "?"})`, { cause: err });
+  }
+  const credsFile = resolve(o.creds);
+  let leafCreds: string;
+  try {
+    leafCreds = readFileSync(credsFile, "utf8");
+  } catch (err) {
+    release();
+    throw new ConfigError(`cannot read the leaf credential ${credsFile}: ${errorMessage(err)}`, { cause: err });
+  }
+
+  let supervisor: Supervisor | undefined;
+  let nc: NatsConnection | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  const subs: Subscription[] = [];
+  let stopped = false;
+  const stop = async (): Promise<void> => {
+    stopped = true;
+    for (const t of timers.splice(0)) clearInterval(t);
+    for (const s of subs.splice(0)) s.unsubscribe();
+    await nc?.drain().catch(() => undefined);
+    await supervisor?.stop();
+    release();
+  };
+
+  try {
+    // --- trust: fresh from the hub before any device can connect, else what the last run kept ---
+    let trust: KeptTrust | undefined = loadTrust(dataDir);
+    const agentPath = agentCredsPath(dataDir);
+    let agentCreds = existsSync(agentPath) ? readFileSync(agentPath, "utf8") : undefined;
+    let trustSyncedAt = 0;
+    try {
+      const fetched = await fetchTrustBeforeStart({ ...o, creds: credsFile }, leafCreds, agentCreds === undefined, trust === undefined || agentCreds === undefined ? FIRST_START_TRUST_TIMEOUT_MS : o.startTrustTimeoutMs, log);
+      trust = mergeTrust(trust, fetched).trust;
+      saveTrust(dataDir, trust);
+      if (fetched.agentCreds !== undefined) {
+        writeSecretFile(agentPath, fetched.agentCreds);
+        agentCreds = fetched.agentCreds;
+      }
+      trustSyncedAt = Date.now();
+      log.info("trust fetched from the hub");
+    } catch (err) {
+      if (trust === undefined || agentCreds === undefined) throw err;
+      log.warn({ err: errorMessage(err) }, "the hub is not reachable: starting with the account JWTs kept from the last run");
+    }
+    if (trust === undefined || agentCreds === undefined) throw new EdgeError("FABRIC_ERR_EDGE_STATE", "the site has no trust yet");
+    const agent = agentCreds;
+    let held: KeptTrust = trust;
+
+    // --- the site's server ---
+    for (const d of ["jetstream", "jwt", "run"]) ensurePrivateDir(join(dataDir, d));
+    let ports = { client: o.port === 0 ? -1 : o.port, monitor: o.monitorPort === 0 ? -1 : o.monitorPort };
+    const configFile = join(dataDir, "nats-server.conf");
+    const spec = (): SiteSpecInput => ({
+      site: o.site,
+      hub: { urls: o.hub, creds: credsFile, ...(o.tls === undefined ? {} : { tls: o.tls }) },
+      trust: held,
+      listen: { host: o.host, port: ports.client, monitorPort: ports.monitor },
+      storeDir: join(dataDir, "jetstream"),
+      resolverDir: join(dataDir, "jwt"),
+      portsDir: join(dataDir, "run"),
+      maxFileStoreBytes: o.buffer.bytes + STORE_HEADROOM_BYTES,
+    });
+    supervisor = await superviseNatsServer({
+      name: `edge-${o.site}`,
+      logger: log,
+      spawnOptions: () => {
+        writeEdgeServerConfig(configFile, spec());
+        return { configFile, portsDir: join(dataDir, "run"), logFile: join(dataDir, "nats-server.log") };
+      },
+      // a restart binds the ports the first start picked, so devices and the agent find it again
+      onStart: (proc) => void (ports = { client: proc.ports.client, monitor: proc.ports.monitoring }),
+    });
+    const sup = supervisor;
+    const serverPorts = sup.current().ports;
+    const url = `nats://127.0.0.1:${serverPorts.client}`;
+
+    // --- the agent's own connection: streams, reports, talking to the hub over the link ---
+    const conn = await connectWithCreds(agent, { servers: url, name: `fabric-edge ${o.site}`, inboxPrefix: agentInboxPrefix(o.site), reconnect: true });
+    nc = conn;
+    const jsm: JetStreamManager = await jetstreamManager(conn, { timeout: REQUEST_TIMEOUT_MS });
+    await ensureSiteStreams(jsm, o.site, o.buffer);
+
+    // --- the link ---
+    let linked = false;
+    let linkSince = Date.now();
+    const caughtUpWaiters: (() => void)[] = [];
+    let caughtUp = false;
+    let catchingUp: Promise<void> | undefined;
+
+    const syncTrust = async (): Promise<void> => {
+      const fetched = await requestSiteTrust(conn, leafCreds);
+      const merged = mergeTrust(held, fetched);
+      await applyToServer(url, fetched.syncCreds, merged.changed, log);
+      held = merged.trust;
+      saveTrust(dataDir, held);
+      trustSyncedAt = Date.now();
+    };
+
+    /** Telemetry waits while the events backlog drains (bounded), so events reach the hub first. */
+    const eventsFirst = async (): Promise<void> => {
+      if ((await backlogOf(jsm, o.site, "events")) === 0) return;
+      await pauseSource(jsm, o.site, "telemetry", true);
+      try {
+        const until = Date.now() + EVENTS_FIRST_MAX_MS;
+        while (linked && !stopped && Date.now() < until && (await backlogOf(jsm, o.site, "events")) > 0) await new Promise((r) => setTimeout(r, EVENTS_FIRST_POLL_MS));
+      } finally {
+        await pauseSource(jsm, o.site, "telemetry", false);
+      }
+    };
+
+    const onLinkUp = async (): Promise<void> => {
+      // revocations made while the site was away apply before anything else
+      await syncTrust();
+      await conn.request(subjects.edge.register(o.site), "", { timeout: REQUEST_TIMEOUT_MS });
+      await eventsFirst();
+      caughtUp = true;
+      for (const w of caughtUpWaiters.splice(0)) w();
+      log.info("link up: trust synced, site registered, events drained first");
+    };
+
+    const checkLink = async (): Promise<void> => {
+      const now = await leafLinked(ports.monitor);
+      if (now !== linked) {
+        linked = now;
+        linkSince = Date.now();
+        caughtUp = false;
+        log.info({ link: now ? "up" : "down" }, "leaf link changed");
+      }
+      if (linked && !caughtUp && catchingUp === undefined) {
+        catchingUp = onLinkUp()
+          .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "catching up with the hub failed; trying again"))
+          .finally(() => (catchingUp = undefined));
+      }
+    };
+    let checking = false;
+    timers.push(
+      setInterval(() => {
+        if (checking || stopped) return;
+        checking = true;
+        void checkLink().finally(() => (checking = false));
+      }, LINK_CHECK_EVERY_MS),
+    );
+    timers.push(
+      setInterval(() => {
+        if (!linked || !caughtUp || stopped) return;
+        syncTrust().catch((err: unknown) => log.debug({ err: errorMessage(err) }, "periodic trust sync failed"));
+      }, o.trustSyncEveryMs),
+    );
+
+    // --- reports ---
+    const drops = { events: new DropCounter(), telemetry: new DropCounter() };
+    const report = async (): Promise<SiteReport> => ({
+      site: o.site,
+      at: Date.now(),
+      link: linked ? "up" : "down",
+      linkSince,
+      streams: {
+        events: await streamReport(jsm, o.site, "events", o.buffer, drops.events),
+        telemetry: await streamReport(jsm, o.site, "telemetry", o.buffer, drops.telemetry),
+      },
+      trustSyncedAt,
+      serverRestarts: sup.restarts(),
+    });
+    const statusSubject = subjects.edge.status(o.site);
+    timers.push(
+      setInterval(() => {
+        report().then(
+          (r) => conn.publish(statusSubject, JSON.stringify(r)),
+          (err: unknown) => log.debug({ err: errorMessage(err) }, "could not make a report"),
+        );
+      }, o.reportEveryMs),
+    );
+    subs.push(
+      conn.subscribe(statusSubject, {
+        callback: (_err, m) => {
+          if (m.reply === undefined || m.reply === "") return; // a report, ours or not
+          report().then(
+            (r) => m.respond(JSON.stringify(r)),
+            (err: unknown) => m.respond(JSON.stringify({ error: errorMessage(err) })),
+          );
+        },
+      }),
+    );
+    for (const t of timers) t.unref();
+    await checkLink();
+    log.info({ url, monitor: serverPorts.monitoring }, "site up");
+    return {
+      site: o.site,
+      url,
+      ports: serverPorts,
+      report,
+      linkUp: () => linked,
+      caughtUp: () => (caughtUp ? Promise.resolve() : new Promise<void>((r) => caughtUpWaiters.push(r))),
+      serverPid: () => sup.current().pid,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

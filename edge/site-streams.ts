@@ -1,0 +1,81 @@
+import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
+import { edgeSourceConsumer, errorMessage } from "../fabric/core/index.js";
+import { EDGE_STREAMS, SITE_STREAM_KINDS, bufferBytes, edgeSourceConsumerConfig, edgeStreamConfig, type BufferSpec, type SiteStreamKind, type SiteStreamReport } from "../leafnode-config/index.js";
+import { EdgeError } from "./errors.js";
+
+/**
+ * Creates the site's EDGE_EVENTS and EDGE_TELEMETRY (or brings their limits and overflow policy to the options)
+ * and the durable consumers the hub sources them through. Consumers are created only when missing: an existing
+ * one keeps its place (that is the point of it).
+ */
+export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buffer: BufferSpec): Promise<void> {
+  for (const kind of SITE_STREAM_KINDS) {
+    const want = edgeStreamConfig(site, kind, buffer) as Partial<StreamConfig> & { name: string };
+    try {
+      const existing = await jsm.streams.info(want.name).catch(() => undefined);
+      if (existing === undefined) await jsm.streams.add(want);
+      else await jsm.streams.update(want.name, { ...existing.config, ...want });
+      const consumer = edgeSourceConsumer(site);
+      const has = await jsm.consumers.info(want.name, consumer).catch(() => undefined);
+      if (has === undefined) await jsm.consumers.add(want.name, edgeSourceConsumerConfig(site, kind));
+    } catch (err) {
+      throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `cannot set up ${want.name} at site ${site}: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+}
+
+/** Messages of a site stream the hub has not acknowledged yet (pending plus in flight on its consumer). */
+export async function backlogOf(jsm: JetStreamManager, site: string, kind: SiteStreamKind): Promise<number> {
+  const ci = await jsm.consumers.info(EDGE_STREAMS[kind].edge, edgeSourceConsumer(site));
+  return ci.num_pending + ci.num_ack_pending;
+}
+
+/** Pauses (or resumes) the hub's source of a site stream: its durable consumer stops delivering meanwhile. */
+export async function pauseSource(jsm: JetStreamManager, site: string, kind: SiteStreamKind, paused: boolean): Promise<void> {
+  const stream = EDGE_STREAMS[kind].edge;
+  if (paused) await jsm.consumers.pause(stream, edgeSourceConsumer(site), new Date(Date.now() + 86_400_000));
+  else await jsm.consumers.resume(stream, edgeSourceConsumer(site));
+}
+
+/** Counts what the buffer dropped before the hub had it: sequences gone from the stream that the hub never acked. */
+export class DropCounter {
+  private countedUpTo = 0;
+  dropped = 0;
+
+  /** `firstSeq`: the stream's first sequence now; `ackFloor`: the hub's ack floor (stream sequence). */
+  observe(firstSeq: number, ackFloor: number): number {
+    const goneUpTo = firstSeq - 1;
+    const from = Math.max(ackFloor, this.countedUpTo);
+    if (goneUpTo > from) this.dropped += goneUpTo - from;
+    this.countedUpTo = Math.max(this.countedUpTo, goneUpTo);
+    return this.dropped;
+  }
+}
+
+/** One stream's part of the site report: its size, the hub's backlog and its age, drops, whether it is full. */
+export async function streamReport(jsm: JetStreamManager, site: string, kind: SiteStreamKind, buffer: BufferSpec, drops: DropCounter, now = Date.now()): Promise<SiteStreamReport> {
+  const name = EDGE_STREAMS[kind].edge;
+  const si = await jsm.streams.info(name);
+  const ci = await jsm.consumers.info(name, edgeSourceConsumer(site));
+  const ackFloor = ci.ack_floor.stream_seq;
+  const backlog = ci.num_pending + ci.num_ack_pending;
+  let oldestBacklogMs = 0;
+  if (backlog > 0 && si.state.messages > 0) {
+    const seq = Math.max(ackFloor + 1, si.state.first_seq);
+    const at = seq === si.state.first_seq ? Date.parse(si.state.first_ts) : await jsm.streams.getMessage(name, { seq }).then((m) => (m === null ? NaN : Date.parse(m.timestamp)), () => NaN);
+    if (Number.isFinite(at)) oldestBacklogMs = Math.max(0, now - at);
+  }
+  const maxBytes = bufferBytes(buffer, kind);
+  return {
+    stream: name,
+    messages: si.state.messages,
+    bytes: si.state.bytes,
+    maxBytes,
+    overflow: buffer.overflow[kind],
+    backlog,
+    oldestBacklogMs,
+    dropped: drops.observe(si.state.first_seq, ackFloor),
+    // a stream refuses (discard new) or drops (discard old) once a message would not fit: call it full within 1 %
+    full: si.state.bytes >= maxBytes * 0.99,
+  };
+}
