@@ -30,6 +30,8 @@ const STORE_HEADROOM_BYTES = 64 * 1024 * 1024; // 64 MiB
 /** How long events may hold telemetry back after the link returns before telemetry flows anyway. */
 export const EVENTS_FIRST_MAX_MS = 120_000; // 2 min
 const EVENTS_FIRST_POLL_MS = 50;
+/** How long one pause of the telemetry source lasts while the link is down (renewed at half of it). */
+const TELEMETRY_PAUSE_MS = 120_000; // 2 min
 const REQUEST_TIMEOUT_MS = 5_000;
 
 export interface RunningEdge {
@@ -46,6 +48,7 @@ export interface RunningEdge {
   stop(): Promise<void>;
 }
 
+const registerReplySchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ error: z.string() })]);
 const leafzSchema = z.looseObject({ leafs: z.array(z.looseObject({})).nullish() });
 
 /** Whether the site's server has its leaf link to the hub (its monitoring endpoint says). */
@@ -175,22 +178,31 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       trustSyncedAt = Date.now();
     };
 
-    /** Telemetry waits while the events backlog drains (bounded), so events reach the hub first. */
+    /**
+     * Events before telemetry: while the link is down the telemetry source stays paused (the pause is renewed
+     * while it lasts, and lapses by itself should the agent die); when the link returns, telemetry resumes once
+     * the events backlog has reached the hub (or after EVENTS_FIRST_MAX_MS at most).
+     */
+    let pausedUntil = 0;
+    const holdTelemetry = async (): Promise<void> => {
+      if (pausedUntil - Date.now() > TELEMETRY_PAUSE_MS / 2) return;
+      const until = Date.now() + TELEMETRY_PAUSE_MS;
+      await pauseSource(jsm, o.site, "telemetry", until);
+      pausedUntil = until;
+    };
     const eventsFirst = async (): Promise<void> => {
-      if ((await backlogOf(jsm, o.site, "events")) === 0) return;
-      await pauseSource(jsm, o.site, "telemetry", true);
-      try {
-        const until = Date.now() + EVENTS_FIRST_MAX_MS;
-        while (linked && !stopped && Date.now() < until && (await backlogOf(jsm, o.site, "events")) > 0) await new Promise((r) => setTimeout(r, EVENTS_FIRST_POLL_MS));
-      } finally {
-        await pauseSource(jsm, o.site, "telemetry", false);
-      }
+      const until = Date.now() + EVENTS_FIRST_MAX_MS;
+      while (linked && !stopped && Date.now() < until && (await backlogOf(jsm, o.site, "events")) > 0) await new Promise((r) => setTimeout(r, EVENTS_FIRST_POLL_MS));
+      if (!linked || stopped) return;
+      await pauseSource(jsm, o.site, "telemetry", undefined);
+      pausedUntil = 0;
     };
 
     const onLinkUp = async (): Promise<void> => {
       // revocations made while the site was away apply before anything else
       await syncTrust();
-      await conn.request(subjects.edge.register(o.site), "", { timeout: REQUEST_TIMEOUT_MS });
+      const reg = registerReplySchema.parse((await conn.request(subjects.edge.register(o.site), "", { timeout: REQUEST_TIMEOUT_MS })).json());
+      if ("error" in reg) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `the hub did not take the site: ${reg.error}`);
       await eventsFirst();
       caughtUp = true;
       for (const w of caughtUpWaiters.splice(0)) w();
@@ -205,6 +217,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
         caughtUp = false;
         log.info({ link: now ? "up" : "down" }, "leaf link changed");
       }
+      if (!linked) await holdTelemetry().catch((err: unknown) => log.debug({ err: errorMessage(err) }, "could not pause the telemetry source"));
       if (linked && !caughtUp && catchingUp === undefined) {
         catchingUp = onLinkUp()
           .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "catching up with the hub failed; trying again"))
@@ -261,6 +274,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       }),
     );
     for (const t of timers) t.unref();
+    await holdTelemetry();
     await checkLink();
     log.info({ url, monitor: serverPorts.monitoring }, "site up");
     return {

@@ -30,10 +30,13 @@ export async function backlogOf(jsm: JetStreamManager, site: string, kind: SiteS
   return ci.num_pending + ci.num_ack_pending;
 }
 
-/** Pauses (or resumes) the hub's source of a site stream: its durable consumer stops delivering meanwhile. */
-export async function pauseSource(jsm: JetStreamManager, site: string, kind: SiteStreamKind, paused: boolean): Promise<void> {
+/**
+ * Pauses the hub's source of a site stream until a time (its durable consumer delivers nothing meanwhile; the
+ * pause lapses by itself, so an agent that dies never leaves it paused for long), or resumes it (undefined).
+ */
+export async function pauseSource(jsm: JetStreamManager, site: string, kind: SiteStreamKind, until: number | undefined): Promise<void> {
   const stream = EDGE_STREAMS[kind].edge;
-  if (paused) await jsm.consumers.pause(stream, edgeSourceConsumer(site), new Date(Date.now() + 86_400_000));
+  if (until !== undefined) await jsm.consumers.pause(stream, edgeSourceConsumer(site), new Date(until));
   else await jsm.consumers.resume(stream, edgeSourceConsumer(site));
 }
 

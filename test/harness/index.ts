@@ -7,3 +7,5 @@ export { connectAs, expectDisconnect, waitClosed } from "./clients.js";
 export { SEED_PATTERN, modesBelow } from "./secrets.js";
 export { mosquittoCommand, spawnMosquitto } from "./mosquitto.js";
 export { grpcClient, authFor } from "./grpc.js";
+export { startTcpProxy } from "./tcp-proxy.js";
+export type { TcpProxy } from "./tcp-proxy.js";

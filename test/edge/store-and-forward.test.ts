@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { pollUntil } from "../../fabric/core/index.js";
+import { Harness, startTestHub, type TestHub } from "../harness/index.js";
+import { hubCount, hubSequence, hubService, publishSeq, range, siteDevice, startTestSite } from "./site-helpers.js";
+
+/**
+ * Store and forward: whatever the fault, once the site is linked again the hub holds exactly the messages
+ * published at the site, in order, without duplicates.
+ */
+const h = new Harness();
+let hub: TestHub;
+let svc: NatsConnection;
+afterAll(() => h.dispose());
+beforeAll(async () => {
+  hub = await startTestHub(h, { windows: false });
+  svc = await hubService(h, hub);
+});
+
+const N = 3_000;
+
+describe("a site keeps publishing through faults and the hub ends with exactly what it published, in order", () => {
+  it("the link is cut (the hub's side closes): buffered at the site, forwarded when it returns", async () => {
+    const s = await startTestSite(h, hub, "cut-fin");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.cut-fin.d1.seq";
+    await publishSeq(dev.nc, subject, 0, N / 3);
+    s.proxy.cut();
+    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the site to see the link down" });
+    await publishSeq(dev.nc, subject, N / 3, N);
+    expect(await hubCount(svc, "TELEMETRY", subject)).toBeLessThan(N);
+    s.proxy.restore();
+    expect(await hubSequence(svc, "TELEMETRY", subject, N)).toEqual(range(N));
+    await dev.nc.close();
+  });
+
+  it("the link is cut silently (no FIN, nothing passes): the site notices within seconds and forwards when it returns", async () => {
+    const s = await startTestSite(h, hub, "cut-silent");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.cut-silent.d1.seq";
+    await publishSeq(dev.nc, subject, 0, N / 3);
+    await hubSequence(svc, "TELEMETRY", subject, N / 3);
+    const cutAt = Date.now();
+    s.proxy.cut({ silent: true });
+    await publishSeq(dev.nc, subject, N / 3, N);
+    // pings every 2 s, two unanswered: the site sees the silent cut within ~6 s
+    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 15_000, intervalMs: 50, what: "the site to notice the silent cut" });
+    expect(Date.now() - cutAt).toBeLessThan(10_000);
+    s.proxy.restore();
+    expect(await hubSequence(svc, "TELEMETRY", subject, N)).toEqual(range(N));
+    await dev.nc.close();
+  });
+
+  it("the site restarts mid-outage (starting offline with the trust it kept) and still forwards everything", async () => {
+    const s = await startTestSite(h, hub, "restart");
+    await s.edge.caughtUp();
+    let dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.restart.d1.seq";
+    await publishSeq(dev.nc, subject, 0, N / 3);
+    s.proxy.cut();
+    await publishSeq(dev.nc, subject, N / 3, (2 * N) / 3);
+    await dev.nc.close();
+    const edge = await s.restart();
+    expect(edge.linkUp()).toBe(false);
+    dev = await siteDevice(hub, edge, "d1");
+    await publishSeq(dev.nc, subject, (2 * N) / 3, N);
+    s.proxy.restore();
+    expect(await hubSequence(svc, "TELEMETRY", subject, N)).toEqual(range(N));
+    await dev.nc.close();
+  });
+
+  it("the hub is killed while the site drains its backlog: the rest comes after the hub's restart, nothing twice", async () => {
+    const s = await startTestSite(h, hub, "kill-drain");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.kill-drain.d1.seq";
+    const n = 30_000;
+    s.proxy.cut();
+    await publishSeq(dev.nc, subject, 0, n);
+    s.proxy.restore();
+    const before = await pollUntil(async () => {
+      const c = await hubCount(svc, "TELEMETRY", subject);
+      return c > 0 ? c : undefined;
+    }, { timeoutMs: 15_000, intervalMs: 5, what: "the drain to start" });
+    const pid = hub.serverPids()[0] ?? 0;
+    process.kill(pid, "SIGKILL");
+    // the kill interrupted the drain: part of the backlog was still at the site
+    expect(before).toBeLessThan(n);
+    await pollUntil(() => ((hub.serverPids()[0] ?? pid) !== pid ? true : undefined), { timeoutMs: 15_000, what: "the hub's server to be restarted" });
+    expect(await hubSequence(svc, "TELEMETRY", subject, n, 60_000)).toEqual(range(n));
+    await dev.nc.close();
+  });
+
+  it("when the link returns, the events backlog reaches the hub before telemetry flows", async () => {
+    const s = await startTestSite(h, hub, "events-first");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const telemetry = "telemetry.events-first.d1.seq";
+    const events = "events.events-first.d1.alarm";
+    s.proxy.cut();
+    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the site to see the link down" });
+    await publishSeq(dev.nc, telemetry, 0, 20_000);
+    await publishSeq(dev.nc, events, 0, 500);
+    s.proxy.restore();
+    await pollUntil(async () => ((await hubCount(svc, "EVENTS", events)) >= 500 ? true : undefined), { timeoutMs: 20_000, intervalMs: 5, what: "the events at the hub" });
+    // telemetry was held back until then
+    expect(await hubCount(svc, "TELEMETRY", telemetry)).toBe(0);
+    expect(await hubSequence(svc, "TELEMETRY", telemetry, 20_000)).toEqual(range(20_000));
+    expect(await hubSequence(svc, "EVENTS", events, 500)).toEqual(range(500));
+    await dev.nc.close();
+  });
+
+  it("the hub is down (stopped, then started again on its data): the site forwards everything once it is back", async () => {
+    const s = await startTestSite(h, hub, "hub-down");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.hub-down.d1.seq";
+    const events = "events.hub-down.d1.door";
+    await publishSeq(dev.nc, subject, 0, N / 3);
+    await hub.stop();
+    await publishSeq(dev.nc, subject, N / 3, N);
+    await publishSeq(dev.nc, events, 0, 100);
+    hub = await startTestHub(h, { windows: false, keystoreDir: hub.keystoreDir, dataDir: hub.dataDir });
+    s.proxy.target = hub.nodes[0]?.ports.leafnode ?? 0;
+    svc = await hubService(h, hub);
+    expect(await hubSequence(svc, "TELEMETRY", subject, N)).toEqual(range(N));
+    expect(await hubSequence(svc, "EVENTS", events, 100)).toEqual(range(100));
+    await dev.nc.close();
+  });
+});

@@ -1,0 +1,98 @@
+import { createConnection, createServer, type Server, type Socket } from "node:net";
+
+/**
+ * A TCP proxy the test controls, between a leaf and the hub: `cut()` closes every link with a FIN and refuses
+ * new ones (the hub looks down); `cut({ silent: true })` black-holes them instead: nothing passes, nothing is
+ * closed, as with a WAN that drops packets (the leaf must notice by itself). `restore()` lets links through
+ * again (black-holed ones are reset first, as a real network's would be by then).
+ */
+export interface TcpProxy {
+  port: number;
+  /** Where links go; change it when the hub restarts on another port. */
+  target: number;
+  cut(options?: { silent?: boolean }): void;
+  restore(): void;
+  /** Links opened through the proxy so far. */
+  links(): number;
+  close(): Promise<void>;
+}
+
+type Mode = "open" | "refuse" | "blackhole";
+
+export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise<TcpProxy> {
+  let mode: Mode = "open";
+  let opened = 0;
+  const pairs = new Set<{ a: Socket; b?: Socket }>();
+  const state = { target };
+
+  const server: Server = createServer((a) => {
+    if (mode === "refuse") {
+      a.destroy();
+      return;
+    }
+    const pair: { a: Socket; b?: Socket } = { a };
+    pairs.add(pair);
+    a.on("error", () => undefined);
+    a.on("close", () => {
+      pair.b?.destroy();
+      pairs.delete(pair);
+    });
+    if (mode === "blackhole") {
+      a.pause();
+      return;
+    }
+    opened++;
+    const b = createConnection({ host, port: state.target });
+    pair.b = b;
+    b.on("error", () => a.destroy());
+    b.on("close", () => a.destroy());
+    a.pipe(b);
+    b.pipe(a);
+  });
+  await new Promise<void>((ok) => server.listen(0, host, ok));
+  const address = server.address();
+  const port = typeof address === "object" && address !== null ? address.port : 0;
+
+  return {
+    port,
+    get target() {
+      return state.target;
+    },
+    set target(t: number) {
+      state.target = t;
+    },
+    cut: (options = {}) => {
+      if (options.silent === true) {
+        mode = "blackhole";
+        for (const p of pairs) {
+          // stop moving bytes both ways without closing anything
+          p.a.unpipe();
+          p.b?.unpipe();
+          p.a.pause();
+          p.b?.pause();
+        }
+        return;
+      }
+      mode = "refuse";
+      for (const p of pairs) {
+        p.a.destroy();
+        p.b?.destroy();
+      }
+    },
+    restore: () => {
+      for (const p of pairs) {
+        p.a.destroy();
+        p.b?.destroy();
+      }
+      mode = "open";
+    },
+    links: () => opened,
+    close: async () => {
+      for (const p of pairs) {
+        p.a.destroy();
+        p.b?.destroy();
+      }
+      await new Promise<void>((ok) => server.close(() => ok()));
+    },
+  };
+}
