@@ -55,7 +55,9 @@ export function hubServerConfig(input: HubNodeConfig): Record<string, unknown> {
     resolver: { type: "full", dir: o.resolverDir, allow_delete: false, interval: RESOLVER_SYNC_INTERVAL, timeout: "1.9s" },
     resolver_preload: o.preload,
     jetstream: { store_dir: o.storeDir, domain: HUB_JETSTREAM_DOMAIN },
-    leafnodes: { host: o.host, port: o.leafPort },
+    // sites dial the hub URLs their operator gave them (a load balancer, a proxy, a NAT address): the hub does
+    // not hand them its nodes' own addresses to dial instead
+    leafnodes: { host: o.host, port: o.leafPort, no_advertise: true },
     ...(o.cluster === undefined
       ? {}
       : {

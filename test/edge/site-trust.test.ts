@@ -1,0 +1,165 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { pollUntil } from "../../fabric/core/index.js";
+import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
+import { connectAs, expectDisconnect, Harness, startTestHub, waitClosed, type TestHub } from "../harness/index.js";
+import { hubService, siteDevice, startTestSite, type TestSite } from "./site-helpers.js";
+
+/** Offline authentication, revocation catch-up, and what a site's leaf credential lets through. */
+const h = new Harness();
+let hub: TestHub;
+let svc: NatsConnection;
+afterAll(() => h.dispose());
+beforeAll(async () => {
+  hub = await startTestHub(h, { windows: false });
+  svc = await hubService(h, hub);
+});
+
+async function revoke(device: string): Promise<void> {
+  revokeUsers(hub.keystore, "fleet", device, "device");
+  const report = await pushAccounts(hub.keystore, { servers: hub.urls, accounts: ["fleet"] });
+  expect(report.accounts[0]?.complete).toBe(true);
+}
+
+describe("devices at a site authenticate offline, and revocations catch up as soon as the link returns", () => {
+  let s: TestSite;
+  let victimCreds = "";
+  beforeAll(async () => {
+    s = await startTestSite(h, hub, "rev");
+    await s.edge.caughtUp();
+  });
+
+  it("a device connects at the site while the WAN is down (the site's own resolver holds the account)", async () => {
+    s.proxy.cut();
+    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    const d = await siteDevice(hub, s.edge, "offline-ok");
+    await d.nc.flush();
+    expect(d.nc.isClosed()).toBe(false);
+    await d.nc.close();
+    s.proxy.restore();
+    await pollUntil(() => (s.edge.linkUp() ? true : undefined), { timeoutMs: 15_000, what: "the link up" });
+    await s.edge.caughtUp();
+  });
+
+  it("a device revoked while the site was offline is cut off and refused at the site once the link returns", async () => {
+    const victim = await siteDevice(hub, s.edge, "victim");
+    victimCreds = victim.creds;
+    const bystander = await siteDevice(hub, s.edge, "bystander");
+    s.proxy.cut();
+    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await revoke("victim");
+    // the hub refuses it at once; the site cannot know yet
+    expect(String(await expectDisconnect(hub.urls, victim.creds))).toMatch(/authorization/i);
+    const stillIn = await connectAs(s.edge.url, victim.creds);
+    await stillIn.close();
+    const restoredAt = Date.now();
+    s.proxy.restore();
+    await s.edge.caughtUp();
+    // refused right away, not at a periodic sync: the catch-up runs first thing when the link returns
+    expect(String(await expectDisconnect(s.edge.url, victim.creds))).toMatch(/authorization/i);
+    await waitClosed(victim.nc, 5_000);
+    expect(Date.now() - restoredAt).toBeLessThan(8_000);
+    expect(bystander.nc.isClosed()).toBe(false);
+    await bystander.nc.close();
+  });
+
+  it("a site that restarts offline keeps the revocations it has learnt", async () => {
+    s.proxy.cut();
+    const edge = await s.restart();
+    expect(edge.linkUp()).toBe(false);
+    expect(String(await expectDisconnect(edge.url, victimCreds))).toMatch(/authorization/i);
+    const fresh = await siteDevice(hub, edge, "after-restart");
+    await fresh.nc.close();
+    s.proxy.restore();
+    await edge.caughtUp();
+  });
+
+  it("while the link is up, a revocation reaches the site within its sync interval", async () => {
+    const fast = await startTestSite(h, hub, "rev-live", { trustSyncEveryMs: 1_000 });
+    await fast.edge.caughtUp();
+    const victim = await siteDevice(hub, fast.edge, "live-victim");
+    const t0 = Date.now();
+    await revoke("live-victim");
+    await waitClosed(victim.nc, 10_000);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(String(await expectDisconnect(fast.edge.url, victim.creds))).toMatch(/authorization/i);
+  });
+});
+
+describe("a site's leaf credential reaches its own site's subjects and the sourcing API, nothing else", () => {
+  const subjectsToProbe = (own: string, other: string): string[] => [
+    `cmd.${own}.d1.x`,
+    `cmd.${other}.d1.x`,
+    `telemetry.${own}.d1.x`,
+    `telemetry.${other}.d1.x`,
+    `events.${other}.d1.x`,
+    `$FABRIC.edge.${own}.x`,
+    `$FABRIC.edge.${other}.x`,
+    // not the deliver subjects themselves: a hub subscriber there would see the real sourced deliveries
+    `$FABRIC.src.${own}.probe`,
+    `$FABRIC.src.${other}.probe`,
+    `_INBOX.${own}.x`,
+    `_INBOX.${other}.x`,
+    "$FABRIC.id.probe",
+    "agg.w.x",
+    "$JS.ACK.TELEMETRY.x",
+  ];
+
+  /** Publishes every subject on `from` and returns which ones `to` received. */
+  async function crossing(from: NatsConnection, to: NatsConnection, list: string[]): Promise<string[]> {
+    const got = new Set<string>();
+    const subs = list.map((subject) =>
+      to.subscribe(subject, {
+        callback: (_e, m) => {
+          got.add(m.subject);
+        },
+      }),
+    );
+    await to.flush();
+    const marker = list.find((x) => x.startsWith("$FABRIC.edge.")) ?? "";
+    // interest crosses the link asynchronously: wait until a subject that must pass does, then probe the rest
+    await pollUntil(
+      async () => {
+        from.publish(marker, "probe");
+        await from.flush();
+        await new Promise((r) => setTimeout(r, 50));
+        return got.has(marker) ? true : undefined;
+      },
+      { timeoutMs: 10_000, what: "interest to cross the leaf link" },
+    );
+    got.clear();
+    for (const subject of list) from.publish(subject, "probe");
+    await from.flush();
+    // the marker goes last: once it is in, everything sent before it has been through (or dropped)
+    await pollUntil(
+      async () => {
+        from.publish(marker, "probe");
+        await from.flush();
+        return got.has(marker) ? true : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 50, what: "the probes" },
+    );
+    for (const sub of subs) sub.unsubscribe();
+    return [...got].sort();
+  }
+
+  it("site → hub: only the site's own control and sourcing subjects, its inboxes and the identity service", async () => {
+    const a = await startTestSite(h, hub, "site-a");
+    await a.edge.caughtUp();
+    const local = issueUser(hub.keystore, { account: "fleet", role: "service", name: "site-a-local", ephemeral: true });
+    const atSite = await connectAs(a.edge.url, local.creds ?? "");
+    const got = await crossing(atSite, svc, subjectsToProbe("site-a", "site-b"));
+    expect(got).toEqual(["$FABRIC.edge.site-a.x", "$FABRIC.id.probe", "$FABRIC.src.site-a.probe", "_INBOX.site-a.x"].sort());
+    await atSite.close();
+  });
+
+  it("hub → site: only the site's commands, control subjects and inboxes", async () => {
+    const a = await startTestSite(h, hub, "site-c");
+    await a.edge.caughtUp();
+    const local = issueUser(hub.keystore, { account: "fleet", role: "service", name: "site-c-local", ephemeral: true });
+    const atSite = await connectAs(a.edge.url, local.creds ?? "");
+    const got = await crossing(svc, atSite, subjectsToProbe("site-c", "site-d"));
+    expect(got).toEqual(["$FABRIC.edge.site-c.x", "_INBOX.site-c.x", "cmd.site-c.d1.x"].sort());
+    await atSite.close();
+  });
+});
