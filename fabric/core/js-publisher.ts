@@ -55,6 +55,12 @@ interface Pending {
  * subject under the publisher's inbox, acks are matched by that token, and at most `maxOutstanding` are in
  * flight (callers wait for room). About 4× what awaiting `js.publish()` calls reaches from one process here.
  */
+/** The inbox prefix a connection was opened with (nats.js keeps its options on the connection). */
+function connectionInboxPrefix(nc: NatsConnection): string | undefined {
+  const options = (nc as { options?: { inboxPrefix?: unknown } }).options;
+  return typeof options?.inboxPrefix === "string" && options.inboxPrefix !== "" ? options.inboxPrefix : undefined;
+}
+
 export class JetStreamPublisher {
   private readonly prefix: string;
   private readonly sub: Subscription;
@@ -69,7 +75,8 @@ export class JetStreamPublisher {
     private readonly nc: NatsConnection,
     private readonly options: { maxOutstanding?: number; timeoutMs?: number; inboxPrefix?: string } = {},
   ) {
-    this.prefix = `${options.inboxPrefix ?? "_INBOX"}.${nuid.next()}`;
+    // the connection's own inbox prefix by default: a user whose permissions allow only its own inboxes
+    this.prefix = `${options.inboxPrefix ?? connectionInboxPrefix(nc) ?? "_INBOX"}.${nuid.next()}`;
     this.sub = nc.subscribe(`${this.prefix}.*`, {
       callback: (err, msg) => {
         if (err !== null) return;

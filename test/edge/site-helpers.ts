@@ -73,10 +73,9 @@ export async function siteDevice(hub: TestHub, edge: RunningEdge, device: string
   return { nc, creds, publicKey: d.record.publicKey };
 }
 
-/** Publishes readings `from..to-1` (payload `{"i": n}`) as a site's device and waits for each to be stored there. */
+/** Publishes readings `from..to-1` (payload `{"i": n}`) and waits for each to be stored (replies on the connection's inboxes). */
 export async function publishSeq(nc: NatsConnection, subject: string, from: number, to: number): Promise<void> {
-  const [, site, device] = subject.split(".");
-  const pub = new JetStreamPublisher(nc, { inboxPrefix: deviceInboxPrefix(site ?? "", device ?? "") });
+  const pub = new JetStreamPublisher(nc);
   const acks: Promise<unknown>[] = [];
   for (let i = from; i < to; i++) acks.push(pub.publish(subject, Buffer.from(JSON.stringify({ i, value: i, ts: Date.now() }))));
   await Promise.all(acks);
