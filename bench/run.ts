@@ -6,6 +6,7 @@ import { machine, writeSection } from "./lib.js";
 import { benchMqtt, mqttMarkdown } from "./mqtt.js";
 import { benchGrpc, grpcMarkdown } from "./grpc.js";
 import { benchWindows, windowsMarkdown } from "./windows.js";
+import { benchEdge, edgeMarkdown } from "./edge.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
   identity: async (h) => {
@@ -43,6 +44,26 @@ const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
       revocationMarkdown(revocation),
     ].join("\n");
   },
+};
+
+BENCHES["edge"] = async (h) => {
+  const r = await benchEdge(h);
+  const md = edgeMarkdown(r);
+  console.log(md);
+  return [
+    "## Edge sites (issue 6)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- edge\`.`,
+    "",
+    "One hub (`fabric up`'s code in the benchmark process, its nats-server on its own) and two sites on the same",
+    "machine, each a leaf nats-server in operator mode whose link to the hub goes through a TCP proxy the benchmark",
+    "cuts and restores. The fabric's site runs `fabric-edge`'s agent: the hub sources it through the site's durable",
+    "consumers with the least-privilege leaf credential. The anchor site is nats-server's default: the hub sources it",
+    "through an ephemeral consumer it makes (its leaf credential needs `$JS.FC.>` for that). Backlogs are built",
+    "while the link is cut, by a device publishing at the site.",
+    "",
+    md,
+  ].join("\n");
 };
 
 BENCHES["mqtt"] = async (h) => {

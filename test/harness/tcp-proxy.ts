@@ -14,6 +14,8 @@ export interface TcpProxy {
   restore(): void;
   /** Links opened through the proxy so far. */
   links(): number;
+  /** Bytes passed so far, each way (`up`: towards the target). */
+  bytes(): { up: number; down: number };
   close(): Promise<void>;
 }
 
@@ -22,6 +24,7 @@ type Mode = "open" | "refuse" | "blackhole";
 export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise<TcpProxy> {
   let mode: Mode = "open";
   let opened = 0;
+  const counted = { up: 0, down: 0 };
   const pairs = new Set<{ a: Socket; b?: Socket }>();
   const state = { target };
 
@@ -46,6 +49,8 @@ export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise
     pair.b = b;
     b.on("error", () => a.destroy());
     b.on("close", () => a.destroy());
+    a.on("data", (d: Buffer) => (counted.up += d.length));
+    b.on("data", (d: Buffer) => (counted.down += d.length));
     a.pipe(b);
     b.pipe(a);
   });
@@ -87,6 +92,7 @@ export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise
       mode = "open";
     },
     links: () => opened,
+    bytes: () => ({ ...counted }),
     close: async () => {
       for (const p of pairs) {
         p.a.destroy();
