@@ -18,7 +18,9 @@ import {
   type Supervisor,
 } from "../fabric/core/index.js";
 import { connectWithCreds, requestSiteTrust } from "../identity/index.js";
-import { writeEdgeServerConfig, type SiteReport, type SiteSpecInput } from "../leafnode-config/index.js";
+import { writeEdgeServerConfig, type SiteRegistration, type SiteReport, type SiteSpecInput, type SiteStreamKind } from "../leafnode-config/index.js";
+import type { WindowWorker } from "../streams/index.js";
+import { EDGE_REJECTED_BYTES, ensureWindowStores, parsePreAggregate, startPreAggregation } from "./pre-aggregate.js";
 import { agentInboxPrefix, fetchTrustBeforeStart } from "./bootstrap.js";
 import { EdgeError } from "./errors.js";
 import { edgeOptionsSchema, FIRST_START_TRUST_TIMEOUT_MS, LINK_CHECK_EVERY_MS, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
@@ -71,6 +73,7 @@ async function leafLinked(monitorPort: number): Promise<boolean> {
  */
 export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promise<RunningEdge> {
   const o: EdgeOptions = parseInput(edgeOptionsSchema, input, "edge options");
+  const windows = parsePreAggregate(o.site, o.preAggregate);
   const log = logger.child({ component: "edge", site: o.site });
   const dataDir = resolve(o.dataDir);
   ensurePrivateDir(dataDir);
@@ -94,11 +97,13 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
   let nc: NatsConnection | undefined;
   const timers: NodeJS.Timeout[] = [];
   const subs: Subscription[] = [];
+  const workers: WindowWorker[] = [];
   let stopped = false;
   const stop = async (): Promise<void> => {
     stopped = true;
     for (const t of timers.splice(0)) clearInterval(t);
     for (const s of subs.splice(0)) s.unsubscribe();
+    for (const w of workers.splice(0)) await w.stop().catch(() => undefined);
     await nc?.drain().catch(() => undefined);
     await supervisor?.stop();
     release();
@@ -140,7 +145,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       storeDir: join(dataDir, "jetstream"),
       resolverDir: join(dataDir, "jwt"),
       portsDir: join(dataDir, "run"),
-      maxFileStoreBytes: o.buffer.bytes + STORE_HEADROOM_BYTES,
+      maxFileStoreBytes: o.buffer.bytes + EDGE_REJECTED_BYTES + STORE_HEADROOM_BYTES,
     });
     supervisor = await superviseNatsServer({
       name: `edge-${o.site}`,
@@ -160,7 +165,15 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     const conn = await connectWithCreds(agent, { servers: url, name: `fabric-edge ${o.site}`, inboxPrefix: agentInboxPrefix(o.site), reconnect: true });
     nc = conn;
     const jsm: JetStreamManager = await jetstreamManager(conn, { timeout: REQUEST_TIMEOUT_MS });
-    await ensureSiteStreams(jsm, o.site, o.buffer);
+    const kinds: SiteStreamKind[] = windows.length > 0 ? ["events", "telemetry", "aggregates"] : ["events", "telemetry"];
+    const shipping: SiteStreamKind[] = kinds.filter((k) => k !== "telemetry" || o.shipRawTelemetry);
+    /** Held back while the link is down, until the events backlog has reached the hub once it is back. */
+    const heldBack = shipping.filter((k) => k !== "events");
+    await ensureSiteStreams(jsm, o.site, o.buffer, kinds, shipping);
+    if (windows.length > 0) {
+      await ensureWindowStores(conn, jsm);
+      workers.push(...(await startPreAggregation(conn, o.site, windows, log)));
+    }
 
     // --- the link ---
     let linked = false;
@@ -187,21 +200,22 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     const holdTelemetry = async (): Promise<void> => {
       if (pausedUntil - Date.now() > TELEMETRY_PAUSE_MS / 2) return;
       const until = Date.now() + TELEMETRY_PAUSE_MS;
-      await pauseSource(jsm, o.site, "telemetry", until);
+      for (const k of heldBack) await pauseSource(jsm, o.site, k, until);
       pausedUntil = until;
     };
     const eventsFirst = async (): Promise<void> => {
       const until = Date.now() + EVENTS_FIRST_MAX_MS;
       while (linked && !stopped && Date.now() < until && (await backlogOf(jsm, o.site, "events")) > 0) await new Promise((r) => setTimeout(r, EVENTS_FIRST_POLL_MS));
       if (!linked || stopped) return;
-      await pauseSource(jsm, o.site, "telemetry", undefined);
+      for (const k of heldBack) await pauseSource(jsm, o.site, k, undefined);
       pausedUntil = 0;
     };
 
     const onLinkUp = async (): Promise<void> => {
       // revocations made while the site was away apply before anything else
       await syncTrust();
-      const reg = registerReplySchema.parse((await conn.request(subjects.edge.register(o.site), "", { timeout: REQUEST_TIMEOUT_MS })).json());
+      const registration: SiteRegistration = { streams: shipping };
+      const reg = registerReplySchema.parse((await conn.request(subjects.edge.register(o.site), JSON.stringify(registration), { timeout: REQUEST_TIMEOUT_MS })).json());
       if ("error" in reg) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `the hub did not take the site: ${reg.error}`);
       await eventsFirst();
       caughtUp = true;
@@ -240,16 +254,19 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     );
 
     // --- reports ---
-    const drops = { events: new DropCounter(), telemetry: new DropCounter() };
+    const drops = { events: new DropCounter(), telemetry: new DropCounter(), aggregates: new DropCounter() };
+    const streamOf = (k: SiteStreamKind) => streamReport(jsm, o.site, k, o.buffer, drops[k], shipping.includes(k));
     const report = async (): Promise<SiteReport> => ({
       site: o.site,
       at: Date.now(),
       link: linked ? "up" : "down",
       linkSince,
       streams: {
-        events: await streamReport(jsm, o.site, "events", o.buffer, drops.events),
-        telemetry: await streamReport(jsm, o.site, "telemetry", o.buffer, drops.telemetry),
+        events: await streamOf("events"),
+        telemetry: await streamOf("telemetry"),
+        ...(kinds.includes("aggregates") ? { aggregates: await streamOf("aggregates") } : {}),
       },
+      shipping,
       trustSyncedAt,
       serverRestarts: sup.restarts(),
     });

@@ -1,15 +1,16 @@
 import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import { edgeSourceConsumer, errorMessage } from "../fabric/core/index.js";
-import { EDGE_STREAMS, SITE_STREAM_KINDS, bufferBytes, edgeSourceConsumerConfig, edgeStreamConfig, type BufferSpec, type SiteStreamKind, type SiteStreamReport } from "../leafnode-config/index.js";
+import { EDGE_STREAMS, bufferBytes, edgeSourceConsumerConfig, edgeStreamConfig, type BufferSpec, type SiteStreamKind, type SiteStreamReport } from "../leafnode-config/index.js";
 import { EdgeError } from "./errors.js";
 
 /**
- * Creates the site's EDGE_EVENTS and EDGE_TELEMETRY (or brings their limits and overflow policy to the options)
- * and the durable consumers the hub sources them through. Consumers are created only when missing: an existing
- * one keeps its place (that is the point of it).
+ * Creates the site's streams (EDGE_EVENTS and EDGE_TELEMETRY always, EDGE_AGGREGATES when it pre-aggregates), or
+ * brings their limits and overflow policy to the options, and the durable consumers the hub sources the shipped
+ * ones through. A consumer is created only when missing: an existing one keeps its place (that is the point of
+ * it); one of a stream no longer shipped is removed.
  */
-export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buffer: BufferSpec): Promise<void> {
-  for (const kind of SITE_STREAM_KINDS) {
+export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buffer: BufferSpec, kinds: readonly SiteStreamKind[], shipped: readonly SiteStreamKind[]): Promise<void> {
+  for (const kind of kinds) {
     const want = edgeStreamConfig(site, kind, buffer) as Partial<StreamConfig> & { name: string };
     try {
       const existing = await jsm.streams.info(want.name).catch(() => undefined);
@@ -17,7 +18,9 @@ export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buf
       else await jsm.streams.update(want.name, { ...existing.config, ...want });
       const consumer = edgeSourceConsumer(site);
       const has = await jsm.consumers.info(want.name, consumer).catch(() => undefined);
-      if (has === undefined) await jsm.consumers.add(want.name, edgeSourceConsumerConfig(site, kind));
+      if (!shipped.includes(kind)) {
+        if (has !== undefined) await jsm.consumers.delete(want.name, consumer);
+      } else if (has === undefined) await jsm.consumers.add(want.name, edgeSourceConsumerConfig(site, kind));
     } catch (err) {
       throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `cannot set up ${want.name} at site ${site}: ${errorMessage(err)}`, { cause: err });
     }
@@ -55,13 +58,16 @@ export class DropCounter {
   }
 }
 
-/** One stream's part of the site report: its size, the hub's backlog and its age, drops, whether it is full. */
-export async function streamReport(jsm: JetStreamManager, site: string, kind: SiteStreamKind, buffer: BufferSpec, drops: DropCounter, now = Date.now()): Promise<SiteStreamReport> {
+/**
+ * One stream's part of the site report: its size, the hub's backlog and its age, drops, whether it is full. A
+ * stream the site does not ship has no backlog (nothing waits for the hub) and drops nothing the hub wanted.
+ */
+export async function streamReport(jsm: JetStreamManager, site: string, kind: SiteStreamKind, buffer: BufferSpec, drops: DropCounter, shipped: boolean, now = Date.now()): Promise<SiteStreamReport> {
   const name = EDGE_STREAMS[kind].edge;
   const si = await jsm.streams.info(name);
-  const ci = await jsm.consumers.info(name, edgeSourceConsumer(site));
-  const ackFloor = ci.ack_floor.stream_seq;
-  const backlog = ci.num_pending + ci.num_ack_pending;
+  const ci = shipped ? await jsm.consumers.info(name, edgeSourceConsumer(site)) : undefined;
+  const ackFloor = ci === undefined ? si.state.last_seq : ci.ack_floor.stream_seq;
+  const backlog = ci === undefined ? 0 : ci.num_pending + ci.num_ack_pending;
   let oldestBacklogMs = 0;
   if (backlog > 0 && si.state.messages > 0) {
     const seq = Math.max(ackFloor + 1, si.state.first_seq);

@@ -49,11 +49,12 @@ export const BUILTIN_ROLE_TEMPLATES: Readonly<Record<BuiltinRole, UserPermission
   },
   /**
    * A site's agent (`fabric-edge`), on the site's own server only (loopback): it keeps the site's streams and
-   * their sourcing consumers (the site's JetStream API), asks the hub over the leaf link, reports, and reads and
-   * writes the site's telemetry for local pre-aggregation. Minted by the identity service for the site's leaf.
+   * their sourcing consumers (the site's JetStream API), asks the hub over the leaf link, reports, and runs the
+   * site's pre-aggregation (reads its telemetry; writes window results, rejects and window state in KV). Minted
+   * by the identity service for the site's leaf. What it sends never crosses to the hub but by sourcing.
    */
   "edge-agent": {
-    pub: { allow: ["$JS.API.>", `$FABRIC.edge.${SITE}.>`, "$FABRIC.id.>", `telemetry.${SITE}.>`, `_INBOX.${SITE}.>`] },
+    pub: { allow: ["$JS.API.>", `$FABRIC.edge.${SITE}.>`, "$FABRIC.id.>", `telemetry.${SITE}.>`, `agg.*.${SITE}.>`, "rejected.>", "$KV.>", `_INBOX.${SITE}.>`] },
     sub: { allow: [`_INBOX.${SITE}.>`, `$FABRIC.edge.${SITE}.>`, `telemetry.${SITE}.>`] },
     src: ["127.0.0.1/32", "::1/128"],
     ...NO_LIMITS,

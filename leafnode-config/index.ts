@@ -11,6 +11,7 @@ export type { SiteSpec, SiteSpecInput } from "./site-spec.js";
 export { parseSiteSpec, edgeServerConfig, checkSiteFiles, writeEdgeServerConfig } from "./edge-config.js";
 export {
   SITE_STREAM_KINDS,
+  DEFAULT_SITE_STREAMS,
   EDGE_STREAMS,
   OVERFLOW_POLICIES,
   DEFAULT_OVERFLOW,
@@ -25,6 +26,6 @@ export {
   withoutSiteSource,
   sourcedSites,
 } from "./site-streams.js";
-export type { SiteStreamKind, OverflowPolicy, BufferSpec, BufferSpecInput } from "./site-streams.js";
-export { siteReportSchema } from "./site-report.js";
-export type { SiteReport, SiteStreamReport } from "./site-report.js";
+export type { SiteStreamKind, OverflowPolicy, BufferSpec, BufferSpecInput, SiteSource } from "./site-streams.js";
+export { siteReportSchema, siteRegistrationSchema } from "./site-report.js";
+export type { SiteReport, SiteStreamReport, SiteRegistration } from "./site-report.js";

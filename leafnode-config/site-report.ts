@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { OVERFLOW_POLICIES } from "./site-streams.js";
+import { OVERFLOW_POLICIES, SITE_STREAM_KINDS } from "./site-streams.js";
 
 const streamReportSchema = z.strictObject({
   stream: z.string(),
@@ -26,10 +26,16 @@ export const siteReportSchema = z.strictObject({
   link: z.enum(["up", "down"]),
   /** Since when the link is as it is (ms since epoch). */
   linkSince: z.number().int(),
-  streams: z.strictObject({ events: streamReportSchema, telemetry: streamReportSchema }),
+  streams: z.strictObject({ events: streamReportSchema, telemetry: streamReportSchema, aggregates: streamReportSchema.optional() }),
+  /** The streams the site ships to the hub. */
+  shipping: z.array(z.enum(SITE_STREAM_KINDS)),
   /** When the site last fetched the account JWTs from the hub (0: never, this run). */
   trustSyncedAt: z.number().int(),
   /** The leaf server's restarts by the agent's supervisor. */
   serverRestarts: z.number().int().nonnegative(),
 });
 export type SiteReport = z.infer<typeof siteReportSchema>;
+
+/** What a site's agent sends on `$FABRIC.edge.<site>.register`: the kinds of its streams the hub should source. */
+export const siteRegistrationSchema = z.strictObject({ streams: z.array(z.enum(SITE_STREAM_KINDS)).min(1) });
+export type SiteRegistration = z.infer<typeof siteRegistrationSchema>;

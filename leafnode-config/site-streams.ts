@@ -1,22 +1,29 @@
 import { z } from "zod";
 import { edgeSourceConsumer, parseInput, subjects } from "../fabric/core/index.js";
 
-/** A site's store-and-forward streams, each sourced by the hub stream of the same kind. */
-export const SITE_STREAM_KINDS = ["events", "telemetry"] as const;
+/**
+ * A site's store-and-forward streams, each sourced by the hub stream of the same kind: events and telemetry,
+ * and, when the site pre-aggregates, the mergeable partial results of its windows.
+ */
+export const SITE_STREAM_KINDS = ["events", "telemetry", "aggregates"] as const;
 export type SiteStreamKind = (typeof SITE_STREAM_KINDS)[number];
+/** What a site ships unless told otherwise. */
+export const DEFAULT_SITE_STREAMS: readonly SiteStreamKind[] = ["events", "telemetry"];
 
 export const EDGE_STREAMS: Readonly<Record<SiteStreamKind, { edge: string; hub: string; subject: (site: string) => string }>> = {
   events: { edge: "EDGE_EVENTS", hub: "EVENTS", subject: (site) => `events.${site}.>` },
   telemetry: { edge: "EDGE_TELEMETRY", hub: "TELEMETRY", subject: (site) => `telemetry.${site}.>` },
+  // window results keyed site.device.metric: agg.<window>.<site>.<device>.<metric>
+  aggregates: { edge: "EDGE_AGGREGATES", hub: "AGGREGATES", subject: (site) => `agg.*.${site}.>` },
 };
 
 /** What a full buffer does: drop the oldest messages (they never reach the hub), or refuse new ones (publishers see an error). */
 export const OVERFLOW_POLICIES = ["drop-oldest", "reject-new"] as const;
 export type OverflowPolicy = (typeof OVERFLOW_POLICIES)[number];
 
-/** Events are few and critical: refuse rather than drop. Telemetry is bulk: keep the freshest. */
-export const DEFAULT_OVERFLOW: Readonly<Record<SiteStreamKind, OverflowPolicy>> = { events: "reject-new", telemetry: "drop-oldest" };
-/** The share of the site's buffer its events get (the rest is telemetry's). */
+/** Events are few and critical: refuse rather than drop. Telemetry is bulk: keep the freshest. Partials: the freshest. */
+export const DEFAULT_OVERFLOW: Readonly<Record<SiteStreamKind, OverflowPolicy>> = { events: "reject-new", telemetry: "drop-oldest", aggregates: "drop-oldest" };
+/** The share of the site's buffer its events get, and its partial aggregates (the rest is telemetry's). */
 export const EVENTS_BUFFER_SHARE = 0.1;
 /** Publishers' Nats-Msg-Id are deduplicated within this window at the site (and again at the hub). */
 export const EDGE_DUPLICATE_WINDOW_MS = 120_000; // 2 min
@@ -32,15 +39,21 @@ export const bufferSchema = z.strictObject({
   bytes: z.number().int().min(1024 * 1024, "the buffer must be at least 1 MiB"),
   /** How long a message may wait for the hub before it is dropped. */
   maxAgeMs: z.number().int().positive("the buffer's max age must be positive"),
-  overflow: z.strictObject({ events: z.enum(OVERFLOW_POLICIES), telemetry: z.enum(OVERFLOW_POLICIES) }).prefault(DEFAULT_OVERFLOW),
+  overflow: z
+    .strictObject({
+      events: z.enum(OVERFLOW_POLICIES).default(DEFAULT_OVERFLOW.events),
+      telemetry: z.enum(OVERFLOW_POLICIES).default(DEFAULT_OVERFLOW.telemetry),
+      aggregates: z.enum(OVERFLOW_POLICIES).default(DEFAULT_OVERFLOW.aggregates),
+    })
+    .prefault({}),
 });
 export type BufferSpec = z.infer<typeof bufferSchema>;
 export type BufferSpecInput = z.input<typeof bufferSchema>;
 
-/** The bytes of the site's buffer one stream gets. */
+/** The bytes of the site's buffer one stream gets: events and aggregates a share each, telemetry the rest. */
 export function bufferBytes(buffer: BufferSpec, kind: SiteStreamKind): number {
-  const events = Math.max(1024 * 1024, Math.floor(buffer.bytes * EVENTS_BUFFER_SHARE));
-  return kind === "events" ? events : Math.max(1024 * 1024, buffer.bytes - events);
+  const share = Math.max(1024 * 1024, Math.floor(buffer.bytes * EVENTS_BUFFER_SHARE));
+  return kind === "telemetry" ? Math.max(1024 * 1024, buffer.bytes - 2 * share) : share;
 }
 
 /** The config of a site's edge stream, with explicit limits and overflow policy (JetStream's stream config). */
@@ -82,7 +95,13 @@ export function edgeSourceConsumerConfig(site: string, kind: SiteStreamKind): Re
 }
 
 /** The source entry a hub stream gets for a site: the site's durable consumer, through `$JS.<site>.API`. */
-export function hubSiteSource(site: string, kind: SiteStreamKind): { name: string; external: { api: string; deliver: string }; consumer: { name: string; deliver_subject: string } } {
+export interface SiteSource {
+  name: string;
+  external: { api: string; deliver: string };
+  consumer: { name: string; deliver_subject: string };
+}
+
+export function hubSiteSource(site: string, kind: SiteStreamKind): SiteSource {
   return {
     name: EDGE_STREAMS[kind].edge,
     external: { api: `$JS.${site}.API`, deliver: "" },
@@ -98,7 +117,7 @@ interface SourceEntry {
 const isSiteSource = (site: string, e: SourceEntry): boolean => e.external?.api === `$JS.${site}.API`;
 
 /** The hub stream's sources with the site's entry in place (others kept as they are). */
-export function withSiteSource<T extends SourceEntry>(sources: readonly T[] | undefined, site: string, kind: SiteStreamKind): (T | ReturnType<typeof hubSiteSource>)[] {
+export function withSiteSource<T extends SourceEntry>(sources: readonly T[] | undefined, site: string, kind: SiteStreamKind): (T | SiteSource)[] {
   return [...(sources ?? []).filter((e) => !isSiteSource(site, e)), hubSiteSource(site, kind)];
 }
 

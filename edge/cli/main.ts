@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Option } from "commander";
 import { z } from "zod";
+import { parse as parseYaml } from "yaml";
 import {
   createLogger,
   fabricHome,
@@ -47,7 +48,21 @@ interface UpFlags {
   tlsCa?: string;
   tlsCert?: string;
   tlsKey?: string;
+  preAggregate?: string;
+  rawTelemetry: boolean;
   json?: boolean;
+}
+
+/** Window definitions from a JSON or YAML file: one or a list. */
+function readDefinitions(file: string): unknown[] {
+  const text = readFileSync(resolve(file), "utf8");
+  let parsed: unknown;
+  try {
+    parsed = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
+  } catch (err) {
+    throw new InvalidInputError(`--pre-aggregate ${file} is not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${String(err)}`);
+  }
+  return Array.isArray(parsed) ? parsed : [parsed];
 }
 
 const program = newProgram("fabric-edge", "an edge site: a supervised leaf nats-server that buffers while the WAN is down and forwards in order");
@@ -69,6 +84,8 @@ program
   .option("--tls-ca <file>", "CA to verify the hub's leaf listener with")
   .option("--tls-cert <file>", "client certificate for the hub (mTLS)")
   .option("--tls-key <file>", "client key for the hub (mTLS)")
+  .option("--pre-aggregate <file>", "windows computed at the site (JSON or YAML: one definition or a list); the hub gets their mergeable partials")
+  .option("--no-raw-telemetry", "ship only the pre-aggregated partials (and events), not raw telemetry")
   .option("--json", "print what was started as JSON")
   .action(async (flags: UpFlags) => {
     const logger = createLogger({ name: "fabric-edge" });
@@ -85,6 +102,8 @@ program
         port: flags.port,
         monitorPort: flags.monitorPort,
         buffer: { bytes: parseBytes(flags.buffer, "--buffer"), maxAgeMs: maxAgeSec * 1000, overflow: { events: flags.eventsOverflow, telemetry: flags.telemetryOverflow } },
+        preAggregate: flags.preAggregate === undefined ? [] : readDefinitions(flags.preAggregate),
+        shipRawTelemetry: flags.rawTelemetry,
         ...(flags.tlsCa === undefined && flags.tlsCert === undefined
           ? {}
           : { tls: { ...(flags.tlsCa === undefined ? {} : { ca: resolve(flags.tlsCa) }), ...(flags.tlsCert === undefined ? {} : { cert: resolve(flags.tlsCert), key: resolve(flags.tlsKey ?? "") }) } }),

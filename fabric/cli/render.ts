@@ -81,7 +81,8 @@ export function renderSites(sites: readonly SiteInfo[], now = Date.now()): strin
       `  ${site.site.padEnd(12)} ` +
         (r === undefined ? "no report yet" : `link ${r.link} since ${new Date(r.linkSince).toISOString()}, reported ${ago(now - r.at)}, trust synced ${r.trustSyncedAt === 0 ? "not yet" : ago(now - r.trustSyncedAt)}`),
     );
-    for (const kind of ["events", "telemetry"] as const) {
+    for (const kind of ["events", "telemetry", "aggregates"] as const) {
+      if (kind === "aggregates" && site.sources.aggregates === undefined && r?.streams.aggregates === undefined) continue;
       const src = site.sources[kind];
       const st = r?.streams[kind];
       lines.push(

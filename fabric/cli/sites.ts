@@ -1,5 +1,6 @@
 import type { Command } from "commander";
-import { assertToken, out, outJson, say } from "../core/index.js";
+import { assertToken, out, outJson, parseInput, say } from "../core/index.js";
+import { DEFAULT_SITE_STREAMS, SITE_STREAM_KINDS, siteRegistrationSchema } from "../../leafnode-config/index.js";
 import { addSite, listSites, removeSite } from "../hub/index.js";
 import { renderSites } from "./render.js";
 import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
@@ -7,11 +8,17 @@ import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
 /** `fabric site add|ls|rm`: the edge sites whose streams the hub sources. */
 export function addSiteCommands(program: Command): void {
   const site = program.command("site").description("edge sites: the hub sources their EDGE_EVENTS and EDGE_TELEMETRY streams");
-  withConnection(site.command("add <site>").description("source a site's streams (a site's fabric-edge also registers itself)")).action(async (name: string, flags: ConnFlags) => {
+  withConnection(
+    site
+      .command("add <site>")
+      .description("source a site's streams (a site's fabric-edge also registers itself)")
+      .option("--streams <kinds>", `the kinds to source, comma-separated: ${SITE_STREAM_KINDS.join(", ")}`, DEFAULT_SITE_STREAMS.join(",")),
+  ).action(async (name: string, flags: ConnFlags & { streams: string }) => {
     assertToken(name, "site");
+    const kinds = parseInput(siteRegistrationSchema, { streams: flags.streams.split(",").map((k) => k.trim()) }, "--streams");
     const nc = await tenantConnection(flags);
     try {
-      await addSite(nc, name);
+      await addSite(nc, name, kinds.streams);
       say(`site ${name}: the hub sources its streams (through $JS.${name}.API, from its durable consumers)`);
     } finally {
       await nc.close();

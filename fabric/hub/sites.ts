@@ -2,7 +2,18 @@ import { jetstreamManager, type JetStreamManager, type StreamSource } from "@nat
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { assertToken, errorMessage, subjects, type Logger } from "../core/index.js";
-import { EDGE_STREAMS, SITE_STREAM_KINDS, siteReportSchema, sourcedSites, withSiteSource, withoutSiteSource, type SiteReport } from "../../leafnode-config/index.js";
+import {
+  DEFAULT_SITE_STREAMS,
+  EDGE_STREAMS,
+  SITE_STREAM_KINDS,
+  siteRegistrationSchema,
+  siteReportSchema,
+  sourcedSites,
+  withSiteSource,
+  withoutSiteSource,
+  type SiteReport,
+  type SiteStreamKind,
+} from "../../leafnode-config/index.js";
 import { EDGE_SITES_BUCKET } from "../../streams/index.js";
 
 export interface SiteSourceState {
@@ -14,23 +25,27 @@ export interface SiteSourceState {
 
 export interface SiteInfo {
   site: string;
-  sources: { events?: SiteSourceState; telemetry?: SiteSourceState };
+  sources: Partial<Record<SiteStreamKind, SiteSourceState>>;
   /** The site's latest report, when it sent one. */
   report?: SiteReport;
 }
 
-/** Puts the site's durable-consumer sources on the hub's EVENTS and TELEMETRY streams (idempotent). */
-export async function addSite(nc: NatsConnection, site: string): Promise<void> {
+/**
+ * Sources the site's streams of these kinds into the hub's (EVENTS, TELEMETRY, AGGREGATES) through its durable
+ * consumers, and stops sourcing its other kinds (idempotent).
+ */
+export async function addSite(nc: NatsConnection, site: string, kinds: readonly SiteStreamKind[] = DEFAULT_SITE_STREAMS): Promise<void> {
   assertToken(site, "site");
   const jsm = await jetstreamManager(nc);
   for (const kind of SITE_STREAM_KINDS) {
     const name = EDGE_STREAMS[kind].hub;
     const c = (await jsm.streams.info(name)).config;
-    const sources = withSiteSource(c.sources, site, kind) as StreamSource[];
+    const sources = (kinds.includes(kind) ? withSiteSource(c.sources, site, kind) : withoutSiteSource(c.sources, site)) as StreamSource[];
     if (JSON.stringify(sources) === JSON.stringify(c.sources ?? [])) continue;
     await jsm.streams.update(name, { ...c, sources });
   }
 }
+
 
 /** Takes the site's sources off the hub's streams; what was sourced stays. Returns whether it had any. */
 export async function removeSite(nc: NatsConnection, site: string): Promise<boolean> {
@@ -53,7 +68,7 @@ async function sitesKv(nc: NatsConnection) {
   return new Kvm(nc).open(EDGE_SITES_BUCKET);
 }
 
-async function sourceStates(jsm: JetStreamManager, kind: (typeof SITE_STREAM_KINDS)[number]): Promise<Map<string, SiteSourceState>> {
+async function sourceStates(jsm: JetStreamManager, kind: SiteStreamKind): Promise<Map<string, SiteSourceState>> {
   const si = await jsm.streams.info(EDGE_STREAMS[kind].hub);
   const out = new Map<string, SiteSourceState>();
   for (const s of si.sources ?? []) {
@@ -66,17 +81,16 @@ async function sourceStates(jsm: JetStreamManager, kind: (typeof SITE_STREAM_KIN
 /** The sites the hub sources, with their sources' state and latest report. */
 export async function listSites(nc: NatsConnection): Promise<SiteInfo[]> {
   const jsm = await jetstreamManager(nc);
-  const events = await sourceStates(jsm, "events");
-  const telemetry = await sourceStates(jsm, "telemetry");
+  const states = Object.fromEntries(await Promise.all(SITE_STREAM_KINDS.map(async (k) => [k, await sourceStates(jsm, k)] as const))) as Record<SiteStreamKind, Map<string, SiteSourceState>>;
   const kv = await sitesKv(nc);
-  const names = [...new Set([...events.keys(), ...telemetry.keys()])].sort();
+  const names = [...new Set(SITE_STREAM_KINDS.flatMap((k) => [...states[k].keys()]))].sort();
   const out: SiteInfo[] = [];
   for (const site of names) {
     const e = await kv.get(site).catch(() => null);
     const parsed = e !== null && e.operation === "PUT" ? siteReportSchema.safeParse(e.json()) : undefined;
     out.push({
       site,
-      sources: { ...(events.has(site) ? { events: events.get(site) } : {}), ...(telemetry.has(site) ? { telemetry: telemetry.get(site) } : {}) },
+      sources: Object.fromEntries(SITE_STREAM_KINDS.flatMap((k) => (states[k].has(site) ? [[k, states[k].get(site)]] : []))),
       ...(parsed?.success === true ? { report: parsed.data } : {}),
     });
   }
@@ -95,9 +109,16 @@ export async function serveSites(nc: NatsConnection, logger: Logger): Promise<{ 
     nc.subscribe(subjects.edge.allRegister, {
       callback: (_err, m) => {
         const site = siteOf(m.subject);
-        addSite(nc, site).then(
+        let kinds: readonly SiteStreamKind[] = DEFAULT_SITE_STREAMS;
+        try {
+          if (m.data.length > 0) kinds = siteRegistrationSchema.parse(m.json()).streams;
+        } catch (err) {
+          m.respond(JSON.stringify({ error: `bad registration: ${errorMessage(err)}` }));
+          return;
+        }
+        addSite(nc, site, kinds).then(
           () => {
-            log.info({ site }, "site registered: the hub sources its streams");
+            log.info({ site, streams: kinds }, "site registered: the hub sources its streams");
             m.respond(JSON.stringify({ ok: true }));
           },
           (err: unknown) => {
