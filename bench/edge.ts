@@ -35,6 +35,8 @@ export interface EdgeBench {
   /** The hub's server killed and restarted by its supervisor → first new message at the hub (ms). */
   hubRestart: { fabric: number; anchor: number };
   latency: { p50: number; p99: number };
+  /** Bytes over the WAN link (both ways) to bring the same readings' information to the hub. */
+  wan: { readings: number; raw: number; preAggregated: number; partials: number };
 }
 
 /** 100-byte JSON payloads; `ts` is the send time (performance.timeOrigin + now). */
@@ -213,10 +215,77 @@ export async function benchEdge(h: Harness): Promise<EdgeBench> {
     hubRestart[key] = await flowingAfter(svc, subject, 0, t0);
   }
 
+  console.log("edge: WAN bytes with and without pre-aggregation…");
+  const wan = await wanRun(h, hub, svc);
+
   console.log("edge: latency at 1 000 msg/s…");
   const latency = await latencyRun(svc, dev.nc, "telemetry.bench-durable.d1.live");
   await dev.nc.close();
-  return { fabric, anchor, rawIngest, outage, hubRestart, latency };
+  return { fabric, anchor, rawIngest, outage, hubRestart, latency, wan };
+}
+
+const WAN_DEVICES = 50;
+const WAN_SECONDS = 600;
+const WAN_WINDOW = { name: "edge-10s", window: { kind: "tumbling", sizeMs: 10_000 }, aggregates: ["count", "sum", "min", "max", "avg"], outOfOrderMs: 0, idleCloseMs: 1_000 };
+
+/** The same 10 minutes of readings (50 devices, 1 Hz, event time in the past) buffered at a site. */
+async function publishReadings(nc: NatsConnection, site: string): Promise<void> {
+  const t0 = Math.floor(Date.now() / 10_000) * 10_000 - (WAN_SECONDS + 60) * 1_000;
+  const pub = new JetStreamPublisher(nc);
+  const batch: Promise<unknown>[] = [];
+  for (let s = 0; s < WAN_SECONDS; s++) {
+    for (let d = 0; d < WAN_DEVICES; d++) {
+      batch.push(pub.publish(`telemetry.${site}.dev${d}.temp`, Buffer.from(JSON.stringify({ value: 20 + ((d + s) % 10) / 10, ts: t0 + s * 1_000 }))));
+      if (batch.length >= 2_048) await Promise.all(batch.splice(0));
+    }
+  }
+  await Promise.all(batch);
+  pub.close();
+}
+
+/**
+ * WAN bytes: the same readings buffered at two sites while their links are cut, one shipping raw telemetry, one
+ * its 10 s partials only; the proxy counts what crosses from the link's return until the hub has it all.
+ */
+async function wanRun(h: Harness, hub: TestHub, svc: NatsConnection): Promise<EdgeBench["wan"]> {
+  const readings = WAN_DEVICES * WAN_SECONDS;
+  const raw = await startTestSite(h, hub, "wan-raw", { buffer: { bytes: 1024 ** 3, maxAgeMs: 86_400_000 } });
+  const pre = await startTestSite(h, hub, "wan-pre", { buffer: { bytes: 1024 ** 3, maxAgeMs: 86_400_000 }, preAggregate: [WAN_WINDOW], shipRawTelemetry: false });
+  await raw.edge.caughtUp();
+  await pre.edge.caughtUp();
+  const out = { readings, raw: 0, preAggregated: 0, partials: 0 };
+  for (const s of [raw, pre]) {
+    // a gateway at the site publishing for its devices (a service credential: a device may publish only its own)
+    const local = await connectAs(s.edge.url, issueUser(hub.keystore, { account: "fleet", role: "service", name: `${s.site}-gw`, ephemeral: true }).creds ?? "");
+    s.proxy.cut();
+    await new Promise((r) => setTimeout(r, 500));
+    await publishReadings(local, s.site);
+    await local.close();
+    // the site's windows have closed every window before the link returns
+    const expected =
+      s === raw
+        ? readings
+        : await pollUntil(
+            async () => {
+              const r = await s.edge.report();
+              const n = r.streams.aggregates?.messages ?? 0;
+              return n >= WAN_DEVICES * (WAN_SECONDS / 10) ? n : undefined;
+            },
+            { timeoutMs: 120_000, intervalMs: 250, what: "the site's partials" },
+          );
+    const before = s.proxy.bytes();
+    s.proxy.restore();
+    const [stream, subject] = s === raw ? ["TELEMETRY", "telemetry.wan-raw.>"] : ["AGGREGATES", "agg.*.wan-pre.>"];
+    await pollUntil(async () => ((await hubCount(svc, stream, subject)) >= expected ? true : undefined), { timeoutMs: 120_000, intervalMs: 50, what: `${expected} at the hub` });
+    const after = s.proxy.bytes();
+    const bytes = after.up - before.up + (after.down - before.down);
+    if (s === raw) out.raw = bytes;
+    else {
+      out.preAggregated = bytes;
+      out.partials = expected;
+    }
+  }
+  return out;
 }
 
 export function edgeMarkdown(r: EdgeBench): string {
@@ -232,6 +301,13 @@ export function edgeMarkdown(r: EdgeBench): string {
     "| --- | ---: | ---: |",
     `| a ${OUTAGE_MS / 1000} s outage, link restored | ${fmt(r.outage.fabric)} | ${fmt(r.outage.anchor)} |`,
     `| the hub's server killed and restarted | ${fmt(r.hubRestart.fabric)} | ${fmt(r.hubRestart.anchor)} |`,
+    "",
+    `| WAN bytes for ${fmt(r.wan.readings)} readings (${WAN_DEVICES} devices, 1 Hz, ${WAN_SECONDS / 60} min) | bytes | per reading |`,
+    "| --- | ---: | ---: |",
+    `| raw telemetry shipped | ${fmt(r.wan.raw)} | ${fmt(r.wan.raw / r.wan.readings, 1)} |`,
+    `| pre-aggregated at the site (10 s tumbling count/sum/min/max/avg partials: ${fmt(r.wan.partials)} messages) | ${fmt(r.wan.preAggregated)} | ${fmt(r.wan.preAggregated / r.wan.readings, 1)} |`,
+    "",
+    `Pre-aggregation sends ${fmt(r.wan.raw / Math.max(1, r.wan.preAggregated), 1)}× fewer bytes over the WAN (both directions, protocol included, counted by the proxy from the link's return until the hub has it all).`,
     "",
     `Edge → hub latency at ${fmt(LATENCY_RATE)} msg/s for ${LATENCY_SECONDS} s (device publish at the site → a hub consumer's callback): p50 ${fmt(r.latency.p50, 1)} ms, p99 ${fmt(r.latency.p99, 1)} ms.`,
     "",
