@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
@@ -12,7 +12,6 @@ import {
   parseInput,
   subjects,
   superviseNatsServer,
-  writeSecretFile,
   type Logger,
   type ServerPorts,
   type Supervisor,
@@ -20,12 +19,14 @@ import {
 import { connectWithCreds, requestSiteTrust } from "../identity/index.js";
 import { writeEdgeServerConfig, type SiteRegistration, type SiteReport, type SiteSpecInput, type SiteStreamKind } from "../leafnode-config/index.js";
 import type { WindowWorker } from "../streams/index.js";
+import type { Ingress } from "../ingress/index.js";
+import { startSiteIngress } from "./site-ingress.js";
 import { EDGE_REJECTED_BYTES, ensureWindowStores, parsePreAggregate, startPreAggregation } from "./pre-aggregate.js";
 import { agentInboxPrefix, fetchTrustBeforeStart } from "./bootstrap.js";
 import { EdgeError } from "./errors.js";
 import { edgeOptionsSchema, FIRST_START_TRUST_TIMEOUT_MS, LINK_CHECK_EVERY_MS, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
 import { backlogOf, DropCounter, ensureSiteStreams, pauseSource, streamReport } from "./site-streams.js";
-import { agentCredsPath, applyToServer, loadTrust, mergeTrust, saveTrust, type KeptTrust } from "./trust.js";
+import { applyToServer, keepSiteCredentials, loadSiteCredentials, loadTrust, mergeTrust, saveTrust, type KeptTrust } from "./trust.js";
 
 /** Room the site's JetStream keeps beyond the buffers (consumer state, metadata). */
 const STORE_HEADROOM_BYTES = 64 * 1024 * 1024; // 64 MiB
@@ -41,6 +42,8 @@ export interface RunningEdge {
   /** `nats://127.0.0.1:<port>`: the site's server, for devices. */
   url: string;
   ports: ServerPorts;
+  /** The site's MQTT ingress's port (0 without one). */
+  mqttPort: number;
   /** The report the agent publishes, made now. */
   report(): Promise<SiteReport>;
   linkUp(): boolean;
@@ -98,11 +101,13 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
   const timers: NodeJS.Timeout[] = [];
   const subs: Subscription[] = [];
   const workers: WindowWorker[] = [];
+  const ingresses: Ingress[] = [];
   let stopped = false;
   const stop = async (): Promise<void> => {
     stopped = true;
     for (const t of timers.splice(0)) clearInterval(t);
     for (const s of subs.splice(0)) s.unsubscribe();
+    for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
     for (const w of workers.splice(0)) await w.stop().catch(() => undefined);
     await nc?.drain().catch(() => undefined);
     await supervisor?.stop();
@@ -112,25 +117,22 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
   try {
     // --- trust: fresh from the hub before any device can connect, else what the last run kept ---
     let trust: KeptTrust | undefined = loadTrust(dataDir);
-    const agentPath = agentCredsPath(dataDir);
-    let agentCreds = existsSync(agentPath) ? readFileSync(agentPath, "utf8") : undefined;
+    let creds = loadSiteCredentials(dataDir);
+    const want = { agent: creds.agent === undefined, ingress: o.mqtt !== undefined && (creds.ingress === undefined || creds.watcher === undefined) };
     let trustSyncedAt = 0;
     try {
-      const fetched = await fetchTrustBeforeStart({ ...o, creds: credsFile }, leafCreds, agentCreds === undefined, trust === undefined || agentCreds === undefined ? FIRST_START_TRUST_TIMEOUT_MS : o.startTrustTimeoutMs, log);
+      const fetched = await fetchTrustBeforeStart({ ...o, creds: credsFile }, leafCreds, want, trust === undefined || want.agent || want.ingress ? FIRST_START_TRUST_TIMEOUT_MS : o.startTrustTimeoutMs, log);
       trust = mergeTrust(trust, fetched).trust;
       saveTrust(dataDir, trust);
-      if (fetched.agentCreds !== undefined) {
-        writeSecretFile(agentPath, fetched.agentCreds);
-        agentCreds = fetched.agentCreds;
-      }
+      creds = keepSiteCredentials(dataDir, creds, fetched);
       trustSyncedAt = Date.now();
       log.info("trust fetched from the hub");
     } catch (err) {
-      if (trust === undefined || agentCreds === undefined) throw err;
+      if (trust === undefined || want.agent || want.ingress) throw err;
       log.warn({ err: errorMessage(err) }, "the hub is not reachable: starting with the account JWTs kept from the last run");
     }
-    if (trust === undefined || agentCreds === undefined) throw new EdgeError("FABRIC_ERR_EDGE_STATE", "the site has no trust yet");
-    const agent = agentCreds;
+    if (trust === undefined || creds.agent === undefined) throw new EdgeError("FABRIC_ERR_EDGE_STATE", "the site has no trust yet");
+    const agent = creds.agent;
     let held: KeptTrust = trust;
 
     // --- the site's server ---
@@ -173,6 +175,12 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     if (windows.length > 0) {
       await ensureWindowStores(conn, jsm);
       workers.push(...(await startPreAggregation(conn, o.site, windows, log)));
+    }
+    let mqttPort = 0;
+    if (o.mqtt !== undefined) {
+      const ingress = await startSiteIngress({ nc: conn, jsm, url, host: o.host, port: o.mqtt.port, creds, trust: held, logger: log });
+      ingresses.push(ingress);
+      mqttPort = ingress.ports.tcp;
     }
 
     // --- the link ---
@@ -255,7 +263,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
 
     // --- reports ---
     const drops = { events: new DropCounter(), telemetry: new DropCounter(), aggregates: new DropCounter() };
-    const streamOf = (k: SiteStreamKind) => streamReport(jsm, o.site, k, o.buffer, drops[k], shipping.includes(k));
+    const streamOf = (k: SiteStreamKind) => streamReport(jsm, o.site, k, o.buffer, drops[k], shipping.includes(k), kinds.includes("aggregates"));
     const report = async (): Promise<SiteReport> => ({
       site: o.site,
       at: Date.now(),
@@ -298,6 +306,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       site: o.site,
       url,
       ports: serverPorts,
+      mqttPort,
       report,
       linkUp: () => linked,
       caughtUp: () => (caughtUp ? Promise.resolve() : new Promise<void>((r) => caughtUpWaiters.push(r))),

@@ -16,7 +16,7 @@ export const agentInboxPrefix = (site: string): string => `_INBOX.${site}.agent`
  * throwaway nats-server on loopback, without JetStream or operator mode, whose only leaf remote is the hub with
  * the site's leaf credential; the agent asks the identity service through it, then stops it.
  */
-export async function fetchTrustBeforeStart(o: EdgeOptions, leafCreds: string, wantAgent: boolean, timeoutMs: number, logger: Logger): Promise<SiteTrust> {
+export async function fetchTrustBeforeStart(o: EdgeOptions, leafCreds: string, want: { agent: boolean; ingress: boolean }, timeoutMs: number, logger: Logger): Promise<SiteTrust> {
   const dir = join(o.dataDir, "bootstrap");
   rmSync(dir, { recursive: true, force: true });
   ensurePrivateDir(dir);
@@ -47,7 +47,7 @@ export async function fetchTrustBeforeStart(o: EdgeOptions, leafCreds: string, w
       let last: unknown;
       while (Date.now() < deadline) {
         try {
-          return await requestSiteTrust(nc, leafCreds, { agent: wantAgent });
+          return await requestSiteTrust(nc, leafCreds, want);
         } catch (err) {
           // no responders / timeout until the leaf link is up; a refusal is final
           if (isFabricError(err)) throw err;

@@ -38,6 +38,8 @@ export const edgeOptionsSchema = z.strictObject({
    * mergeable partials the hub sources into AGGREGATES for a hub window with `source.partials` to merge.
    */
   preAggregate: z.array(z.unknown()).default([]),
+  /** The site's own MQTT ingress for legacy devices (on `host`): port 0 lets the system pick. */
+  mqtt: z.strictObject({ port }).optional(),
   /** Ship raw telemetry to the hub too (turn off with pre-aggregation to send the partials only). */
   shipRawTelemetry: z.boolean().default(true),
 });

@@ -1,12 +1,11 @@
-import { Kvm } from "@nats-io/kv";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { InvalidInputError, parseInput, type Logger } from "../fabric/core/index.js";
 import { EDGE_STREAMS } from "../leafnode-config/index.js";
-import { CHECKPOINTS_BUCKET, HUB_KV_BUCKETS, LATEST_BUCKET, LEASES_BUCKET, startWindowWorker, windowDefinitionSchema, type WindowDefinition, type WindowWorker } from "../streams/index.js";
+import { CHECKPOINTS_BUCKET, ensureKvBuckets, LATEST_BUCKET, LEASES_BUCKET, startWindowWorker, windowDefinitionSchema, type WindowDefinition, type WindowWorker } from "../streams/index.js";
 
 /** Window state the site keeps for its own windows (the hub's buckets of the same names). */
-const SITE_WINDOW_BUCKETS: ReadonlySet<string> = new Set([CHECKPOINTS_BUCKET, LATEST_BUCKET, LEASES_BUCKET]);
+const SITE_WINDOW_BUCKETS: readonly string[] = [CHECKPOINTS_BUCKET, LATEST_BUCKET, LEASES_BUCKET];
 /** The most the site keeps of what its windows refuse. */
 export const EDGE_REJECTED_BYTES = 16 * 1024 * 1024; // 16 MiB
 /** What the site's windows refuse stays at the site (with the reason), in a bounded stream. */
@@ -32,12 +31,8 @@ export function parsePreAggregate(site: string, inputs: readonly unknown[]): Win
 
 /** The stores the site's windows need: their KV buckets and a bounded stream for what they refuse. */
 export async function ensureWindowStores(nc: NatsConnection, jsm: JetStreamManager): Promise<void> {
-  if ((await jsm.streams.info(EDGE_REJECTED.name).catch(() => undefined)) === undefined) await jsm.streams.add({ ...EDGE_REJECTED, max_age: EDGE_REJECTED.max_age });
-  const kvm = new Kvm(nc);
-  for (const b of HUB_KV_BUCKETS.filter((x) => SITE_WINDOW_BUCKETS.has(x.name))) {
-    if ((await jsm.streams.info(`KV_${b.name}`).catch(() => undefined)) !== undefined) continue;
-    await kvm.create(b.name, { description: `${b.description} (this site's)`, history: b.history, ...(b.ttlMs === undefined ? {} : { ttl: b.ttlMs }) });
-  }
+  if ((await jsm.streams.info(EDGE_REJECTED.name).catch(() => undefined)) === undefined) await jsm.streams.add(EDGE_REJECTED);
+  await ensureKvBuckets(nc, jsm, SITE_WINDOW_BUCKETS, 1);
 }
 
 /** Runs the site's windows in the agent's process (one member: the site). */

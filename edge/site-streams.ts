@@ -11,7 +11,7 @@ import { EdgeError } from "./errors.js";
  */
 export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buffer: BufferSpec, kinds: readonly SiteStreamKind[], shipped: readonly SiteStreamKind[]): Promise<void> {
   for (const kind of kinds) {
-    const want = edgeStreamConfig(site, kind, buffer) as Partial<StreamConfig> & { name: string };
+    const want = edgeStreamConfig(site, kind, buffer, kinds.includes("aggregates")) as Partial<StreamConfig> & { name: string };
     try {
       const existing = await jsm.streams.info(want.name).catch(() => undefined);
       if (existing === undefined) await jsm.streams.add(want);
@@ -62,7 +62,7 @@ export class DropCounter {
  * One stream's part of the site report: its size, the hub's backlog and its age, drops, whether it is full. A
  * stream the site does not ship has no backlog (nothing waits for the hub) and drops nothing the hub wanted.
  */
-export async function streamReport(jsm: JetStreamManager, site: string, kind: SiteStreamKind, buffer: BufferSpec, drops: DropCounter, shipped: boolean, now = Date.now()): Promise<SiteStreamReport> {
+export async function streamReport(jsm: JetStreamManager, site: string, kind: SiteStreamKind, buffer: BufferSpec, drops: DropCounter, shipped: boolean, preAggregates: boolean, now = Date.now()): Promise<SiteStreamReport> {
   const name = EDGE_STREAMS[kind].edge;
   const si = await jsm.streams.info(name);
   const ci = shipped ? await jsm.consumers.info(name, edgeSourceConsumer(site)) : undefined;
@@ -74,7 +74,7 @@ export async function streamReport(jsm: JetStreamManager, site: string, kind: Si
     const at = seq === si.state.first_seq ? Date.parse(si.state.first_ts) : await jsm.streams.getMessage(name, { seq }).then((m) => (m === null ? NaN : Date.parse(m.timestamp)), () => NaN);
     if (Number.isFinite(at)) oldestBacklogMs = Math.max(0, now - at);
   }
-  const maxBytes = bufferBytes(buffer, kind);
+  const maxBytes = bufferBytes(buffer, kind, preAggregates);
   return {
     stream: name,
     messages: si.state.messages,

@@ -1,16 +1,46 @@
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, readJsonFile, writeSecretFile, type Logger } from "../fabric/core/index.js";
 import { connectWithCreds, peekJwt, pushClaims, siteTrustSchema, type SiteTrust } from "../identity/index.js";
 import { EdgeError } from "./errors.js";
 
-/** The trust a site keeps between runs (public JWTs only; the sync credential is never kept). */
-export type KeptTrust = Omit<SiteTrust, "syncCreds" | "agentCreds">;
-const keptTrustSchema = siteTrustSchema.omit({ syncCreds: true, agentCreds: true });
+/** The trust a site keeps between runs (public JWTs only; credentials are kept apart, the sync one never). */
+export type KeptTrust = Omit<SiteTrust, "syncCreds" | "agentCreds" | "ingressCreds" | "watcherCreds">;
+const keptTrustSchema = siteTrustSchema.omit({ syncCreds: true, agentCreds: true, ingressCreds: true, watcherCreds: true });
 
 export const trustPath = (dataDir: string): string => join(dataDir, "trust.json");
-export const agentCredsPath = (dataDir: string): string => join(dataDir, "agent.creds");
+
+/** The site's own long-lived credentials (minted by the hub for its leaf, loopback only), kept 0600 in its data. */
+export interface SiteCredentials {
+  agent?: string;
+  ingress?: string;
+  watcher?: string;
+}
+const CREDS_FILES: Readonly<Record<keyof SiteCredentials, string>> = { agent: "agent.creds", ingress: "ingress.creds", watcher: "watcher.creds" };
+export const siteCredsPath = (dataDir: string, which: keyof SiteCredentials): string => join(dataDir, CREDS_FILES[which]);
+
+export function loadSiteCredentials(dataDir: string): SiteCredentials {
+  const out: SiteCredentials = {};
+  for (const which of Object.keys(CREDS_FILES) as (keyof SiteCredentials)[]) {
+    const path = siteCredsPath(dataDir, which);
+    if (existsSync(path)) out[which] = readFileSync(path, "utf8");
+  }
+  return out;
+}
+
+/** Keeps the credentials a trust fetch brought (0600); returns all the site has now. */
+export function keepSiteCredentials(dataDir: string, held: SiteCredentials, fetched: SiteTrust): SiteCredentials {
+  const got: SiteCredentials = { agent: fetched.agentCreds, ingress: fetched.ingressCreds, watcher: fetched.watcherCreds };
+  const out = { ...held };
+  for (const which of Object.keys(CREDS_FILES) as (keyof SiteCredentials)[]) {
+    const creds = got[which];
+    if (creds === undefined) continue;
+    writeSecretFile(siteCredsPath(dataDir, which), creds);
+    out[which] = creds;
+  }
+  return out;
+}
 
 const iatOf = (jwt: string): number => {
   const iat = peekJwt(jwt)["iat"];

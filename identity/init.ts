@@ -13,7 +13,7 @@ export const SYSTEM_ACCOUNT_NAME = "sys";
 const NO_LIMITS = { subs: -1, data: -1, payload: -1 } as const;
 
 /** Roles of the system account, for the fabric's own processes. */
-export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher" | "edge-sync", RoleRecord["template"]>> = {
+export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher" | "edge-sync" | "edge-watcher", RoleRecord["template"]>> = {
   /** Two-minute admin users: push account JWTs, ask servers for their state, kick connections. */
   admin: {
     pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.SERVER.PING", "$SYS.REQ.SERVER.PING.*", "$SYS.REQ.SERVER.*.KICK"] },
@@ -33,6 +33,13 @@ export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher" | "edge-
   "edge-sync": {
     pub: { allow: ["$SYS.REQ.CLAIMS.UPDATE"] },
     sub: { allow: ["_INBOX.>"] },
+    src: ["127.0.0.1/32", "::1/128"],
+    ...NO_LIMITS,
+  },
+  /** A site's MQTT ingress watching the account JWTs its site's server is given (loopback only). */
+  "edge-watcher": {
+    pub: { allow: ["$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"] },
+    sub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "_INBOX.>"] },
     src: ["127.0.0.1/32", "::1/128"],
     ...NO_LIMITS,
   },

@@ -80,10 +80,10 @@ export async function renewCredential(options: { servers: string | string[]; cre
  * A site's leaf asks for its trust (operator and account JWTs, a sync credential) over a connection that
  * reaches the hub's identity service (through the site's leaf link), signing a nonce with the leaf's key.
  */
-export async function requestSiteTrust(nc: NatsConnection, leafCreds: string, options: { agent?: boolean } = {}): Promise<SiteTrust> {
+export async function requestSiteTrust(nc: NatsConnection, leafCreds: string, options: { agent?: boolean; ingress?: boolean } = {}): Promise<SiteTrust> {
   const { jwt, seed } = parseCreds(leafCreds);
   const proof = await signedNonce(nc, keyPairFromSeed(seed));
-  const r = siteTrustReplySchema.parse(await requestJson(nc, subjects.identity.site, { jwt, ...proof, agent: options.agent === true }));
+  const r = siteTrustReplySchema.parse(await requestJson(nc, subjects.identity.site, { jwt, ...proof, agent: options.agent === true, ingress: options.ingress === true }));
   if ("error" in r) throw new ProvisionError(r.error.code as ConstructorParameters<typeof ProvisionError>[0], r.error.message);
   return r;
 }

@@ -33,6 +33,8 @@ export type CredentialReply = z.infer<typeof credentialReplySchema>;
 export const siteTrustRequestSchema = z.strictObject({
   ...renewRequestSchema.shape,
   agent: z.boolean().default(false),
+  /** Also the credentials of the site's own MQTT ingress (its tenant credential and its account watcher's). */
+  ingress: z.boolean().default(false),
 });
 
 /** What a site's leaf gets from `$FABRIC.id.site`: the trust its server needs offline, and a sync credential. */
@@ -47,6 +49,9 @@ export const siteTrustSchema = z.strictObject({
   syncCreds: z.string().min(1),
   /** When asked: the site agent's credential (role edge-agent, loopback only, no expiry; revocable by name). */
   agentCreds: z.string().min(1).optional(),
+  /** When asked: the site's MQTT ingress credential (role edge-ingress) and its watcher's (system, edge-watcher). */
+  ingressCreds: z.string().min(1).optional(),
+  watcherCreds: z.string().min(1).optional(),
 });
 export type SiteTrust = z.infer<typeof siteTrustSchema>;
 

@@ -7,7 +7,7 @@ import type { UserPermissionLimits } from "./claims.js";
  * it signs carry only a name and tags (`site:<site>`). Templates use the server's functions: `{{name()}}`,
  * `{{tag(site)}}`, `{{subject()}}`, `{{account-name()}}`, `{{account-tag(x)}}`.
  */
-export const BUILTIN_ROLES = ["device", "leaf", "edge-agent", "service", "ingress", "mqtt", "bootstrap", "hub"] as const;
+export const BUILTIN_ROLES = ["device", "leaf", "edge-agent", "edge-ingress", "service", "ingress", "mqtt", "bootstrap", "hub"] as const;
 export type BuiltinRole = (typeof BUILTIN_ROLES)[number];
 
 /** Unlimited connection limits in a template (the JWT default of 0 would mean "nothing"). */
@@ -59,6 +59,11 @@ export const BUILTIN_ROLE_TEMPLATES: Readonly<Record<BuiltinRole, UserPermission
     src: ["127.0.0.1/32", "::1/128"],
     ...NO_LIMITS,
   },
+  /**
+   * A site's own MQTT ingress (`fabric-edge up --mqtt-port`), on the site's server only (loopback): like the
+   * hub's ingress, a trusted component that publishes for the site's devices. Minted for the site's leaf.
+   */
+  "edge-ingress": { pub: { allow: [">"] }, sub: { allow: [">"] }, src: ["127.0.0.1/32", "::1/128"], ...NO_LIMITS },
   /** A backend service: the whole tenant account. */
   service: { pub: { allow: [">"] }, sub: { allow: [">"] }, ...NO_LIMITS },
   /** The MQTT ingress: a trusted fabric component that publishes for many devices. */
@@ -81,7 +86,7 @@ export function bootstrapInboxPrefix(name: string): string {
 }
 
 /** Roles whose users must carry a `site` tag. */
-export const SITE_ROLES: ReadonlySet<string> = new Set<BuiltinRole>(["device", "leaf", "edge-agent", "mqtt", "bootstrap"]);
+export const SITE_ROLES: ReadonlySet<string> = new Set<BuiltinRole>(["device", "leaf", "edge-agent", "edge-ingress", "mqtt", "bootstrap"]);
 
 /** A custom role an operator adds: its name and template, validated. */
 const subjectSchema = z.string().refine(isValidSubject, "not a valid NATS subject (dot-separated tokens, no spaces, '>' only last)");

@@ -144,7 +144,11 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     const tenant = ks.account(account);
     const sync = issueUser(ks, { account: SYSTEM_ACCOUNT_NAME, role: "edge-sync", name: `edge-sync-${user.site}`, expiresInSec: SITE_SYNC_CREDS_TTL_SEC, ephemeral: true });
     if (sync.creds === undefined) throw new ProvisionError("FABRIC_ERR_PROVISION", "sync credential was minted without a seed");
-    const agent = req.agent ? (await ks.withLock(() => issueUser(ks, { account, role: "edge-agent", name: `edge-agent-${user.site ?? ""}`, site: user.site }))).creds : undefined;
+    const mint = async (want: boolean, acc: string, role: string, name: string, site?: string): Promise<string | undefined> =>
+      want ? (await ks.withLock(() => issueUser(ks, { account: acc, role, name, site }))).creds : undefined;
+    const agent = await mint(req.agent, account, "edge-agent", `edge-agent-${user.site}`, user.site);
+    const ingress = await mint(req.ingress, account, "edge-ingress", `edge-ingress-${user.site}`, user.site);
+    const watcher = await mint(req.ingress, SYSTEM_ACCOUNT_NAME, "edge-watcher", `edge-watcher-${user.site}`);
     log.info({ site: user.site, user: user.name }, "site trust handed out");
     return {
       operatorJwt: ks.operatorJwt(),
@@ -153,6 +157,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
       accounts: { [system.publicKey]: ks.accountJwt(SYSTEM_ACCOUNT_NAME), [tenant.publicKey]: ks.accountJwt(account) },
       syncCreds: sync.creds,
       ...(agent === undefined ? {} : { agentCreds: agent }),
+      ...(ingress === undefined || watcher === undefined ? {} : { ingressCreds: ingress, watcherCreds: watcher }),
     };
   };
 

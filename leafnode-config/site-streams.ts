@@ -50,14 +50,17 @@ export const bufferSchema = z.strictObject({
 export type BufferSpec = z.infer<typeof bufferSchema>;
 export type BufferSpecInput = z.input<typeof bufferSchema>;
 
-/** The bytes of the site's buffer one stream gets: events and aggregates a share each, telemetry the rest. */
-export function bufferBytes(buffer: BufferSpec, kind: SiteStreamKind): number {
+/**
+ * The bytes of the site's buffer one stream gets: events a share, the partial aggregates a share when the site
+ * pre-aggregates, telemetry the rest.
+ */
+export function bufferBytes(buffer: BufferSpec, kind: SiteStreamKind, preAggregates = false): number {
   const share = Math.max(1024 * 1024, Math.floor(buffer.bytes * EVENTS_BUFFER_SHARE));
-  return kind === "telemetry" ? Math.max(1024 * 1024, buffer.bytes - 2 * share) : share;
+  return kind === "telemetry" ? Math.max(1024 * 1024, buffer.bytes - (preAggregates ? 2 : 1) * share) : share;
 }
 
 /** The config of a site's edge stream, with explicit limits and overflow policy (JetStream's stream config). */
-export function edgeStreamConfig(site: string, kind: SiteStreamKind, input: BufferSpecInput): Record<string, unknown> {
+export function edgeStreamConfig(site: string, kind: SiteStreamKind, input: BufferSpecInput, preAggregates = false): Record<string, unknown> {
   const buffer = parseInput(bufferSchema, input, "buffer");
   const s = EDGE_STREAMS[kind];
   return {
@@ -66,7 +69,7 @@ export function edgeStreamConfig(site: string, kind: SiteStreamKind, input: Buff
     retention: "limits",
     storage: "file",
     num_replicas: 1,
-    max_bytes: bufferBytes(buffer, kind),
+    max_bytes: bufferBytes(buffer, kind, preAggregates),
     max_age: ms2ns(buffer.maxAgeMs),
     max_msgs: -1,
     max_msg_size: -1,

@@ -120,24 +120,36 @@ export async function ensureHubStreams(nc: NatsConnection, jsm: JetStreamManager
       result.updated.push(def.name);
     }
   }
+  await ensureRetainedStream(jsm, replicas, result);
+  await ensureKvBuckets(nc, jsm, HUB_KV_BUCKETS.map((b) => b.name), replicas, result);
+  return result;
+}
+
+/** The MQTT ingress's retained messages (the last per topic), created when missing. */
+export async function ensureRetainedStream(jsm: JetStreamManager, replicas: number, result: EnsureResult = { created: [], updated: [], unchanged: [] }): Promise<EnsureResult> {
   const retained = await jsm.streams.info(MQTT_RETAINED_STREAM).catch(() => undefined);
-  if (retained === undefined) {
-    await jsm.streams.add({
-      name: MQTT_RETAINED_STREAM,
-      subjects: [`${MQTT_RETAINED_PREFIX}.>`],
-      description: "MQTT retained messages, the last per topic",
-      max_msgs_per_subject: 1,
-      storage: "file",
-      num_replicas: replicas,
-      allow_direct: true,
-      allow_rollup_hdrs: true,
-    });
-    result.created.push(MQTT_RETAINED_STREAM);
-  } else {
+  if (retained !== undefined) {
     result.unchanged.push(MQTT_RETAINED_STREAM);
+    return result;
   }
+  await jsm.streams.add({
+    name: MQTT_RETAINED_STREAM,
+    subjects: [`${MQTT_RETAINED_PREFIX}.>`],
+    description: "MQTT retained messages, the last per topic",
+    max_msgs_per_subject: 1,
+    storage: "file",
+    num_replicas: replicas,
+    allow_direct: true,
+    allow_rollup_hdrs: true,
+  });
+  result.created.push(MQTT_RETAINED_STREAM);
+  return result;
+}
+
+/** These KV buckets of the fabric's (HUB_KV_BUCKETS), created when missing (an existing one is left as it is). */
+export async function ensureKvBuckets(nc: NatsConnection, jsm: JetStreamManager, names: readonly string[], replicas: number, result: EnsureResult = { created: [], updated: [], unchanged: [] }): Promise<EnsureResult> {
   const kvm = new Kvm(nc);
-  for (const b of HUB_KV_BUCKETS) {
+  for (const b of HUB_KV_BUCKETS.filter((x) => names.includes(x.name))) {
     const streamName = `KV_${b.name}`;
     const exists = await jsm.streams.info(streamName).then(
       () => true,

@@ -15,6 +15,8 @@ export {
   LEASE_TTL_MS,
   EDGE_SITES_BUCKET,
   ensureHubStreams,
+  ensureRetainedStream,
+  ensureKvBuckets,
 } from "./definitions.js";
 export type { StreamDefinition, EnsureResult } from "./definitions.js";
 export { AGGREGATES, aggregateNameSchema, sketch, SKETCH_RELATIVE_ACCURACY, STATE_SCHEMAS } from "./aggregates.js";

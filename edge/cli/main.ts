@@ -50,6 +50,7 @@ interface UpFlags {
   tlsKey?: string;
   preAggregate?: string;
   rawTelemetry: boolean;
+  mqttPort?: number;
   json?: boolean;
 }
 
@@ -84,6 +85,7 @@ program
   .option("--tls-ca <file>", "CA to verify the hub's leaf listener with")
   .option("--tls-cert <file>", "client certificate for the hub (mTLS)")
   .option("--tls-key <file>", "client key for the hub (mTLS)")
+  .addOption(portOption("--mqtt-port <port>", "run the site's own MQTT ingress on this port (0: pick one)"))
   .option("--pre-aggregate <file>", "windows computed at the site (JSON or YAML: one definition or a list); the hub gets their mergeable partials")
   .option("--no-raw-telemetry", "ship only the pre-aggregated partials (and events), not raw telemetry")
   .option("--json", "print what was started as JSON")
@@ -104,6 +106,7 @@ program
         buffer: { bytes: parseBytes(flags.buffer, "--buffer"), maxAgeMs: maxAgeSec * 1000, overflow: { events: flags.eventsOverflow, telemetry: flags.telemetryOverflow } },
         preAggregate: flags.preAggregate === undefined ? [] : readDefinitions(flags.preAggregate),
         shipRawTelemetry: flags.rawTelemetry,
+        ...(flags.mqttPort === undefined ? {} : { mqtt: { port: flags.mqttPort } }),
         ...(flags.tlsCa === undefined && flags.tlsCert === undefined
           ? {}
           : { tls: { ...(flags.tlsCa === undefined ? {} : { ca: resolve(flags.tlsCa) }), ...(flags.tlsCert === undefined ? {} : { cert: resolve(flags.tlsCert), key: resolve(flags.tlsKey ?? "") }) } }),
@@ -111,9 +114,9 @@ program
       logger,
     );
     writeFileAtomic(join(dataDir, "edge.json"), `${JSON.stringify({ site: edge.site, url: edge.url, pid: process.pid })}\n`, 0o600);
-    const summary = { site: edge.site, url: edge.url, ports: edge.ports, link: edge.linkUp() ? "up" : "down", data: dataDir };
+    const summary = { site: edge.site, url: edge.url, ports: edge.ports, mqtt: edge.mqttPort, link: edge.linkUp() ? "up" : "down", data: dataDir };
     if (flags.json === true) outJson(summary);
-    else say(`site ${edge.site} up: devices connect to ${edge.url.replace("127.0.0.1", flags.host)} (monitoring :${edge.ports.monitoring}); link ${summary.link}`);
+    else say(`site ${edge.site} up: devices connect to ${edge.url.replace("127.0.0.1", flags.host)} (monitoring :${edge.ports.monitoring}${edge.mqttPort > 0 ? `, MQTT :${edge.mqttPort}` : ""}); link ${summary.link}`);
     await untilSignal(() => edge.stop());
     say("site stopped");
   });

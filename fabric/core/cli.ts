@@ -53,13 +53,17 @@ export function newProgram(name: string, description: string): Command {
   return program;
 }
 
-/** Parses a port flag: 0 lets the system pick. */
-export function portOption(flags: string, description: string, defaultValue: number): Option {
-  return new Option(flags, description).default(defaultValue).argParser((v) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidInputError(`${flags.split(" ")[0] ?? flags} ${JSON.stringify(v)} is not a port (0-65535; 0 lets the system pick)`);
-    return n;
-  });
+/** A port flag (0 lets the system pick); without a default it is optional. */
+export function portOption(flags: string, description: string, defaultValue?: number): Option {
+  const option = new Option(flags, description).argParser((v) => parsePort(v, flags.split(" ")[0] ?? flags));
+  return defaultValue === undefined ? option : option.default(defaultValue);
+}
+
+/** A port flag's value: 0-65535 (0 lets the system pick); the error names the flag. */
+export function parsePort(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidInputError(`${flag} ${JSON.stringify(value)} is not a port (0-65535; 0 lets the system pick)`);
+  return n;
 }
 
 /** Runs a CLI: errors become one line on stderr (with the stable code) and the mapped exit code. */

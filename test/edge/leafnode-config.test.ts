@@ -116,6 +116,9 @@ describe("leafnode-config: the site's streams and the hub side", () => {
     expect(events).toMatchObject({ name: "EDGE_EVENTS", subjects: ["events.plant-a.>"], max_bytes: 1024 ** 3, discard: "new", max_age: 7 * 86_400_000 * 1e6, storage: "file" });
     expect(telemetry).toMatchObject({ name: "EDGE_TELEMETRY", subjects: ["telemetry.plant-a.>"], max_bytes: 9 * 1024 ** 3, discard: "new" });
     expect(edgeStreamConfig("plant-a", "telemetry", buffer)["discard"]).toBe("old");
+    // a site that pre-aggregates gives its partials a share of telemetry's
+    expect(edgeStreamConfig("plant-a", "telemetry", buffer, true)["max_bytes"]).toBe(8 * 1024 ** 3);
+    expect(edgeStreamConfig("plant-a", "aggregates", buffer, true)).toMatchObject({ name: "EDGE_AGGREGATES", subjects: ["agg.*.plant-a.>"], max_bytes: 1024 ** 3, discard: "old" });
     expect(refusal(() => edgeStreamConfig("plant-a", "events", { bytes: 10, maxAgeMs: 1 }))).toMatch(/buffer\.bytes: the buffer must be at least 1 MiB/);
   });
 
