@@ -24,7 +24,7 @@ import { startSiteIngress } from "./site-ingress.js";
 import { EDGE_REJECTED_BYTES, ensureWindowStores, parsePreAggregate, startPreAggregation } from "./pre-aggregate.js";
 import { agentInboxPrefix, fetchTrustBeforeStart } from "./bootstrap.js";
 import { EdgeError } from "./errors.js";
-import { edgeOptionsSchema, FIRST_START_TRUST_TIMEOUT_MS, LINK_CHECK_EVERY_MS, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
+import { edgeOptionsSchema, LINK_CHECK_EVERY_MS, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
 import { backlogOf, DropCounter, ensureSiteStreams, pauseSource, streamReport } from "./site-streams.js";
 import { applyToServer, keepSiteCredentials, loadSiteCredentials, loadTrust, mergeTrust, saveTrust, type KeptTrust } from "./trust.js";
 
@@ -121,7 +121,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     const want = { agent: creds.agent === undefined, ingress: o.mqtt !== undefined && (creds.ingress === undefined || creds.watcher === undefined) };
     let trustSyncedAt = 0;
     try {
-      const fetched = await fetchTrustBeforeStart({ ...o, creds: credsFile }, leafCreds, want, trust === undefined || want.agent || want.ingress ? FIRST_START_TRUST_TIMEOUT_MS : o.startTrustTimeoutMs, log);
+      const fetched = await fetchTrustBeforeStart({ ...o, creds: credsFile }, leafCreds, want, trust === undefined || want.agent || want.ingress ? o.firstStartTrustTimeoutMs : o.startTrustTimeoutMs, log);
       trust = mergeTrust(trust, fetched).trust;
       saveTrust(dataDir, trust);
       creds = keepSiteCredentials(dataDir, creds, fetched);

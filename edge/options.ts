@@ -33,6 +33,8 @@ export const edgeOptionsSchema = z.strictObject({
   reportEveryMs: z.number().int().min(100).default(DEFAULT_REPORT_EVERY_MS),
   trustSyncEveryMs: z.number().int().min(500).default(DEFAULT_TRUST_SYNC_EVERY_MS),
   startTrustTimeoutMs: z.number().int().positive().default(DEFAULT_START_TRUST_TIMEOUT_MS),
+  /** The same on a first start (nothing kept to go on with). */
+  firstStartTrustTimeoutMs: z.number().int().positive().default(FIRST_START_TRUST_TIMEOUT_MS),
   /**
    * Windows computed at the site over its telemetry (tumbling; their source is the site's EDGE_TELEMETRY), whose
    * mergeable partials the hub sources into AGGREGATES for a hub window with `source.partials` to merge.

@@ -45,6 +45,9 @@ interface UpFlags {
   grpcTlsCert?: string;
   grpcTlsKey?: string;
   grpcTlsCa?: string;
+  leafTlsCert?: string;
+  leafTlsKey?: string;
+  leafTlsCa?: string;
   json?: boolean;
 }
 
@@ -75,12 +78,17 @@ program
   .option("--grpc-tls-key <file>", "PEM private key for the gRPC API")
   .option("--grpc-tls-ca <file>", "PEM CA whose client certificates the gRPC API requires (mTLS)")
   .option("--no-grpc", "do not run the gRPC gateway")
+  .option("--leaf-tls-cert <file>", "PEM certificate chain for the leaf node listener (sites dial it over TLS)")
+  .option("--leaf-tls-key <file>", "PEM private key for the leaf node listener")
+  .option("--leaf-tls-ca <file>", "PEM CA whose client certificates sites must show (mTLS)")
   .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
   .option("--json", "print the ready summary as JSON on stdout")
   .action(async (flags: UpFlags) => {
     if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
     if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
     if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
+    if ((flags.leafTlsCert === undefined) !== (flags.leafTlsKey === undefined)) throw new InvalidInputError("--leaf-tls-cert and --leaf-tls-key go together");
+    if (flags.leafTlsCa !== undefined && flags.leafTlsCert === undefined) throw new InvalidInputError("--leaf-tls-ca (mTLS) needs --leaf-tls-cert and --leaf-tls-key");
     const logger = createLogger({ name: "fabric" });
     const nodes = Number(flags.nodes);
     if (!Number.isInteger(nodes)) throw new InvalidInputError(`--nodes ${JSON.stringify(flags.nodes)} is not a whole number`);
@@ -93,6 +101,9 @@ program
         port: flags.port,
         monitorPort: flags.monitorPort,
         leafPort: flags.leafPort,
+        ...(flags.leafTlsCert === undefined || flags.leafTlsKey === undefined
+          ? {}
+          : { leafTls: { cert: resolve(flags.leafTlsCert), key: resolve(flags.leafTlsKey), ...(flags.leafTlsCa === undefined ? {} : { ca: resolve(flags.leafTlsCa) }) } }),
         clusterPort: flags.clusterPort,
         windows: flags.windows,
         ...(flags.grpc

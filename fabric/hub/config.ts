@@ -15,6 +15,7 @@ export const hubNodeConfigSchema = z.strictObject({
   clientPort: port,
   monitorPort: port,
   leafPort: port,
+  leafTls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).optional(),
   /** Where JetStream stores data and the resolver keeps account JWTs. */
   storeDir: z.string().min(1),
   resolverDir: z.string().min(1),
@@ -57,7 +58,14 @@ export function hubServerConfig(input: HubNodeConfig): Record<string, unknown> {
     jetstream: { store_dir: o.storeDir, domain: HUB_JETSTREAM_DOMAIN },
     // sites dial the hub URLs their operator gave them (a load balancer, a proxy, a NAT address): the hub does
     // not hand them its nodes' own addresses to dial instead
-    leafnodes: { host: o.host, port: o.leafPort, no_advertise: true },
+    leafnodes: {
+      host: o.host,
+      port: o.leafPort,
+      no_advertise: true,
+      ...(o.leafTls === undefined
+        ? {}
+        : { tls: { cert_file: o.leafTls.cert, key_file: o.leafTls.key, ...(o.leafTls.ca === undefined ? {} : { ca_file: o.leafTls.ca, verify: true }), timeout: 5 } }),
+    },
     ...(o.cluster === undefined
       ? {}
       : {

@@ -55,6 +55,8 @@ export const hubOptionsSchema = z.strictObject({
   port: portSchema,
   monitorPort: portSchema,
   leafPort: portSchema,
+  /** TLS on the leaf node listener (sites dial it over the WAN); with a CA, sites must show a certificate it signed. */
+  leafTls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).optional(),
   clusterPort: portSchema,
   identityService: z.boolean().default(true),
   /** Run a worker for every window definition (KV window_defs) of each tenant account. */
@@ -198,6 +200,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
         clientPort: k.client,
         monitorPort: k.monitor,
         leafPort: k.leaf,
+        ...(o.leafTls === undefined ? {} : { leafTls: o.leafTls }),
         storeDir: join(dir, "jetstream"),
         resolverDir: join(dir, "jwt"),
         portsDir: join(dir, "run"),

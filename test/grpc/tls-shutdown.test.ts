@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { credentials, status, type ServiceError } from "@grpc/grpc-js";
@@ -9,7 +8,7 @@ import { tenantServerOptions } from "../../fabric/hub/index.js";
 import { issueUser } from "../../identity/index.js";
 import { PublishServiceClient, PublishServiceService, type PublishResponse } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceClient, QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
-import { authFor, connectAs, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
+import { authFor, connectAs, Harness, startTestHub, testLogger, type TestHub, makeTestCerts } from "../harness/index.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 
 const h = new Harness();
@@ -22,15 +21,7 @@ beforeAll(async () => {
   service = issueUser(hub.keystore, { account: "fleet", role: "service", name: "tls-backend" }).creds ?? "";
   // a CA, a server certificate for 127.0.0.1 and a client certificate, made for this run
   dir = h.tempDir("fabric-grpc-tls-");
-  const ssl = (...args: string[]): void => void execFileSync("openssl", args, { stdio: "ignore", cwd: dir });
-  ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=fabric test CA");
-  for (const [name, ext] of [
-    ["server", "subjectAltName=IP:127.0.0.1"],
-    ["client", "extendedKeyUsage=clientAuth"],
-  ] as const) {
-    ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${name}`);
-    execFileSync("bash", ["-c", `openssl x509 -req -in ${name}.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out ${name}.pem -days 1 -extfile <(printf '${ext}')`], { stdio: "ignore", cwd: dir });
-  }
+  makeTestCerts(dir);
 });
 
 async function gateway(tls?: GatewayTls): Promise<Gateway> {

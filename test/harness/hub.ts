@@ -33,6 +33,8 @@ export async function startTestHub(
     /** MQTT over TLS with this certificate and key (PEM files). */
     mqttTls?: { cert: string; key: string };
     ingress?: Record<string, unknown>;
+    /** TLS (mTLS with a CA) on the leaf node listener. */
+    leafTls?: { cert: string; key: string; ca?: string };
   } = {},
 ): Promise<TestHub> {
   const root = h.tempDir("fabric-hub-");
@@ -50,6 +52,7 @@ export async function startTestHub(
       leafPort: 0,
       clusterPort: 0,
       identityService: options.identityService ?? true,
+      ...(options.leafTls === undefined ? {} : { leafTls: options.leafTls }),
       windows: options.windows ?? true,
       ...(options.grpc === true ? { grpc: { port: 0 } } : {}),
       ...(options.mqtt === true

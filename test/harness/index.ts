@@ -8,4 +8,6 @@ export { SEED_PATTERN, modesBelow } from "./secrets.js";
 export { mosquittoCommand, spawnMosquitto } from "./mosquitto.js";
 export { grpcClient, authFor } from "./grpc.js";
 export { startTcpProxy } from "./tcp-proxy.js";
+export { makeTestCerts } from "./certs.js";
+export type { TestCerts } from "./certs.js";
 export type { TcpProxy } from "./tcp-proxy.js";
