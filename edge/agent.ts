@@ -261,6 +261,33 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       }, o.trustSyncEveryMs),
     );
 
+    // the hub tells linked sites of every account update: fetch and apply it now (one sync at a time, one more if
+    // another update came meanwhile)
+    let syncing: Promise<void> | undefined;
+    let again = false;
+    const syncNow = (): void => {
+      if (syncing !== undefined) {
+        again = true;
+        return;
+      }
+      syncing = syncTrust()
+        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "trust sync on the hub's notice failed"))
+        .finally(() => {
+          syncing = undefined;
+          if (again) {
+            again = false;
+            syncNow();
+          }
+        });
+    };
+    subs.push(
+      conn.subscribe(subjects.edge.trust(o.site), {
+        callback: () => {
+          if (linked && caughtUp && !stopped) syncNow();
+        },
+      }),
+    );
+
     // --- reports ---
     const drops = { events: new DropCounter(), telemetry: new DropCounter(), aggregates: new DropCounter() };
     const streamOf = (k: SiteStreamKind) => streamReport(jsm, o.site, k, o.buffer, drops[k], shipping.includes(k), kinds.includes("aggregates"));

@@ -39,6 +39,8 @@ export const subjects = {
     allStatus: "$FABRIC.edge.*.status",
     /** The site asks the hub to source its streams. */
     register: (site: string) => `$FABRIC.edge.${site}.register`,
+    /** The hub tells a site its account JWTs changed (a revocation): the site fetches them at once. */
+    trust: (site: string) => `$FABRIC.edge.${site}.trust`,
     allRegister: "$FABRIC.edge.*.register",
     /** Where the site's durable sourcing consumer delivers one of its streams to the hub. */
     deliver: (site: string, stream: string) => `$FABRIC.src.${site}.${stream.toLowerCase()}`,

@@ -2,6 +2,7 @@ import { jetstreamManager, type JetStreamManager, type StreamSource } from "@nat
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { assertToken, errorMessage, subjects, type Logger } from "../core/index.js";
+import type { AccountWatcher } from "../../identity/index.js";
 import {
   DEFAULT_SITE_STREAMS,
   EDGE_STREAMS,
@@ -97,11 +98,19 @@ export async function listSites(nc: NatsConnection): Promise<SiteInfo[]> {
   return out;
 }
 
+/** The sites the hub sources now (from its streams' sources). */
+async function sourcedSiteNames(jsm: JetStreamManager): Promise<string[]> {
+  const all = await Promise.all(SITE_STREAM_KINDS.map(async (k) => sourcedSites((await jsm.streams.info(EDGE_STREAMS[k].hub)).config.sources)));
+  return [...new Set(all.flat())];
+}
+
 /**
  * The hub's side of its sites: a site's agent asks on `$FABRIC.edge.<site>.register` to be sourced (only the
- * site's own leaf credential may publish there), and its status reports are kept in KV `edge_sites`.
+ * site's own leaf credential may publish there), and its status reports are kept in KV `edge_sites`. With an
+ * account watcher, every change of the account's JWT (a revocation) is told to every site at once
+ * (`$FABRIC.edge.<site>.trust`), so linked sites apply it within milliseconds rather than at their next sync.
  */
-export async function serveSites(nc: NatsConnection, logger: Logger): Promise<{ stop(): void }> {
+export async function serveSites(nc: NatsConnection, logger: Logger, trust?: { watcher: AccountWatcher; accountKey: string }): Promise<{ stop(): void }> {
   const log = logger.child({ component: "sites" });
   const kv = await sitesKv(nc);
   const siteOf = (subject: string): string => subject.split(".")[2] ?? "";
@@ -143,5 +152,21 @@ export async function serveSites(nc: NatsConnection, logger: Logger): Promise<{ 
       },
     }),
   ];
-  return { stop: () => subs.forEach((s) => s.unsubscribe()) };
+  const jsm = await jetstreamManager(nc);
+  const unlisten = trust?.watcher.onUpdate((claims) => {
+    if (claims.sub !== trust.accountKey) return;
+    sourcedSiteNames(jsm).then(
+      (sites) => {
+        for (const site of sites) nc.publish(subjects.edge.trust(site));
+        log.debug({ sites: sites.length }, "sites told of an account update");
+      },
+      (err: unknown) => log.warn({ err: errorMessage(err) }, "could not tell the sites of an account update"),
+    );
+  });
+  return {
+    stop: () => {
+      unlisten?.();
+      subs.forEach((s) => s.unsubscribe());
+    },
+  };
 }

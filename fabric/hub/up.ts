@@ -28,6 +28,9 @@ import {
   Keystore,
   pushAccounts,
   startIdentityService,
+  SYSTEM_ACCOUNT_NAME,
+  watchAccounts,
+  type AccountWatcher,
   type IdentityService,
   type PushReport,
   upgradeKeystore,
@@ -253,6 +256,18 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       log.warn({ err: errorMessage(err) }, "could not push account JWTs (the servers were started with them preloaded)");
     }
 
+    // --- one watcher of account updates (the sites are told of each) ---
+    let watcher: AccountWatcher | undefined;
+    const accountWatcher = async (): Promise<AccountWatcher> => {
+      if (watcher !== undefined) return watcher;
+      const sysNc = await connectWithCreds(await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"), { servers: urls, name: "fabric hub watcher", reconnect: true });
+      connections.push(sysNc);
+      watcher = watchAccounts({ connection: sysNc, operatorKeys: [store.operator.publicKey], logger: log });
+      const w = watcher;
+      services.push({ stop: () => w.stop() });
+      return w;
+    };
+
     // --- streams, KV, identity service per tenant account ---
     let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
     for (const acc of ks.accounts().filter((a) => !a.system)) {
@@ -267,7 +282,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       });
       streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
       if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
-      const sites = await serveSites(nc, log);
+      const sites = await serveSites(nc, log, { watcher: await accountWatcher(), accountKey: acc.publicKey });
       services.push({ stop: () => Promise.resolve(sites.stop()) });
       if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
     }
