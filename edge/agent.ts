@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { z } from "zod";
 import {
   acquireLockFile,
   ConfigError,
@@ -17,25 +16,21 @@ import {
   type Supervisor,
 } from "../fabric/core/index.js";
 import { connectWithCreds, requestSiteTrust } from "../identity/index.js";
-import { writeEdgeServerConfig, type SiteRegistration, type SiteReport, type SiteSpecInput, type SiteStreamKind } from "../leafnode-config/index.js";
+import { writeEdgeServerConfig, type SiteReport, type SiteSpecInput, type SiteStreamKind } from "../leafnode-config/index.js";
 import type { WindowWorker } from "../streams/index.js";
 import type { Ingress } from "../ingress/index.js";
 import { startSiteIngress } from "./site-ingress.js";
 import { EDGE_REJECTED_BYTES, ensureWindowStores, parsePreAggregate, startPreAggregation } from "./pre-aggregate.js";
 import { agentInboxPrefix, fetchTrustBeforeStart } from "./bootstrap.js";
 import { EdgeError } from "./errors.js";
-import { edgeOptionsSchema, LINK_CHECK_EVERY_MS, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
-import { backlogOf, DropCounter, ensureSiteStreams, pauseSource, streamReport } from "./site-streams.js";
+import { edgeOptionsSchema, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
+import { DropCounter, ensureSiteStreams, streamReport } from "./site-streams.js";
+import { SiteLink } from "./site-link.js";
 import { applyToServer, keepSiteCredentials, loadSiteCredentials, loadTrust, mergeTrust, saveTrust, type KeptTrust } from "./trust.js";
 
 /** Room the site's JetStream keeps beyond the buffers (consumer state, metadata). */
 const STORE_HEADROOM_BYTES = 64 * 1024 * 1024; // 64 MiB
-/** How long events may hold telemetry back after the link returns before telemetry flows anyway. */
-export const EVENTS_FIRST_MAX_MS = 120_000; // 2 min
-const EVENTS_FIRST_POLL_MS = 50;
-/** How long one pause of the telemetry source lasts while the link is down (renewed at half of it). */
-const TELEMETRY_PAUSE_MS = 120_000; // 2 min
-const REQUEST_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 5_000; // 5 s
 
 export interface RunningEdge {
   site: string;
@@ -51,20 +46,6 @@ export interface RunningEdge {
   caughtUp(): Promise<void>;
   serverPid(): number;
   stop(): Promise<void>;
-}
-
-const registerReplySchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ error: z.string() })]);
-const leafzSchema = z.looseObject({ leafs: z.array(z.looseObject({})).nullish() });
-
-/** Whether the site's server has its leaf link to the hub (its monitoring endpoint says). */
-async function leafLinked(monitorPort: number): Promise<boolean> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${monitorPort}/leafz`, { signal: AbortSignal.timeout(1_000) });
-    const body = leafzSchema.parse(await res.json());
-    return (body.leafs ?? []).length > 0;
-  } catch {
-    return false;
-  }
 }
 
 /**
@@ -102,10 +83,10 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
   const subs: Subscription[] = [];
   const workers: WindowWorker[] = [];
   const ingresses: Ingress[] = [];
-  let stopped = false;
+  const links: SiteLink[] = [];
   const stop = async (): Promise<void> => {
-    stopped = true;
     for (const t of timers.splice(0)) clearInterval(t);
+    for (const l of links.splice(0)) l.stop();
     for (const s of subs.splice(0)) s.unsubscribe();
     for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
     for (const w of workers.splice(0)) await w.stop().catch(() => undefined);
@@ -169,8 +150,6 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     const jsm: JetStreamManager = await jetstreamManager(conn, { timeout: REQUEST_TIMEOUT_MS });
     const kinds: SiteStreamKind[] = windows.length > 0 ? ["events", "telemetry", "aggregates"] : ["events", "telemetry"];
     const shipping: SiteStreamKind[] = kinds.filter((k) => k !== "telemetry" || o.shipRawTelemetry);
-    /** Held back while the link is down, until the events backlog has reached the hub once it is back. */
-    const heldBack = shipping.filter((k) => k !== "events");
     await ensureSiteStreams(jsm, o.site, o.buffer, kinds, shipping);
     if (windows.length > 0) {
       await ensureWindowStores(conn, jsm);
@@ -184,109 +163,24 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     }
 
     // --- the link ---
-    let linked = false;
-    let linkSince = Date.now();
-    const caughtUpWaiters: (() => void)[] = [];
-    let caughtUp = false;
-    let catchingUp: Promise<void> | undefined;
-
-    const syncTrust = async (): Promise<void> => {
-      const fetched = await requestSiteTrust(conn, leafCreds);
-      const merged = mergeTrust(held, fetched);
-      await applyToServer(url, fetched.syncCreds, merged.changed, log);
-      held = merged.trust;
-      saveTrust(dataDir, held);
-      trustSyncedAt = Date.now();
-    };
-
-    /**
-     * Events before telemetry: while the link is down the telemetry source stays paused (the pause is renewed
-     * while it lasts, and lapses by itself should the agent die); when the link returns, telemetry resumes once
-     * the events backlog has reached the hub (or after EVENTS_FIRST_MAX_MS at most).
-     */
-    let pausedUntil = 0;
-    const holdTelemetry = async (): Promise<void> => {
-      if (pausedUntil - Date.now() > TELEMETRY_PAUSE_MS / 2) return;
-      const until = Date.now() + TELEMETRY_PAUSE_MS;
-      for (const k of heldBack) await pauseSource(jsm, o.site, k, until);
-      pausedUntil = until;
-    };
-    const eventsFirst = async (): Promise<void> => {
-      const until = Date.now() + EVENTS_FIRST_MAX_MS;
-      while (linked && !stopped && Date.now() < until && (await backlogOf(jsm, o.site, "events")) > 0) await new Promise((r) => setTimeout(r, EVENTS_FIRST_POLL_MS));
-      if (!linked || stopped) return;
-      for (const k of heldBack) await pauseSource(jsm, o.site, k, undefined);
-      pausedUntil = 0;
-    };
-
-    const onLinkUp = async (): Promise<void> => {
-      // revocations made while the site was away apply before anything else
-      await syncTrust();
-      const registration: SiteRegistration = { streams: shipping };
-      const reg = registerReplySchema.parse((await conn.request(subjects.edge.register(o.site), JSON.stringify(registration), { timeout: REQUEST_TIMEOUT_MS })).json());
-      if ("error" in reg) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `the hub did not take the site: ${reg.error}`);
-      await eventsFirst();
-      caughtUp = true;
-      for (const w of caughtUpWaiters.splice(0)) w();
-      log.info("link up: trust synced, site registered, events drained first");
-    };
-
-    const checkLink = async (): Promise<void> => {
-      const now = await leafLinked(ports.monitor);
-      if (now !== linked) {
-        linked = now;
-        linkSince = Date.now();
-        caughtUp = false;
-        log.info({ link: now ? "up" : "down" }, "leaf link changed");
-      }
-      if (!linked) await holdTelemetry().catch((err: unknown) => log.debug({ err: errorMessage(err) }, "could not pause the telemetry source"));
-      if (linked && !caughtUp && catchingUp === undefined) {
-        catchingUp = onLinkUp()
-          .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "catching up with the hub failed; trying again"))
-          .finally(() => (catchingUp = undefined));
-      }
-    };
-    let checking = false;
-    timers.push(
-      setInterval(() => {
-        if (checking || stopped) return;
-        checking = true;
-        void checkLink().finally(() => (checking = false));
-      }, LINK_CHECK_EVERY_MS),
-    );
-    timers.push(
-      setInterval(() => {
-        if (!linked || !caughtUp || stopped) return;
-        syncTrust().catch((err: unknown) => log.debug({ err: errorMessage(err) }, "periodic trust sync failed"));
-      }, o.trustSyncEveryMs),
-    );
-
-    // the hub tells linked sites of every account update: fetch and apply it now (one sync at a time, one more if
-    // another update came meanwhile)
-    let syncing: Promise<void> | undefined;
-    let again = false;
-    const syncNow = (): void => {
-      if (syncing !== undefined) {
-        again = true;
-        return;
-      }
-      syncing = syncTrust()
-        .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "trust sync on the hub's notice failed"))
-        .finally(() => {
-          syncing = undefined;
-          if (again) {
-            again = false;
-            syncNow();
-          }
-        });
-    };
-    subs.push(
-      conn.subscribe(subjects.edge.trust(o.site), {
-        callback: () => {
-          if (linked && caughtUp && !stopped) syncNow();
-        },
-      }),
-    );
+    const link = new SiteLink({
+      site: o.site,
+      nc: conn,
+      jsm,
+      monitorPort: () => ports.monitor,
+      shipping,
+      syncTrust: async () => {
+        const fetched = await requestSiteTrust(conn, leafCreds);
+        const merged = mergeTrust(held, fetched);
+        await applyToServer(url, fetched.syncCreds, merged.changed, log);
+        held = merged.trust;
+        saveTrust(dataDir, held);
+        trustSyncedAt = Date.now();
+      },
+      trustSyncEveryMs: o.trustSyncEveryMs,
+      logger: log,
+    });
+    links.push(link);
 
     // --- reports ---
     const drops = { events: new DropCounter(), telemetry: new DropCounter(), aggregates: new DropCounter() };
@@ -294,8 +188,8 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     const report = async (): Promise<SiteReport> => ({
       site: o.site,
       at: Date.now(),
-      link: linked ? "up" : "down",
-      linkSince,
+      link: link.up() ? "up" : "down",
+      linkSince: link.linkSince(),
       streams: {
         events: await streamOf("events"),
         telemetry: await streamOf("telemetry"),
@@ -326,8 +220,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       }),
     );
     for (const t of timers) t.unref();
-    await holdTelemetry();
-    await checkLink();
+    await link.start();
     log.info({ url, monitor: serverPorts.monitoring }, "site up");
     return {
       site: o.site,
@@ -335,8 +228,8 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       ports: serverPorts,
       mqttPort,
       report,
-      linkUp: () => linked,
-      caughtUp: () => (caughtUp ? Promise.resolve() : new Promise<void>((r) => caughtUpWaiters.push(r))),
+      linkUp: () => link.up(),
+      caughtUp: () => link.caughtUp(),
       serverPid: () => sup.current().pid,
       stop,
     };

@@ -1,4 +1,5 @@
-export { startEdge, EVENTS_FIRST_MAX_MS } from "./agent.js";
+export { startEdge } from "./agent.js";
+export { EVENTS_FIRST_MAX_MS } from "./site-link.js";
 export type { RunningEdge } from "./agent.js";
 export {
   edgeOptionsSchema,
