@@ -32,6 +32,8 @@ export interface EdgeBench {
   rawIngest: number;
   /** Link restored after a 12 s outage → first message at the hub (ms). */
   outage: { fabric: number; anchor: number };
+  /** The fabric's site over repeated outages (3 s and 12 s): link restored → flowing, ms, sorted. */
+  outages: number[];
   /** The hub's server killed and restarted by its supervisor → first new message at the hub (ms). */
   hubRestart: { fabric: number; anchor: number };
   latency: { p50: number; p99: number };
@@ -201,6 +203,19 @@ export async function benchEdge(h: Harness): Promise<EdgeBench> {
     outage[key] = await flowingAfter(svc, subject, 0, t0);
   }
 
+  console.log("edge: repeated outages of the fabric's site…");
+  const outages: number[] = [];
+  for (const [i, ms] of [3_000, 3_000, 3_000, 3_000, 12_000, 12_000].entries()) {
+    const subject = `telemetry.bench-durable.d1.again${i}`;
+    site.proxy.cut();
+    await new Promise((r) => setTimeout(r, ms));
+    await publishN(dev.nc, subject, 0, SMALL);
+    const t0 = performance.now();
+    site.proxy.restore();
+    outages.push(await flowingAfter(svc, subject, 0, t0));
+  }
+  outages.sort((a, b) => a - b);
+
   console.log("edge: hub restarts…");
   const hubRestart = { fabric: 0, anchor: 0 };
   for (const [key, nc, subject] of [
@@ -221,7 +236,7 @@ export async function benchEdge(h: Harness): Promise<EdgeBench> {
   console.log("edge: latency at 1 000 msg/s…");
   const latency = await latencyRun(svc, dev.nc, "telemetry.bench-durable.d1.live");
   await dev.nc.close();
-  return { fabric, anchor, rawIngest, outage, hubRestart, latency, wan };
+  return { fabric, anchor, rawIngest, outage, outages, hubRestart, latency, wan };
 }
 
 const WAN_DEVICES = 50;
@@ -290,7 +305,9 @@ async function wanRun(h: Harness, hub: TestHub, svc: NatsConnection): Promise<Ed
 
 export function edgeMarkdown(r: EdgeBench): string {
   const row = (name: string, d: DrainRun): string => `| ${name} | ${fmt(d.firstMs)} | ${fmt(d.drainedMs)} | ${fmt(d.rate)} | ${fmt(d.rate / r.rawIngest, 2)}× |`;
-  const ok = r.fabric.firstMs <= 3_000 && r.outage.fabric <= 3_000;
+  const all = [r.fabric.firstMs, r.outage.fabric, ...r.outages];
+  const within = all.filter((ms) => ms <= 3_000).length;
+  const ok = within === all.length;
   return [
     `| source (${fmt(BACKLOG)} buffered ${PAYLOAD}-byte messages) | link restored → flowing, ms | → drained, ms | drain msg/s | vs hub raw ingest (${fmt(r.rawIngest)} msg/s) |`,
     "| --- | ---: | ---: | ---: | ---: |",
@@ -302,6 +319,8 @@ export function edgeMarkdown(r: EdgeBench): string {
     `| a ${OUTAGE_MS / 1000} s outage, link restored | ${fmt(r.outage.fabric)} | ${fmt(r.outage.anchor)} |`,
     `| the hub's server killed and restarted | ${fmt(r.hubRestart.fabric)} | ${fmt(r.hubRestart.anchor)} |`,
     "",
+    `The fabric's site over ${r.outages.length} more outages (4 of 3 s, 2 of 12 s), link restored → flowing: ${r.outages.map((ms) => fmt(ms)).join(", ")} ms.`,
+    "",
     `| WAN bytes for ${fmt(r.wan.readings)} readings (${WAN_DEVICES} devices, 1 Hz, ${WAN_SECONDS / 60} min) | bytes | per reading |`,
     "| --- | ---: | ---: |",
     `| raw telemetry shipped | ${fmt(r.wan.raw)} | ${fmt(r.wan.raw / r.wan.readings, 1)} |`,
@@ -311,6 +330,6 @@ export function edgeMarkdown(r: EdgeBench): string {
     "",
     `Edge → hub latency at ${fmt(LATENCY_RATE)} msg/s for ${LATENCY_SECONDS} s (device publish at the site → a hub consumer's callback): p50 ${fmt(r.latency.p50, 1)} ms, p99 ${fmt(r.latency.p99, 1)} ms.`,
     "",
-    `Goal (issue 6: flowing again within 3 s of the link returning): ${ok ? "**met**" : "**not met**"}.`,
+    `Goal (issue 6: flowing again within 3 s of the link returning): ${ok ? "**met**" : "**not met**"}: ${within} of ${all.length} returns of the fabric's site flowed within 3 s in this run.`,
   ].join("\n");
 }

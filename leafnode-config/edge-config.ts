@@ -33,7 +33,7 @@ export function edgeServerConfig(input: SiteSpecInput): Record<string, unknown> 
     resolver_preload: s.trust.accounts,
     jetstream: { store_dir: s.storeDir, domain: s.site, max_file_store: s.maxFileStoreBytes, max_memory_store: s.maxMemoryStoreBytes },
     leafnodes: {
-      reconnect: `${s.reconnectSec}s`,
+      reconnect: `${s.reconnectMs}ms`,
       remotes: [
         {
           urls: s.hub.urls,

@@ -5,8 +5,8 @@ import { TOKEN_PATTERN } from "../fabric/core/index.js";
 export const DEFAULT_PING_INTERVAL_SEC = 2; // 2 s
 /** Pings unanswered before the link is declared dead: a silent cut is noticed after 4-6 s. */
 export const DEFAULT_PING_MAX = 2;
-/** How soon a dropped leaf link is dialled again. */
-export const DEFAULT_LEAF_RECONNECT_SEC = 1; // 1 s
+/** How soon a dropped leaf link is dialled again (a connection attempt to the hub, cheap while it is away). */
+export const DEFAULT_LEAF_RECONNECT_MS = 250; // 250 ms
 export const DEFAULT_EDGE_CLIENT_PORT = 4222;
 export const DEFAULT_EDGE_MONITOR_PORT = 8222;
 /** JetStream memory the edge server may use (its streams are on file). */
@@ -70,7 +70,7 @@ export const siteSpecSchema = z.strictObject({
   maxMemoryStoreBytes: z.number().int().positive().default(DEFAULT_EDGE_MAX_MEMORY_BYTES),
   pingIntervalSec: z.number().int().min(1).max(120).default(DEFAULT_PING_INTERVAL_SEC),
   pingMax: z.number().int().min(1).max(10).default(DEFAULT_PING_MAX),
-  reconnectSec: z.number().int().min(1).max(60).default(DEFAULT_LEAF_RECONNECT_SEC),
+  reconnectMs: z.number().int().min(100).max(60_000).default(DEFAULT_LEAF_RECONNECT_MS),
 });
 export type SiteSpec = z.infer<typeof siteSpecSchema>;
 export type SiteSpecInput = z.input<typeof siteSpecSchema>;
