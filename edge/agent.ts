@@ -198,6 +198,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       shipping,
       trustSyncedAt,
       serverRestarts: sup.restarts(),
+      sourceRestarts: link.stalls,
     });
     const statusSubject = subjects.edge.status(o.site);
     timers.push(

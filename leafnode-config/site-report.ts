@@ -33,6 +33,8 @@ export const siteReportSchema = z.strictObject({
   trustSyncedAt: z.number().int(),
   /** The leaf server's restarts by the agent's supervisor. */
   serverRestarts: z.number().int().nonnegative(),
+  /** Stalled sources the agent restarted (a backlog the hub stopped acknowledging while the link was up). */
+  sourceRestarts: z.number().int().nonnegative(),
 });
 export type SiteReport = z.infer<typeof siteReportSchema>;
 

@@ -6,7 +6,7 @@ export const DEFAULT_PING_INTERVAL_SEC = 2; // 2 s
 /** Pings unanswered before the link is declared dead: a silent cut is noticed after 4-6 s. */
 export const DEFAULT_PING_MAX = 2;
 /** How soon a dropped leaf link is dialled again (a connection attempt to the hub, cheap while it is away). */
-export const DEFAULT_LEAF_RECONNECT_MS = 250; // 250 ms
+export const DEFAULT_LEAF_RECONNECT_MS = 1_000; // 1 s
 export const DEFAULT_EDGE_CLIENT_PORT = 4222;
 export const DEFAULT_EDGE_MONITOR_PORT = 8222;
 /** JetStream memory the edge server may use (its streams are on file). */
