@@ -11,7 +11,7 @@ import { backlogOf, pauseSource, resetSource } from "./site-streams.js";
 export const EVENTS_FIRST_MAX_MS = 120_000; // 2 min
 const EVENTS_FIRST_POLL_MS = 50;
 const REQUEST_TIMEOUT_MS = 5_000; // 5 s
-/** A source with a backlog whose ack floor has not moved for this long is stalled: it is restarted. */
+/** A source with a backlog that has neither delivered nor been acknowledged for this long is stalled: it is restarted. */
 export const SOURCE_STALL_MS = 5_000; // 5 s
 const STALL_CHECK_EVERY_MS = 1_000; // 1 s
 
@@ -63,8 +63,8 @@ export class SiteLink {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly sub: Subscription;
   private readonly heldBack: readonly SiteStreamKind[];
-  /** Per shipped stream: the hub's ack floor last seen, and since when it has not moved with a backlog. */
-  private readonly progress = new Map<SiteStreamKind, { floor: number; since: number }>();
+  /** Per shipped stream: what was last delivered and acknowledged, and since when neither moved with a backlog. */
+  private readonly progress = new Map<SiteStreamKind, { floor: number; delivered: number; since: number }>();
   private watching = false;
   private readonly log: Logger;
 
@@ -177,8 +177,8 @@ export class SiteLink {
   }
 
   /**
-   * Restarts a stalled source: a shipped stream with a backlog whose hub ack floor has not moved for
-   * SOURCE_STALL_MS while the link is up. The consumer is reset (nats-server 2.14's consumer reset, ADR-58): what
+   * Restarts a stalled source: a shipped stream with a backlog whose consumer has neither delivered nor been
+   * acknowledged anything for SOURCE_STALL_MS while the link is up. The consumer is reset (nats-server 2.14's consumer reset, ADR-58): what
    * was delivered and not acknowledged goes again from the ack floor, and the hub's durable source, which keeps
    * the last sequence it stored, takes it as a restart without storing anything twice.
    */
@@ -188,16 +188,18 @@ export class SiteLink {
       const ci = await this.o.jsm.consumers.info(EDGE_STREAMS[kind].edge, edgeSourceConsumer(this.o.site));
       const backlog = ci.num_pending + ci.num_ack_pending;
       const floor = ci.ack_floor.stream_seq;
+      const delivered = ci.delivered.stream_seq;
       const seen = this.progress.get(kind);
-      if (backlog === 0 || seen === undefined || seen.floor !== floor) {
-        this.progress.set(kind, { floor, since: now });
+      // flowing means new deliveries or new acknowledgements (in a steady flow acks come a window at a time)
+      if (backlog === 0 || seen === undefined || seen.floor !== floor || seen.delivered !== delivered) {
+        this.progress.set(kind, { floor, delivered, since: now });
         continue;
       }
       if (now - seen.since < SOURCE_STALL_MS) continue;
       this.log.warn({ stream: EDGE_STREAMS[kind].edge, backlog, ackFloor: floor, delivered: ci.delivered.stream_seq, stalledMs: now - seen.since }, "the hub's source is stalled: restarting it");
       await resetSource(this.o.nc, this.o.site, kind);
       this.stalls++;
-      this.progress.set(kind, { floor, since: now });
+      this.progress.set(kind, { floor, delivered, since: now });
     }
   }
 
