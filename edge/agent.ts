@@ -15,7 +15,8 @@ import {
   type ServerPorts,
   type Supervisor,
 } from "../fabric/core/index.js";
-import { connectWithCreds, requestSiteTrust } from "../identity/index.js";
+import { z } from "zod";
+import { connectWithCreds, parseCreds, peekJwt, requestSiteTrust } from "../identity/index.js";
 import { writeEdgeServerConfig, type SiteReport, type SiteSpecInput, type SiteStreamKind } from "../leafnode-config/index.js";
 import type { WindowWorker } from "../streams/index.js";
 import type { Ingress } from "../ingress/index.js";
@@ -48,6 +49,18 @@ export interface RunningEdge {
   stop(): Promise<void>;
 }
 
+const userTagsSchema = z.looseObject({ nats: z.looseObject({ tags: z.array(z.string()).optional() }).optional() });
+
+/** The site a leaf credential was issued for (its `site:` tag), or undefined. */
+function siteOfCreds(creds: string): string | undefined {
+  try {
+    const tags = userTagsSchema.parse(peekJwt(parseCreds(creds).jwt)).nats?.tags ?? [];
+    return tags.find((t) => t.startsWith("site:"))?.slice("site:".length);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * `fabric-edge up`: fetches the site's trust from the hub (or goes on with what it kept, when the hub is away),
  * generates and checks the leaf server's config, starts and supervises it, keeps the site's streams and their
@@ -75,6 +88,12 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
   } catch (err) {
     release();
     throw new ConfigError(`cannot read the leaf credential ${credsFile}: ${errorMessage(err)}`, { cause: err });
+  }
+
+  const credSite = siteOfCreds(leafCreds);
+  if (credSite !== o.site) {
+    release();
+    throw new ConfigError(`the leaf credential ${credsFile} is ${credSite === undefined ? "not a site's leaf credential" : `site ${credSite}'s`}, not site ${o.site}'s (--site)`);
   }
 
   let supervisor: Supervisor | undefined;

@@ -69,6 +69,10 @@ describe("fabric-edge and fabric site", () => {
     expect(badBuffer.stderr).toMatch(/--buffer "lots" is not a size/);
     const noCreds = await runCli("fabric-edge", [...base, "--site", "ok"]);
     expect(noCreds.stderr).toMatch(/cannot read the leaf credential \/nonexistent\.creds/);
+    const otherCreds = join(h.tempDir("fabric-edge-other-"), "other.creds");
+    expect((await runCli("fabric-id", ["--store", hub.keystoreDir, "issue", "leaf", "other-site", "-o", otherCreds])).code).toBe(0);
+    const wrongSite = await runCli("fabric-edge", ["up", "--hub", "nats-leaf://127.0.0.1:1", "--creds", otherCreds, "--data", h.tempDir("fabric-edge-bad-"), "--site", "ok"]);
+    expect(wrongSite.stderr).toMatch(/is site other-site's, not site ok's \(--site\)/);
     const badSiteName = await runCli("fabric", ["site", "add", "Bad Site", "--store", hub.keystoreDir, "--data", hub.dataDir]);
     expect(badSiteName.stderr).toMatch(/site "Bad Site" is invalid/);
   });
