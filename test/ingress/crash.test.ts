@@ -45,7 +45,7 @@ async function storedValues(subject: string): Promise<number[]> {
 }
 
 async function streamWithKill(qos: 1 | 2, device: string): Promise<void> {
-  const N = 10_000;
+  const N = 20_000;
   const first = await startIngressProcess(0);
   const r = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name: device, site: "plant-a" });
   const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${first.port}`, {
@@ -63,8 +63,9 @@ async function streamWithKill(qos: 1 | 2, device: string): Promise<void> {
   const all = Array.from({ length: N }, (_, i) =>
     client.publishAsync(`telemetry/plant-a/${device}/seq`, JSON.stringify({ value: i, ts: Date.now() }), { qos }).then(() => acked.add(i)),
   );
-  // kill the ingress while the stream is under way, then start another one on the same port
-  await pollUntil(() => acked.size >= N / 4, { what: "a quarter of the publishes acknowledged", timeoutMs: 30_000, intervalMs: 1 });
+  // kill the ingress while the stream is under way (early, so that a loaded machine still kills it with most
+  // publishes outstanding), then start another one on the same port
+  await pollUntil(() => acked.size >= N / 10, { what: "a tenth of the publishes acknowledged", timeoutMs: 30_000, intervalMs: 1 });
   await first.cli.signal("SIGKILL");
   const ackedBeforeKill = new Set(acked);
   expect(ackedBeforeKill.size).toBeLessThan(N);
