@@ -12,7 +12,7 @@ export const EVENTS_FIRST_MAX_MS = 120_000; // 2 min
 const EVENTS_FIRST_POLL_MS = 50;
 const REQUEST_TIMEOUT_MS = 5_000; // 5 s
 /** A source with a backlog that has neither delivered nor been acknowledged for this long is stalled: it is restarted. */
-export const SOURCE_STALL_MS = 5_000; // 5 s
+export const SOURCE_STALL_MS = 10_000; // 10 s (the hub's own source health check runs every 10 s: it goes first)
 const STALL_CHECK_EVERY_MS = 1_000; // 1 s
 
 const registerReplySchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ error: z.string() })]);
@@ -177,8 +177,8 @@ export class SiteLink {
   }
 
   /**
-   * Restarts a stalled source: a shipped stream with a backlog whose consumer has neither delivered nor been
-   * acknowledged anything for SOURCE_STALL_MS while the link is up. The consumer is reset (nats-server 2.14's consumer reset, ADR-58): what
+   * Restarts a stalled source: a shipped stream with a backlog whose consumer, with the hub's source listening,
+   * has neither delivered nor been acknowledged anything for SOURCE_STALL_MS while the link is up. The consumer is reset (nats-server 2.14's consumer reset, ADR-58): what
    * was delivered and not acknowledged goes again from the ack floor, and the hub's durable source, which keeps
    * the last sequence it stored, takes it as a restart without storing anything twice.
    */
@@ -190,8 +190,9 @@ export class SiteLink {
       const floor = ci.ack_floor.stream_seq;
       const delivered = ci.delivered.stream_seq;
       const seen = this.progress.get(kind);
-      // flowing means new deliveries or new acknowledgements (in a steady flow acks come a window at a time)
-      if (backlog === 0 || seen === undefined || seen.floor !== floor || seen.delivered !== delivered) {
+      // flowing means new deliveries or new acknowledgements (in a steady flow acks come a window at a time); a
+      // consumer nobody listens to (the hub's source is not set up again yet) is the hub's to restart, not ours
+      if (backlog === 0 || ci.push_bound !== true || seen === undefined || seen.floor !== floor || seen.delivered !== delivered) {
         this.progress.set(kind, { floor, delivered, since: now });
         continue;
       }
