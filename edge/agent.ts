@@ -45,7 +45,6 @@ export interface RunningEdge {
   linkUp(): boolean;
   /** Resolves once the link has been up and the agent has caught up with it (trust synced, registered). */
   caughtUp(): Promise<void>;
-  serverPid(): number;
   stop(): Promise<void>;
 }
 
@@ -167,10 +166,11 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     const conn = await connectWithCreds(agent, { servers: url, name: `fabric-edge ${o.site}`, inboxPrefix: agentInboxPrefix(o.site), reconnect: true });
     nc = conn;
     const jsm: JetStreamManager = await jetstreamManager(conn, { timeout: REQUEST_TIMEOUT_MS });
-    const kinds: SiteStreamKind[] = windows.length > 0 ? ["events", "telemetry", "aggregates"] : ["events", "telemetry"];
+    const preAggregates = windows.length > 0;
+    const kinds: SiteStreamKind[] = preAggregates ? ["events", "telemetry", "aggregates"] : ["events", "telemetry"];
     const shipping: SiteStreamKind[] = kinds.filter((k) => k !== "telemetry" || o.shipRawTelemetry);
     await ensureSiteStreams(jsm, o.site, o.buffer, kinds, shipping);
-    if (windows.length > 0) {
+    if (preAggregates) {
       await ensureWindowStores(conn, jsm);
       workers.push(...(await startPreAggregation(conn, o.site, windows, log)));
     }
@@ -203,7 +203,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
 
     // --- reports ---
     const drops = { events: new DropCounter(), telemetry: new DropCounter(), aggregates: new DropCounter() };
-    const streamOf = (k: SiteStreamKind) => streamReport(jsm, o.site, k, o.buffer, drops[k], shipping.includes(k), kinds.includes("aggregates"));
+    const streamOf = (k: SiteStreamKind) => streamReport(jsm, o.site, k, o.buffer, drops[k], shipping.includes(k), preAggregates);
     const report = async (): Promise<SiteReport> => ({
       site: o.site,
       at: Date.now(),
@@ -212,12 +212,12 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       streams: {
         events: await streamOf("events"),
         telemetry: await streamOf("telemetry"),
-        ...(kinds.includes("aggregates") ? { aggregates: await streamOf("aggregates") } : {}),
+        ...(preAggregates ? { aggregates: await streamOf("aggregates") } : {}),
       },
       shipping,
       trustSyncedAt,
       serverRestarts: sup.restarts(),
-      sourceRestarts: link.stalls,
+      sourceRestarts: link.sourceRestarts(),
     });
     const statusSubject = subjects.edge.status(o.site);
     timers.push(
@@ -250,7 +250,6 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       report,
       linkUp: () => link.up(),
       caughtUp: () => link.caughtUp(),
-      serverPid: () => sup.current().pid,
       stop,
     };
   } catch (err) {

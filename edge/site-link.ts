@@ -66,6 +66,7 @@ export class SiteLink {
   /** Per shipped stream: what was last delivered and acknowledged, and since when neither moved with a backlog. */
   private readonly progress = new Map<SiteStreamKind, { floor: number; delivered: number; since: number }>();
   private watching = false;
+  private restarts = 0;
   private readonly log: Logger;
 
   constructor(private readonly o: SiteLinkOptions) {
@@ -108,6 +109,11 @@ export class SiteLink {
   /** Since when the link is as it is (ms since epoch). */
   linkSince(): number {
     return this.since;
+  }
+
+  /** Stalled sources restarted so far. */
+  sourceRestarts(): number {
+    return this.restarts;
   }
 
   /** Resolves once the link is up and the site has caught up with it. */
@@ -199,13 +205,10 @@ export class SiteLink {
       if (now - seen.since < SOURCE_STALL_MS) continue;
       this.log.warn({ stream: EDGE_STREAMS[kind].edge, backlog, ackFloor: floor, delivered: ci.delivered.stream_seq, stalledMs: now - seen.since }, "the hub's source is stalled: restarting it");
       await resetSource(this.o.nc, this.o.site, kind);
-      this.stalls++;
+      this.restarts++;
       this.progress.set(kind, { floor, delivered, since: now });
     }
   }
-
-  /** Stalled sources restarted so far. */
-  stalls = 0;
 
   /** One trust sync at a time; one more after it if another was asked for meanwhile. */
   private syncNow(): void {

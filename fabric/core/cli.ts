@@ -60,7 +60,7 @@ export function portOption(flags: string, description: string, defaultValue?: nu
 }
 
 /** A port flag's value: 0-65535 (0 lets the system pick); the error names the flag. */
-export function parsePort(value: string, flag: string): number {
+function parsePort(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65_535) throw new InvalidInputError(`${flag} ${JSON.stringify(value)} is not a port (0-65535; 0 lets the system pick)`);
   return n;
