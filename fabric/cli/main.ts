@@ -23,8 +23,9 @@ import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers } from "./workers.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
+import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
 
-interface UpFlags {
+interface UpFlags extends LeafTlsFlags {
   data?: string;
   store?: string;
   nodes: string;
@@ -45,9 +46,6 @@ interface UpFlags {
   grpcTlsCert?: string;
   grpcTlsKey?: string;
   grpcTlsCa?: string;
-  leafTlsCert?: string;
-  leafTlsKey?: string;
-  leafTlsCa?: string;
   json?: boolean;
 }
 
@@ -56,8 +54,7 @@ const mqttWsPortOption = (): Option => portOption("--mqtt-ws-port <port>", "MQTT
 
 const program = newProgram("fabric", "the fabric hub: NATS JetStream with decentralised identity");
 
-program
-  .command("up")
+addLeafTlsOptions(program.command("up"), "")
   .description("start the hub (one node, or a local cluster with --nodes 3) and keep it running until Ctrl-C")
   .option("--data <dir>", "data directory (default: $FABRIC_HOME/hub or ~/.local/share/fabric/hub)")
   .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
@@ -78,17 +75,13 @@ program
   .option("--grpc-tls-key <file>", "PEM private key for the gRPC API")
   .option("--grpc-tls-ca <file>", "PEM CA whose client certificates the gRPC API requires (mTLS)")
   .option("--no-grpc", "do not run the gRPC gateway")
-  .option("--leaf-tls-cert <file>", "PEM certificate chain for the leaf node listener (sites dial it over TLS)")
-  .option("--leaf-tls-key <file>", "PEM private key for the leaf node listener")
-  .option("--leaf-tls-ca <file>", "PEM CA whose client certificates sites must show (mTLS)")
   .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
   .option("--json", "print the ready summary as JSON on stdout")
   .action(async (flags: UpFlags) => {
     if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
     if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
     if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
-    if ((flags.leafTlsCert === undefined) !== (flags.leafTlsKey === undefined)) throw new InvalidInputError("--leaf-tls-cert and --leaf-tls-key go together");
-    if (flags.leafTlsCa !== undefined && flags.leafTlsCert === undefined) throw new InvalidInputError("--leaf-tls-ca (mTLS) needs --leaf-tls-cert and --leaf-tls-key");
+    const leafTls = leafTlsFromFlags(flags, (f) => resolve(f));
     const logger = createLogger({ name: "fabric" });
     const nodes = Number(flags.nodes);
     if (!Number.isInteger(nodes)) throw new InvalidInputError(`--nodes ${JSON.stringify(flags.nodes)} is not a whole number`);
@@ -101,9 +94,7 @@ program
         port: flags.port,
         monitorPort: flags.monitorPort,
         leafPort: flags.leafPort,
-        ...(flags.leafTlsCert === undefined || flags.leafTlsKey === undefined
-          ? {}
-          : { leafTls: { cert: resolve(flags.leafTlsCert), key: resolve(flags.leafTlsKey), ...(flags.leafTlsCa === undefined ? {} : { ca: resolve(flags.leafTlsCa) }) } }),
+        ...leafTls,
         clusterPort: flags.clusterPort,
         windows: flags.windows,
         ...(flags.grpc
@@ -230,8 +221,7 @@ addWindowCommands(program);
 addSiteCommands(program);
 
 const config = program.command("config").description("generate configs");
-config
-  .command("hub")
+addLeafTlsOptions(config.command("hub"), ": an absolute path on each host")
   .description("per-host nats-server configs for a multi-host hub cluster, checked with nats-server -t")
   .requiredOption("--hosts <host...>", "the hosts (3 or more, odd), as the peers reach them")
   .option("--out <dir>", "where to write hub-N.conf", "hub-configs")
@@ -241,17 +231,20 @@ config
   .addOption(portOption("--cluster-port <port>", "route port", DEFAULT_CLUSTER_PORT))
   .addOption(portOption("--monitor-port <port>", "monitoring port", DEFAULT_MONITOR_PORT))
   .addOption(portOption("--leaf-port <port>", "leaf node port", DEFAULT_LEAF_PORT))
-  .action((flags: { hosts: string[]; out: string; store?: string; dataDir: string; port: number; clusterPort: number; monitorPort: number; leafPort: number }, _cmd: Command) => {
+  .action((flags: LeafTlsFlags & { hosts: string[]; out: string; store?: string; dataDir: string; port: number; clusterPort: number; monitorPort: number; leafPort: number }, _cmd: Command) => {
+    const leafTls = leafTlsFromFlags(flags, (f) => f);
     const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
-    const files = writeClusterConfigs(ks, resolve(flags.out), {
+    const { files, uncheckedFiles } = writeClusterConfigs(ks, resolve(flags.out), {
       hosts: flags.hosts,
       clientPort: flags.port,
       clusterPort: flags.clusterPort,
       monitorPort: flags.monitorPort,
       leafPort: flags.leafPort,
       dataDir: flags.dataDir,
+      ...leafTls,
     });
     out(files.join("\n"));
+    if (uncheckedFiles.length > 0) say(`not on this machine, so checked without them: ${uncheckedFiles.join(", ")} (they must exist on every host)`);
     say(`wrote ${files.length} configs (0600: they carry the operator JWT); start each host with: nats-server -c hub-N.conf`);
   });
 

@@ -9,13 +9,22 @@ export const RESOLVER_SYNC_INTERVAL = "2m";
 
 const port = z.number().int().min(-1).max(65_535);
 
+/** TLS on the leaf node listener (sites dial it over the WAN); with a CA, sites must show a certificate it signed. */
+export const leafTlsSchema = z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() });
+export type LeafTls = z.infer<typeof leafTlsSchema>;
+
+/** The files a leaf TLS setting names. */
+export function leafTlsFiles(tls: LeafTls): string[] {
+  return [tls.cert, tls.key, ...(tls.ca === undefined ? [] : [tls.ca])];
+}
+
 export const hubNodeConfigSchema = z.strictObject({
   serverName: z.string().regex(/^[A-Za-z0-9_-]+$/, "server names are letters, digits, '_' and '-'"),
   host: z.string().min(1),
   clientPort: port,
   monitorPort: port,
   leafPort: port,
-  leafTls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).optional(),
+  leafTls: leafTlsSchema.optional(),
   /** Where JetStream stores data and the resolver keeps account JWTs. */
   storeDir: z.string().min(1),
   resolverDir: z.string().min(1),

@@ -38,7 +38,7 @@ import {
 import { startGateway, type Gateway } from "../grpc/server.js";
 import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
 import { startIngress, type Ingress } from "../../ingress/index.js";
-import { DEFAULT_CLUSTER_NAME, hubServerConfig, writeServerConfig } from "./config.js";
+import { DEFAULT_CLUSTER_NAME, hubServerConfig, leafTlsSchema, writeServerConfig } from "./config.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 import { serveSites } from "./sites.js";
 
@@ -58,8 +58,7 @@ export const hubOptionsSchema = z.strictObject({
   port: portSchema,
   monitorPort: portSchema,
   leafPort: portSchema,
-  /** TLS on the leaf node listener (sites dial it over the WAN); with a CA, sites must show a certificate it signed. */
-  leafTls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).optional(),
+  leafTls: leafTlsSchema.optional(),
   clusterPort: portSchema,
   identityService: z.boolean().default(true),
   /** Run a worker for every window definition (KV window_defs) of each tenant account. */

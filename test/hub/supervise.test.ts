@@ -1,10 +1,10 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pollUntil } from "../../fabric/core/index.js";
 import { issueUser } from "../../identity/index.js";
-import { connectAs, Harness, runCli, startTestHub } from "../harness/index.js";
+import { connectAs, Harness, makeTestCerts, runCli, startTestHub } from "../harness/index.js";
 
 const h = new Harness();
 afterAll(() => h.dispose());
@@ -64,5 +64,38 @@ describe("fabric config hub", () => {
     const two = await runCli("fabric", ["config", "hub", "--hosts", "a", "b", "--out", out], { env: { FABRIC_HOME: home } });
     expect(two.code).toBe(2);
     expect(two.stderr).toMatch(/cluster config\.hosts: a JetStream cluster needs at least 3 hosts/);
+  });
+
+  it("puts TLS on every host's leaf listener, checking the files when they are on this machine", async () => {
+    const home = h.tempDir("fabric-home-");
+    expect((await runCli("fabric-id", ["init"], { env: { FABRIC_HOME: home } })).code).toBe(0);
+    const hosts = ["--hosts", "10.0.0.1", "10.0.0.2", "10.0.0.3"];
+    const leafTls = (cfgDir: string): { cert_file: string; key_file: string; ca_file?: string; verify?: boolean } =>
+      (JSON.parse(readFileSync(join(cfgDir, "hub-2.conf"), "utf8").replace(/^#.*\n/, "")) as { leafnodes: { tls: { cert_file: string; key_file: string; ca_file?: string; verify?: boolean } } }).leafnodes.tls;
+    // the files are here: nats-server -t loads them
+    const certs = makeTestCerts(h.tempDir("leaf-certs-"));
+    const here = join(home, "here");
+    const r = await runCli("fabric", ["config", "hub", ...hosts, "--out", here, "--leaf-tls-cert", certs.server.cert, "--leaf-tls-key", certs.server.key, "--leaf-tls-ca", certs.ca], { env: { FABRIC_HOME: home } });
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toMatch(/checked without them/);
+    expect(leafTls(here)).toMatchObject({ cert_file: certs.server.cert, key_file: certs.server.key, ca_file: certs.ca, verify: true });
+    // a key that is not a key: the check refuses it
+    const broken = await runCli("fabric", ["config", "hub", ...hosts, "--out", join(home, "broken"), "--leaf-tls-cert", certs.server.cert, "--leaf-tls-key", certs.ca], { env: { FABRIC_HOME: home } });
+    expect(broken.code).not.toBe(0);
+    expect(broken.stderr).toMatch(/nats-server refused the config/);
+    // paths that exist only on the hosts: written, checked without them, and named
+    const there = join(home, "there");
+    const remote = await runCli("fabric", ["config", "hub", ...hosts, "--out", there, "--leaf-tls-cert", "/etc/fabric/leaf.pem", "--leaf-tls-key", "/etc/fabric/leaf-key.pem"], { env: { FABRIC_HOME: home } });
+    expect(remote.code).toBe(0);
+    expect(remote.stderr).toMatch(/checked without them: \/etc\/fabric\/leaf\.pem, \/etc\/fabric\/leaf-key\.pem/);
+    expect(leafTls(there)).toEqual({ cert_file: "/etc/fabric/leaf.pem", key_file: "/etc/fabric/leaf-key.pem", timeout: 5 });
+    expect(readdirSync(there).sort()).toEqual(["hub-1.conf", "hub-2.conf", "hub-3.conf"]);
+    // relative paths mean nothing on another host; a half pair is refused
+    const relative = await runCli("fabric", ["config", "hub", ...hosts, "--out", join(home, "rel"), "--leaf-tls-cert", "leaf.pem", "--leaf-tls-key", "/etc/k.pem"], { env: { FABRIC_HOME: home } });
+    expect(relative.code).toBe(2);
+    expect(relative.stderr).toMatch(/cluster config\.leafTls: leaf TLS files are absolute paths/);
+    const half = await runCli("fabric", ["config", "hub", ...hosts, "--out", join(home, "half"), "--leaf-tls-cert", "/etc/c.pem"], { env: { FABRIC_HOME: home } });
+    expect(half.code).toBe(2);
+    expect(half.stderr).toMatch(/--leaf-tls-cert and --leaf-tls-key go together/);
   });
 });
