@@ -22,10 +22,11 @@ export {
   edgeStreamConfig,
   edgeSourceConsumerConfig,
   hubSiteSource,
+  siteSubjectTransforms,
   withSiteSource,
   withoutSiteSource,
   sourcedSites,
 } from "./site-streams.js";
-export type { SiteStreamKind, OverflowPolicy, BufferSpec, BufferSpecInput, SiteSource } from "./site-streams.js";
+export type { SiteStreamKind, OverflowPolicy, BufferSpec, BufferSpecInput, SiteSource, SubjectTransform } from "./site-streams.js";
 export { siteReportSchema, siteRegistrationSchema } from "./site-report.js";
 export type { SiteReport, SiteStreamReport, SiteRegistration } from "./site-report.js";

@@ -97,11 +97,45 @@ export function edgeSourceConsumerConfig(site: string, kind: SiteStreamKind): Re
   };
 }
 
+/** A subject transform of a hub stream's source (JetStream's `subject_transforms` entry). */
+export interface SubjectTransform {
+  src: string;
+  dest: string;
+}
+
+/**
+ * The transforms that pin what the hub stores from a site to that site's own subjects, whatever the site sends.
+ * The hub stores a sourced message under the subject the site's server gives it: a compromised site (or one
+ * whose stream was widened) could otherwise write under another site's subjects, or any subject at all. Every
+ * subject from the site is rewritten into the site's namespace: the kind's first token and the site's token
+ * take the place of the first tokens it came with (the rest is kept), and subjects too short for that are put
+ * under it whole. A well-behaved site's subjects are unchanged.
+ */
+export function siteSubjectTransforms(site: string, kind: SiteStreamKind): SubjectTransform[] {
+  const w = (n: number): string => `{{wildcard(${n})}}`;
+  if (kind === "aggregates") {
+    // agg.<window>.<site>.<device>.<metric>: the window is the site's to name
+    return [
+      { src: "*.*.*.>", dest: `agg.${w(2)}.${site}.>` },
+      { src: "*.*.*", dest: `agg.${w(2)}.${site}.${w(3)}` },
+      { src: "*.*", dest: `agg.${w(2)}.${site}` },
+      { src: "*", dest: `agg.${w(1)}.${site}` },
+    ];
+  }
+  const prefix = kind === "events" ? "events" : "telemetry";
+  return [
+    { src: "*.*.>", dest: `${prefix}.${site}.>` },
+    { src: "*.*", dest: `${prefix}.${site}.${w(1)}.${w(2)}` },
+    { src: "*", dest: `${prefix}.${site}.${w(1)}` },
+  ];
+}
+
 /** The source entry a hub stream gets for a site: the site's durable consumer, through `$JS.<site>.API`. */
 export interface SiteSource {
   name: string;
   external: { api: string; deliver: string };
   consumer: { name: string; deliver_subject: string };
+  subject_transforms: SubjectTransform[];
 }
 
 export function hubSiteSource(site: string, kind: SiteStreamKind): SiteSource {
@@ -109,6 +143,7 @@ export function hubSiteSource(site: string, kind: SiteStreamKind): SiteSource {
     name: EDGE_STREAMS[kind].edge,
     external: { api: `$JS.${site}.API`, deliver: "" },
     consumer: { name: edgeSourceConsumer(site), deliver_subject: subjects.edge.deliver(site, kind) },
+    subject_transforms: siteSubjectTransforms(site, kind),
   };
 }
 
@@ -119,9 +154,13 @@ interface SourceEntry {
 
 const isSiteSource = (site: string, e: SourceEntry): boolean => e.external?.api === `$JS.${site}.API`;
 
-/** The hub stream's sources with the site's entry in place (others kept as they are). */
+/** The hub stream's sources with the site's entry in place, where it was or last (others kept as they are). */
 export function withSiteSource<T extends SourceEntry>(sources: readonly T[] | undefined, site: string, kind: SiteStreamKind): (T | SiteSource)[] {
-  return [...(sources ?? []).filter((e) => !isSiteSource(site, e)), hubSiteSource(site, kind)];
+  const list = sources ?? [];
+  const at = list.findIndex((e) => isSiteSource(site, e));
+  const entry = hubSiteSource(site, kind);
+  if (at < 0) return [...list, entry];
+  return [...list.slice(0, at), entry, ...list.slice(at + 1).filter((e) => !isSiteSource(site, e))];
 }
 
 /** The hub stream's sources without the site's entry. */

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import { jetstreamManager, type JetStreamManager, type StreamSource } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
@@ -42,7 +43,7 @@ export async function addSite(nc: NatsConnection, site: string, kinds: readonly 
     const name = EDGE_STREAMS[kind].hub;
     const c = (await jsm.streams.info(name)).config;
     const sources = (kinds.includes(kind) ? withSiteSource(c.sources, site, kind) : withoutSiteSource(c.sources, site)) as StreamSource[];
-    if (JSON.stringify(sources) === JSON.stringify(c.sources ?? [])) continue;
+    if (isDeepStrictEqual(sources, c.sources ?? [])) continue;
     await jsm.streams.update(name, { ...c, sources });
   }
 }

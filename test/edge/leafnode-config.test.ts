@@ -8,6 +8,8 @@ import {
   edgeSourceConsumerConfig,
   edgeStreamConfig,
   hubSiteSource,
+  siteSubjectTransforms,
+  type SubjectTransform,
   sourcedSites,
   withoutSiteSource,
   withSiteSource,
@@ -131,12 +133,48 @@ describe("leafnode-config: the site's streams and the hub side", () => {
       deliver_subject: "$FABRIC.src.plant-a.telemetry",
     });
     const a = hubSiteSource("plant-a", "telemetry");
-    expect(a).toEqual({ name: "EDGE_TELEMETRY", external: { api: "$JS.plant-a.API", deliver: "" }, consumer: { name: "hub-plant-a", deliver_subject: "$FABRIC.src.plant-a.telemetry" } });
+    expect(a).toMatchObject({ name: "EDGE_TELEMETRY", external: { api: "$JS.plant-a.API", deliver: "" }, consumer: { name: "hub-plant-a", deliver_subject: "$FABRIC.src.plant-a.telemetry" } });
     const other = hubSiteSource("plant-b", "telemetry");
     const twice = withSiteSource(withSiteSource([other], "plant-a", "telemetry"), "plant-a", "telemetry");
     expect(twice).toEqual([other, a]);
+    // a site already sourced keeps its place (an unchanged list means no stream update)
+    expect(withSiteSource([a, other], "plant-a", "telemetry")).toEqual([a, other]);
     expect(sourcedSites(twice)).toEqual(["plant-b", "plant-a"]);
     expect(withoutSiteSource(twice, "plant-a")).toEqual([other]);
+  });
+
+  it("pins what the hub stores from a site to the site's own subjects, and keeps a well-behaved site's as they are", () => {
+    // the transforms' sources must not overlap (nats-server refuses overlapping ones): at most one matches a subject
+    const apply = (t: SubjectTransform[], subject: string): string => {
+      const tokens = subject.split(".");
+      const hits = t.filter((x) => {
+        const src = x.src.split(".");
+        return src.at(-1) === ">" ? tokens.length >= src.length : tokens.length === src.length;
+      });
+      expect(hits).toHaveLength(1);
+      const [hit] = hits;
+      if (hit === undefined) throw new Error("no transform");
+      const src = hit.src.split(".");
+      const out = hit.dest.split(".").map((d) => d.replace(/^\{\{wildcard\((\d)\)\}\}$/, (_m, n: string) => tokens[Number(n) - 1] ?? "?"));
+      return out.at(-1) === ">" ? [...out.slice(0, -1), ...tokens.slice(src.length - 1)].join(".") : out.join(".");
+    };
+    const telemetry = siteSubjectTransforms("plant-a", "telemetry");
+    expect(telemetry.map((x) => x.src)).toEqual(["*.*.>", "*.*", "*"]);
+    expect(apply(telemetry, "telemetry.plant-a.d1.temp")).toBe("telemetry.plant-a.d1.temp");
+    expect(apply(telemetry, "telemetry.plant-b.d1.temp")).toBe("telemetry.plant-a.d1.temp");
+    expect(apply(telemetry, "cmd.plant-b.d1")).toBe("telemetry.plant-a.d1");
+    expect(apply(telemetry, "a.b")).toBe("telemetry.plant-a.a.b");
+    expect(apply(telemetry, "stray")).toBe("telemetry.plant-a.stray");
+    const events = siteSubjectTransforms("plant-a", "events");
+    expect(apply(events, "events.plant-a.d1.door")).toBe("events.plant-a.d1.door");
+    expect(apply(events, "events.plant-b.d1.door")).toBe("events.plant-a.d1.door");
+    const aggregates = siteSubjectTransforms("plant-a", "aggregates");
+    expect(apply(aggregates, "agg.1m.plant-a.d1.temp")).toBe("agg.1m.plant-a.d1.temp");
+    expect(apply(aggregates, "agg.1m.plant-b.d1.temp")).toBe("agg.1m.plant-a.d1.temp");
+    expect(apply(aggregates, "agg.1m.x")).toBe("agg.1m.plant-a.x");
+    expect(apply(aggregates, "agg.1m")).toBe("agg.1m.plant-a");
+    expect(apply(aggregates, "agg")).toBe("agg.agg.plant-a");
+    expect(hubSiteSource("plant-a", "aggregates").subject_transforms).toEqual(aggregates);
   });
 
   it("gives a site's leaf credential its own site's subjects and the sourcing API only", () => {

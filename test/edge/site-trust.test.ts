@@ -1,9 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { pollUntil } from "../../fabric/core/index.js";
 import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
 import { connectAs, expectDisconnect, Harness, startTestHub, waitClosed, type TestHub } from "../harness/index.js";
-import { hubService, siteDevice, startTestSite, type TestSite } from "./site-helpers.js";
+import { agentInboxPrefix } from "../../edge/index.js";
+import { withSiteSource } from "../../leafnode-config/index.js";
+import { hubCount, hubService, siteDevice, startTestSite, type TestSite } from "./site-helpers.js";
 
 /** Offline authentication, revocation catch-up, and what a site's leaf credential lets through. */
 const h = new Harness();
@@ -152,6 +157,33 @@ describe("a site's leaf credential reaches its own site's subjects and the sourc
     const got = await crossing(atSite, svc, subjectsToProbe("site-a", "site-b"));
     expect(got).toEqual(["$FABRIC.edge.site-a.x", "$FABRIC.id.probe", "$FABRIC.src.site-a.probe", "_INBOX.site-a.x"].sort());
     await atSite.close();
+  });
+
+  it("a site that stores other sites' subjects (or any others) ships them under its own site's only", async () => {
+    const e = await startTestSite(h, hub, "site-e");
+    await e.edge.caughtUp();
+    // what a compromised site can do: its agent's credential widens the site's stream to any subject
+    const agent = await connectAs(e.edge.url, readFileSync(join(e.dataDir, "agent.creds"), "utf8"), { inboxPrefix: agentInboxPrefix("site-e") });
+    const jsm = await jetstreamManager(agent);
+    const cfg = (await jsm.streams.info("EDGE_TELEMETRY")).config;
+    await jsm.streams.update("EDGE_TELEMETRY", { ...cfg, subjects: ["telemetry.>", "stray", "two.tokens", "events.site-f.>"] });
+    const local = issueUser(hub.keystore, { account: "fleet", role: "service", name: "site-e-local", ephemeral: true });
+    const publisher = await connectAs(e.edge.url, local.creds ?? "");
+    const js = jetstream(publisher);
+    for (const subject of ["telemetry.site-f.d1.forged", "telemetry.site-e.d1.own", "stray", "two.tokens", "events.site-f.d1.alarm"]) {
+      await js.publish(subject, JSON.stringify({ i: 0, value: 1, ts: Date.now() }));
+    }
+    const shipped = ["telemetry.site-e.d1.alarm", "telemetry.site-e.d1.forged", "telemetry.site-e.d1.own", "telemetry.site-e.stray", "telemetry.site-e.two.tokens"];
+    await pollUntil(async () => ((await hubCount(svc, "TELEMETRY", "telemetry.site-e.>")) >= shipped.length ? true : undefined), { timeoutMs: 50_000, what: "the site's messages at the hub" });
+    const info = await (await jetstreamManager(svc)).streams.info("TELEMETRY", { subjects_filter: ">" });
+    const fromSite = Object.keys(info.state.subjects ?? {}).filter((x) => !x.startsWith("telemetry.") || x.includes("site-e") || x.includes("site-f"));
+    expect(fromSite.sort()).toEqual(shipped);
+    expect(await hubCount(svc, "EVENTS", "events.site-f.>")).toBe(0);
+    // the hub's source is as the fabric sets it: registering again changes nothing
+    const sources = (await (await jetstreamManager(svc)).streams.info("TELEMETRY")).config.sources;
+    expect(withSiteSource(sources, "site-e", "telemetry")).toEqual(sources);
+    await publisher.close();
+    await agent.close();
   });
 
   it("hub → site: only the site's commands, control subjects and inboxes", async () => {
