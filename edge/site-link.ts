@@ -12,10 +12,11 @@ export const EVENTS_FIRST_MAX_MS = 120_000; // 2 min
 const EVENTS_FIRST_POLL_MS = 50;
 const REQUEST_TIMEOUT_MS = 5_000; // 5 s
 /** A source with a backlog that has neither delivered nor been acknowledged for this long is stalled: it is restarted. */
-export const SOURCE_STALL_MS = 10_000; // 10 s (the hub's own source health check runs every 10 s: it goes first)
+export const SOURCE_STALL_MS = 10_000; // 10 s (nats-server's own source health check runs every 10 s: it goes first)
 const STALL_CHECK_EVERY_MS = 1_000; // 1 s
 
 const registerReplySchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ error: z.string() })]);
+const restartReplySchema = z.union([z.strictObject({ restarted: z.array(z.string()) }), z.strictObject({ error: z.string() })]);
 const leafzSchema = z.looseObject({ leafs: z.array(z.looseObject({})).nullish() });
 
 /** Whether the site's server has its leaf link to the hub (its monitoring endpoint says). */
@@ -64,7 +65,7 @@ export class SiteLink {
   private readonly sub: Subscription;
   private readonly heldBack: readonly SiteStreamKind[];
   /** Per shipped stream: what was last delivered and acknowledged, and since when neither moved with a backlog. */
-  private readonly progress = new Map<SiteStreamKind, { floor: number; delivered: number; since: number }>();
+  private readonly progress = new Map<SiteStreamKind, { floor: number; delivered: number; since: number; restarts: number }>();
   private watching = false;
   private restarts = 0;
   private readonly log: Logger;
@@ -133,6 +134,7 @@ export class SiteLink {
       this.linked = now;
       this.since = Date.now();
       this.caught = false;
+      this.progress.clear();
       this.log.info({ link: now ? "up" : "down" }, "leaf link changed");
     }
     if (this.linked && !this.caught && this.catchingUp === undefined) {
@@ -183,30 +185,42 @@ export class SiteLink {
   }
 
   /**
-   * Restarts a stalled source: a shipped stream with a backlog whose consumer, with the hub's source listening,
-   * has neither delivered nor been acknowledged anything for SOURCE_STALL_MS while the link is up. The consumer is reset (nats-server 2.14's consumer reset, ADR-58): what
-   * was delivered and not acknowledged goes again from the ack floor, and the hub's durable source, which keeps
-   * the last sequence it stored, takes it as a restart without storing anything twice.
+   * Restarts a stalled source: a shipped stream with a backlog whose consumer, not paused, has neither delivered
+   * nor been acknowledged anything for SOURCE_STALL_MS while the link is up (in a steady flow acks come a window
+   * at a time, deliveries in between). The first time, when the hub's source listens (the consumer is
+   * push-bound), the consumer is reset (nats-server 2.14's consumer reset, ADR-58): what was delivered and not
+   * acknowledged goes again from the ack floor, and the hub's durable source, which keeps the last sequence it
+   * stored, takes it as a restart without storing anything twice. Otherwise, or when that did not help, the site
+   * asks the hub to restart its source (`$FABRIC.edge.<site>.restart`): nats-server retries a source it could
+   * not set up with a backoff that grows by 10 s a failure, and a restarted one is set up at once.
    */
   private async watchStalls(): Promise<void> {
     const now = Date.now();
+    const viaHub: SiteStreamKind[] = [];
     for (const kind of this.o.shipping) {
       const ci = await this.o.jsm.consumers.info(EDGE_STREAMS[kind].edge, edgeSourceConsumer(this.o.site));
       const backlog = ci.num_pending + ci.num_ack_pending;
       const floor = ci.ack_floor.stream_seq;
       const delivered = ci.delivered.stream_seq;
       const seen = this.progress.get(kind);
-      // flowing means new deliveries or new acknowledgements (in a steady flow acks come a window at a time); a
-      // consumer nobody listens to (the hub's source is not set up again yet) is the hub's to restart, not ours
-      if (backlog === 0 || ci.push_bound !== true || seen === undefined || seen.floor !== floor || seen.delivered !== delivered) {
-        this.progress.set(kind, { floor, delivered, since: now });
+      if (backlog === 0 || ci.paused === true || seen === undefined || seen.floor !== floor || seen.delivered !== delivered) {
+        this.progress.set(kind, { floor, delivered, since: now, restarts: 0 });
         continue;
       }
       if (now - seen.since < SOURCE_STALL_MS) continue;
-      this.log.warn({ stream: EDGE_STREAMS[kind].edge, backlog, ackFloor: floor, delivered: ci.delivered.stream_seq, stalledMs: now - seen.since }, "the hub's source is stalled: restarting it");
-      await resetSource(this.o.nc, this.o.site, kind);
-      this.restarts++;
-      this.progress.set(kind, { floor, delivered, since: now });
+      const bound = ci.push_bound === true;
+      this.log.warn({ stream: EDGE_STREAMS[kind].edge, backlog, ackFloor: floor, delivered, stalledMs: now - seen.since, hubListening: bound }, "the hub's source is stalled: restarting it");
+      if (bound && seen.restarts === 0) {
+        await resetSource(this.o.nc, this.o.site, kind);
+        this.restarts++;
+      } else viaHub.push(kind);
+      this.progress.set(kind, { floor, delivered, since: now, restarts: seen.restarts + 1 });
+    }
+    if (viaHub.length > 0) {
+      const reply = await this.o.nc.request(subjects.edge.restart(this.o.site), JSON.stringify({ streams: viaHub }), { timeout: REQUEST_TIMEOUT_MS });
+      const r = restartReplySchema.parse(reply.json());
+      if ("error" in r) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `the hub did not restart the sources: ${r.error}`);
+      this.restarts += r.restarted.length;
     }
   }
 

@@ -28,5 +28,5 @@ export {
   sourcedSites,
 } from "./site-streams.js";
 export type { SiteStreamKind, OverflowPolicy, BufferSpec, BufferSpecInput, SiteSource, SubjectTransform } from "./site-streams.js";
-export { siteReportSchema, siteRegistrationSchema } from "./site-report.js";
+export { siteReportSchema, siteRegistrationSchema, sourceRestartRequestSchema } from "./site-report.js";
 export type { SiteReport, SiteStreamReport, SiteRegistration } from "./site-report.js";

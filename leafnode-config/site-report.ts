@@ -33,7 +33,7 @@ export const siteReportSchema = z.strictObject({
   trustSyncedAt: z.number().int(),
   /** The leaf server's restarts by the agent's supervisor. */
   serverRestarts: z.number().int().nonnegative(),
-  /** Stalled sources the agent restarted (a backlog the hub stopped acknowledging while the link was up). */
+  /** Stalled sources restarted (a backlog the hub stopped taking while the link was up): by a consumer reset, or by the hub at the site's request. */
   sourceRestarts: z.number().int().nonnegative(),
 });
 export type SiteReport = z.infer<typeof siteReportSchema>;
@@ -41,3 +41,7 @@ export type SiteReport = z.infer<typeof siteReportSchema>;
 /** What a site's agent sends on `$FABRIC.edge.<site>.register`: the kinds of its streams the hub should source. */
 export const siteRegistrationSchema = z.strictObject({ streams: z.array(z.enum(SITE_STREAM_KINDS)).min(1) });
 export type SiteRegistration = z.infer<typeof siteRegistrationSchema>;
+
+/** What a site's agent sends on `$FABRIC.edge.<site>.restart`: the kinds whose hub sources should start again. */
+export const sourceRestartRequestSchema = z.strictObject({ streams: z.array(z.enum(SITE_STREAM_KINDS)).min(1) });
+export type SourceRestartRequest = z.infer<typeof sourceRestartRequestSchema>;

@@ -42,6 +42,9 @@ export const subjects = {
     /** The hub tells a site its account JWTs changed (a revocation): the site fetches them at once. */
     trust: (site: string) => `$FABRIC.edge.${site}.trust`,
     allRegister: "$FABRIC.edge.*.register",
+    /** The site asks the hub to restart its sources of some streams: their backlog waits and the hub is not listening. */
+    restart: (site: string) => `$FABRIC.edge.${site}.restart`,
+    allRestart: "$FABRIC.edge.*.restart",
     /** Where the site's durable sourcing consumer delivers one of its streams to the hub. */
     deliver: (site: string, stream: string) => `$FABRIC.src.${site}.${stream.toLowerCase()}`,
   },

@@ -10,6 +10,7 @@ import {
   SITE_STREAM_KINDS,
   siteRegistrationSchema,
   siteReportSchema,
+  sourceRestartRequestSchema,
   sourcedSites,
   withSiteSource,
   withoutSiteSource,
@@ -17,6 +18,9 @@ import {
   type SiteStreamKind,
 } from "../../leafnode-config/index.js";
 import { EDGE_SITES_BUCKET } from "../../streams/index.js";
+
+/** The hub restarts a site's source of one stream at most this often, however often the site asks. */
+export const SOURCE_RESTART_MIN_MS = 10_000;
 
 export interface SiteSourceState {
   /** Messages the hub knows it has yet to source. */
@@ -48,6 +52,26 @@ export async function addSite(nc: NatsConnection, site: string, kinds: readonly 
   }
 }
 
+/**
+ * Starts the hub's sources of a site's streams again: each is taken off its stream and put back as the fabric
+ * sets it, so nats-server sets up a new source at once, with none of the retry backoff an old one may have
+ * built up. Only sources the hub has: a site removed by `fabric site rm` stays removed. Returns the kinds
+ * restarted.
+ */
+export async function restartSiteSources(nc: NatsConnection, site: string, kinds: readonly SiteStreamKind[]): Promise<SiteStreamKind[]> {
+  assertToken(site, "site");
+  const jsm = await jetstreamManager(nc);
+  const restarted: SiteStreamKind[] = [];
+  for (const kind of kinds) {
+    const name = EDGE_STREAMS[kind].hub;
+    const c = (await jsm.streams.info(name)).config;
+    if (!sourcedSites(c.sources).includes(site)) continue;
+    await jsm.streams.update(name, { ...c, sources: withoutSiteSource(c.sources, site) });
+    await jsm.streams.update(name, { ...c, sources: withSiteSource(c.sources, site, kind) as StreamSource[] });
+    restarted.push(kind);
+  }
+  return restarted;
+}
 
 /** Takes the site's sources off the hub's streams; what was sourced stays. Returns whether it had any. */
 export async function removeSite(nc: NatsConnection, site: string): Promise<boolean> {
@@ -115,6 +139,14 @@ export async function serveSites(nc: NatsConnection, logger: Logger, trust?: { w
   const log = logger.child({ component: "sites" });
   const kv = await sitesKv(nc);
   const siteOf = (subject: string): string => subject.split(".")[2] ?? "";
+  // stream updates of this process one at a time (each rewrites a stream's whole source list)
+  let updates: Promise<unknown> = Promise.resolve();
+  const serially = <T>(fn: () => Promise<T>): Promise<T> => {
+    const next = updates.then(fn, fn);
+    updates = next.catch(() => undefined);
+    return next;
+  };
+  const lastRestart = new Map<string, number>();
   const subs: Subscription[] = [
     nc.subscribe(subjects.edge.allRegister, {
       callback: (_err, m) => {
@@ -126,13 +158,39 @@ export async function serveSites(nc: NatsConnection, logger: Logger, trust?: { w
           m.respond(JSON.stringify({ error: `bad registration: ${errorMessage(err)}` }));
           return;
         }
-        addSite(nc, site, kinds).then(
+        serially(() => addSite(nc, site, kinds)).then(
           () => {
             log.info({ site, streams: kinds }, "site registered: the hub sources its streams");
             m.respond(JSON.stringify({ ok: true }));
           },
           (err: unknown) => {
             log.warn({ site, err: errorMessage(err) }, "site registration failed");
+            m.respond(JSON.stringify({ error: errorMessage(err) }));
+          },
+        );
+      },
+    }),
+    nc.subscribe(subjects.edge.allRestart, {
+      callback: (_err, m) => {
+        const site = siteOf(m.subject);
+        let kinds: SiteStreamKind[];
+        try {
+          kinds = sourceRestartRequestSchema.parse(m.json()).streams;
+        } catch (err) {
+          m.respond(JSON.stringify({ error: `bad restart request: ${errorMessage(err)}` }));
+          return;
+        }
+        // a site gets a restart of a source at most every SOURCE_RESTART_MIN_MS: each is two stream updates
+        const now = Date.now();
+        const due = kinds.filter((k) => now - (lastRestart.get(`${site}.${k}`) ?? 0) >= SOURCE_RESTART_MIN_MS);
+        for (const k of due) lastRestart.set(`${site}.${k}`, now);
+        serially(() => restartSiteSources(nc, site, due)).then(
+          (restarted) => {
+            if (restarted.length > 0) log.warn({ site, streams: restarted }, "restarted the hub's sources of a site at its request (its backlog waited and the hub was not listening)");
+            m.respond(JSON.stringify({ restarted }));
+          },
+          (err: unknown) => {
+            log.warn({ site, err: errorMessage(err) }, "could not restart the sources of a site");
             m.respond(JSON.stringify({ error: errorMessage(err) }));
           },
         );

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
 import { Harness, startTestHub, type TestHub } from "../harness/index.js";
 import { hubCount, hubSequence, hubService, publishSeq, range, siteDevice, startTestSite } from "./site-helpers.js";
@@ -109,6 +110,30 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
     expect(await hubCount(svc, "TELEMETRY", telemetry)).toBeLessThan(2_000);
     expect(await hubSequence(svc, "TELEMETRY", telemetry, 20_000)).toEqual(range(20_000));
     expect(await hubSequence(svc, "EVENTS", events, 500)).toEqual(range(500));
+    await dev.nc.close();
+  });
+
+  it("a hub source that does not listen is restarted by the hub at the site's request, and the backlog arrives", async () => {
+    const s = await startTestSite(h, hub, "unheard");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.unheard.d1.seq";
+    await publishSeq(dev.nc, subject, 0, 100);
+    await hubSequence(svc, "TELEMETRY", subject, 100);
+    // the hub's source of the site's telemetry cannot be set up (it names a consumer the site does not have): the
+    // site's consumer has nobody listening, as when nats-server has not set the source up again (its retries,
+    // with a growing backoff, do not mend this one: they keep the entry as it is)
+    const jsm = await jetstreamManager(svc);
+    const c = (await jsm.streams.info("TELEMETRY")).config;
+    const sources = (c.sources ?? []).map((x) => (x.external?.api === "$JS.unheard.API" ? { ...x, consumer: { name: "hub-unheard-gone", deliver_subject: "$FABRIC.src.unheard.telemetry" } } : x));
+    await jsm.streams.update("TELEMETRY", { ...c, sources });
+    const restartsBefore = (await s.edge.report()).sourceRestarts;
+    await publishSeq(dev.nc, subject, 100, 2_000);
+    expect(await hubSequence(svc, "TELEMETRY", subject, 2_000)).toEqual(range(2_000));
+    expect((await s.edge.report()).sourceRestarts).toBeGreaterThan(restartsBefore);
+    // the hub put its own source entry back
+    const after = (await jsm.streams.info("TELEMETRY")).config.sources?.find((x) => x.external?.api === "$JS.unheard.API") as { consumer?: { deliver_subject?: string } } | undefined;
+    expect(after?.consumer?.deliver_subject).toBe("$FABRIC.src.unheard.telemetry");
     await dev.nc.close();
   });
 
