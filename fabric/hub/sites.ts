@@ -67,7 +67,7 @@ export async function restartSiteSources(nc: NatsConnection, site: string, kinds
     const c = (await jsm.streams.info(name)).config;
     if (!sourcedSites(c.sources).includes(site)) continue;
     await jsm.streams.update(name, { ...c, sources: withoutSiteSource(c.sources, site) });
-    await jsm.streams.update(name, { ...c, sources: withSiteSource(c.sources, site, kind) as StreamSource[] });
+    await jsm.streams.update(name, { ...c, sources: withSiteSource(c.sources, site, kind) });
     restarted.push(kind);
   }
   return restarted;
