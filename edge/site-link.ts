@@ -13,7 +13,14 @@ const EVENTS_FIRST_POLL_MS = 50;
 const REQUEST_TIMEOUT_MS = 5_000; // 5 s
 /** A source with a backlog that has neither delivered nor been acknowledged for this long is stalled: it is restarted. */
 export const SOURCE_STALL_MS = 10_000; // 10 s (nats-server's own source health check runs every 10 s: it goes first)
-const STALL_CHECK_EVERY_MS = 1_000; // 1 s
+/**
+ * Right after the link returns, a shipped stream with a backlog whose consumer has had no listener for this long
+ * has a hub source that is not set up (a source whose sourcing subscription survived listens within
+ * milliseconds): the site asks the hub to restart it at once rather than wait for nats-server's retry, which a
+ * setup request lost in the outage holds up for its 5 s timeout, and a failed one for 10 s and more.
+ */
+export const UNHEARD_AFTER_RETURN_MS = 1_000; // 1 s
+const STALL_CHECK_EVERY_MS = 500; // 0.5 s
 
 const registerReplySchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ error: z.string() })]);
 const restartReplySchema = z.union([z.strictObject({ restarted: z.array(z.string()) }), z.strictObject({ error: z.string() })]);
@@ -66,6 +73,10 @@ export class SiteLink {
   private readonly heldBack: readonly SiteStreamKind[];
   /** Per shipped stream: what was last delivered and acknowledged, and since when neither moved with a backlog. */
   private readonly progress = new Map<SiteStreamKind, { floor: number; delivered: number; since: number; restarts: number }>();
+  /** Per shipped stream, since the link returned: since when its backlog has had no listener, and whether the hub was asked. */
+  private readonly unheard = new Map<SiteStreamKind, { since: number; asked: boolean }>();
+  /** The hub took the site's registration since the link returned: its sources exist. */
+  private registered = false;
   private watching = false;
   private restarts = 0;
   private readonly log: Logger;
@@ -88,7 +99,7 @@ export class SiteLink {
         if (this.linked && this.caught && !this.stopped) this.syncNow();
       }, o.trustSyncEveryMs),
       setInterval(() => {
-        if (!this.linked || !this.caught || this.stopped || this.watching) return;
+        if (!this.linked || !this.registered || this.stopped || this.watching) return;
         this.watching = true;
         void this.watchStalls()
           .catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, "could not look at the sources"))
@@ -134,7 +145,9 @@ export class SiteLink {
       this.linked = now;
       this.since = Date.now();
       this.caught = false;
+      this.registered = false;
       this.progress.clear();
+      this.unheard.clear();
       this.log.info({ link: now ? "up" : "down" }, "leaf link changed");
     }
     if (this.linked && !this.caught && this.catchingUp === undefined) {
@@ -154,6 +167,9 @@ export class SiteLink {
       const reply = await this.o.nc.request(subjects.edge.register(this.o.site), JSON.stringify(registration), { timeout: REQUEST_TIMEOUT_MS });
       const reg = registerReplySchema.parse(reply.json());
       if ("error" in reg) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `the hub did not take the site: ${reg.error}`);
+      // from here on stalled sources are watched (also while events drain first: a stalled events source would
+      // otherwise hold everything back)
+      this.registered = true;
       if (held) await this.eventsDrained();
     } finally {
       if (held) for (const k of this.heldBack) await pauseSource(this.o.jsm, this.o.site, k, undefined);
@@ -194,6 +210,25 @@ export class SiteLink {
    * asks the hub to restart its source (`$FABRIC.edge.<site>.restart`): nats-server retries a source it could
    * not set up with a backoff that grows by 10 s a failure, and a restarted one is set up at once.
    */
+  /** Whether to ask the hub now for a source that has not listened since the link returned (once a return). */
+  private unheardAfterReturn(kind: SiteStreamKind, unheard: boolean, now: number): boolean {
+    const u = this.unheard.get(kind);
+    if (!unheard) {
+      // heard (or nothing to hear): from here on the stall watch alone
+      if (u === undefined) this.unheard.set(kind, { since: 0, asked: true });
+      else if (!u.asked) u.asked = true;
+      return false;
+    }
+    if (u === undefined) {
+      this.unheard.set(kind, { since: now, asked: false });
+      return false;
+    }
+    if (u.asked || now - u.since < UNHEARD_AFTER_RETURN_MS) return false;
+    u.asked = true;
+    this.log.warn({ stream: EDGE_STREAMS[kind].edge, unheardMs: now - u.since }, "the link is back and the hub's source does not listen: asking the hub to restart it");
+    return true;
+  }
+
   private async watchStalls(): Promise<void> {
     const now = Date.now();
     const viaHub: SiteStreamKind[] = [];
@@ -202,6 +237,11 @@ export class SiteLink {
       const backlog = ci.num_pending + ci.num_ack_pending;
       const floor = ci.ack_floor.stream_seq;
       const delivered = ci.delivered.stream_seq;
+      if (this.unheardAfterReturn(kind, backlog > 0 && ci.push_bound !== true, now)) {
+        viaHub.push(kind);
+        this.progress.set(kind, { floor, delivered, since: now, restarts: 1 });
+        continue;
+      }
       const seen = this.progress.get(kind);
       if (backlog === 0 || ci.paused === true || seen === undefined || seen.floor !== floor || seen.delivered !== delivered) {
         this.progress.set(kind, { floor, delivered, since: now, restarts: 0 });

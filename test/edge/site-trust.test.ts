@@ -181,7 +181,7 @@ describe("a site's leaf credential reaches its own site's subjects and the sourc
     expect(await hubCount(svc, "EVENTS", "events.site-f.>")).toBe(0);
     // the hub's source is as the fabric sets it: registering again changes nothing
     const sources = (await (await jetstreamManager(svc)).streams.info("TELEMETRY")).config.sources;
-    expect(withSiteSource(sources, "site-e", "telemetry")).toEqual(sources);
+    expect(withSiteSource(sources, "site-e", "telemetry")).toStrictEqual(sources);
     await publisher.close();
     await agent.close();
   });
