@@ -188,6 +188,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       jsm,
       monitorPort: () => ports.monitor,
       shipping,
+      ensureStreams: () => ensureSiteStreams(jsm, o.site, o.buffer, kinds, shipping),
       syncTrust: async () => {
         const fetched = await requestSiteTrust(conn, leafCreds);
         const merged = mergeTrust(held, fetched);

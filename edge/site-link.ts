@@ -46,6 +46,8 @@ export interface SiteLinkOptions {
   monitorPort: () => number;
   /** The streams the hub sources from the site. */
   shipping: readonly SiteStreamKind[];
+  /** Sets up the site's streams and source consumers again where they are missing (idempotent). */
+  ensureStreams: () => Promise<void>;
   /** Fetches the account JWTs from the hub and applies them to the site's server. */
   syncTrust: () => Promise<void>;
   trustSyncEveryMs: number;
@@ -53,10 +55,10 @@ export interface SiteLinkOptions {
 }
 
 /**
- * Follows the site's leaf link (the server's /leafz, every LINK_CHECK_EVERY_MS). When it returns: the account
- * JWTs first (revocations made meanwhile), then the registration, then the events backlog drains before the
- * other sources resume. While it is up: the hub's notices of account updates, a periodic sync, and restarts of
- * stalled sources.
+ * Follows the site's leaf link (the server's /leafz, every LINK_CHECK_EVERY_MS). When it returns: the site's
+ * streams and source consumers where missing, the account JWTs (revocations made meanwhile), the registration,
+ * then the events backlog drains before the other sources resume. While it is up: the hub's notices of account
+ * updates, a periodic sync, and restarts of stalled sources.
  */
 export class SiteLink {
   private linked = false;
@@ -158,6 +160,9 @@ export class SiteLink {
   }
 
   private async catchUp(): Promise<void> {
+    // a stream or source consumer lost meanwhile (deleted by hand, say) is set up again first: the hub's source
+    // of it could never be set up, and nothing of the site would reach the hub
+    await this.o.ensureStreams();
     // the other sources wait while an events backlog drains (paused first thing, before the hub's sources resume)
     const held = await this.holdBackForEvents();
     try {

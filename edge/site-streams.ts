@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from "node:util";
 import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
@@ -7,9 +8,10 @@ import { EdgeError } from "./errors.js";
 
 /**
  * Creates the site's streams (EDGE_EVENTS and EDGE_TELEMETRY always, EDGE_AGGREGATES when it pre-aggregates), or
- * brings their limits and overflow policy to the options, and the durable consumers the hub sources the shipped
- * ones through. A consumer is created only when missing: an existing one keeps its place (that is the point of
- * it); one of a stream no longer shipped is removed.
+ * brings their limits and overflow policy to the options (an unchanged stream is left alone), and the durable
+ * consumers the hub sources the shipped ones through. A consumer is created only when missing: an existing one
+ * keeps its place (that is the point of it); one of a stream no longer shipped is removed. Run at start and on
+ * every return of the link.
  */
 export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buffer: BufferSpec, kinds: readonly SiteStreamKind[], shipped: readonly SiteStreamKind[]): Promise<void> {
   for (const kind of kinds) {
@@ -17,7 +19,9 @@ export async function ensureSiteStreams(jsm: JetStreamManager, site: string, buf
     try {
       const existing = await jsm.streams.info(want.name).catch(() => undefined);
       if (existing === undefined) await jsm.streams.add(want);
-      else await jsm.streams.update(want.name, { ...existing.config, ...want });
+      else if (!Object.entries(want).every(([k, v]) => isDeepStrictEqual((existing.config as unknown as Record<string, unknown>)[k], v))) {
+        await jsm.streams.update(want.name, { ...existing.config, ...want });
+      }
       const consumer = edgeSourceConsumer(site);
       const has = await jsm.consumers.info(want.name, consumer).catch(() => undefined);
       if (!shipped.includes(kind)) {

@@ -2,7 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
-import { Harness, startTestHub, type TestHub } from "../harness/index.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { agentInboxPrefix } from "../../edge/index.js";
+import { connectAs, Harness, startTestHub, type TestHub } from "../harness/index.js";
 import { hubCount, hubSequence, hubService, publishSeq, range, siteDevice, startTestSite } from "./site-helpers.js";
 
 /**
@@ -134,6 +137,24 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
     // the hub put its own source entry back
     const after = (await jsm.streams.info("TELEMETRY")).config.sources?.find((x) => x.external?.api === "$JS.unheard.API") as { consumer?: { deliver_subject?: string } } | undefined;
     expect(after?.consumer?.deliver_subject).toBe("$FABRIC.src.unheard.telemetry");
+    await dev.nc.close();
+  });
+
+  it("the site's source consumer is deleted while the link is down: set up again when it returns, everything arrives once", async () => {
+    const s = await startTestSite(h, hub, "lost-consumer");
+    await s.edge.caughtUp();
+    const dev = await siteDevice(hub, s.edge, "d1");
+    const subject = "telemetry.lost-consumer.d1.seq";
+    await publishSeq(dev.nc, subject, 0, 500);
+    await hubSequence(svc, "TELEMETRY", subject, 500);
+    s.proxy.cut();
+    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the site to see the link down" });
+    const agent = await connectAs(s.edge.url, readFileSync(join(s.dataDir, "agent.creds"), "utf8"), { inboxPrefix: agentInboxPrefix("lost-consumer") });
+    await (await jetstreamManager(agent)).consumers.delete("EDGE_TELEMETRY", "hub-lost-consumer");
+    await agent.close();
+    await publishSeq(dev.nc, subject, 500, 1_500);
+    s.proxy.restore();
+    expect(await hubSequence(svc, "TELEMETRY", subject, 1_500)).toEqual(range(1_500));
     await dev.nc.close();
   });
 
