@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamPublisher, pollUntil } from "../../fabric/core/index.js";
 import { listSites } from "../../fabric/hub/index.js";
 import { Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { hubSequence, hubService, siteDevice, startTestSite } from "./site-helpers.js";
+import { hubSequence, hubService, linkDown, linkedSite } from "./site-helpers.js";
 
 /** A full buffer does what its overflow policy says, and the site's report shows it. */
 const h = new Harness();
@@ -20,11 +20,9 @@ const body = (i: number): Buffer => Buffer.from(JSON.stringify({ i, value: i, ts
 
 describe("a site's buffer during an outage", () => {
   it("reject-new (events): once full, publishers are refused, nothing stored is lost, and the report says full", async () => {
-    const s = await startTestSite(h, hub, "full-events", { buffer: { bytes: 2 * MIB, maxAgeMs: 3_600_000, overflow: { events: "reject-new", telemetry: "drop-oldest" } } });
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "full-events", { buffer: { bytes: 2 * MIB, maxAgeMs: 3_600_000, overflow: { events: "reject-new", telemetry: "drop-oldest" } } });
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     const pub = new JetStreamPublisher(dev.nc);
     let accepted = 0;
     let refusal = "";
@@ -49,11 +47,9 @@ describe("a site's buffer during an outage", () => {
   });
 
   it("drop-oldest (telemetry): once full, the oldest go, the report counts them, and the hub gets the newest in order", async () => {
-    const s = await startTestSite(h, hub, "full-telemetry", { buffer: { bytes: 2 * MIB, maxAgeMs: 3_600_000 } });
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "full-telemetry", { buffer: { bytes: 2 * MIB, maxAgeMs: 3_600_000 } });
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     const pub = new JetStreamPublisher(dev.nc);
     const n = 3_000; // ~3 MiB into a 1 MiB telemetry buffer: all accepted
     await Promise.all(Array.from({ length: n }, (_, i) => pub.publish("telemetry.full-telemetry.d1.temp", body(i))));

@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
 import { Harness, startTcpProxy, startTestHub, type TestHub } from "../harness/index.js";
-import { hubCount, hubSequence, hubService, publishSeq, siteDevice, startTestSite } from "./site-helpers.js";
+import { hubCount, hubSequence, hubService, linkDown, linkedSite, publishSeq, siteDevice, startTestSite } from "./site-helpers.js";
 
 /** A site linked to one node of a 3-node hub: the hub's R3 streams source it through that node. */
 const h = new Harness();
@@ -17,13 +17,11 @@ beforeAll(async () => {
 
 describe("a site and a clustered hub", () => {
   it("buffers through a cut and the R3 hub streams end with exactly what it published, in order", async () => {
-    const s = await startTestSite(h, hub, "clustered");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "clustered");
     const subject = "telemetry.clustered.d1.seq";
     await publishSeq(dev.nc, subject, 0, 1_000);
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     await publishSeq(dev.nc, subject, 1_000, 3_000);
     await publishSeq(dev.nc, "events.clustered.d1.door", 0, 50);
     s.proxy.restore();
@@ -53,7 +51,7 @@ describe("a site and a clustered hub", () => {
     await pollUntil(async () => ((await hubCount(svc, "TELEMETRY", subject)) >= n / 2 ? true : undefined), { timeoutMs: 60_000, what: "the first half at the hub" });
     // a backlog builds while the link is cut; the streams' leader (which runs the source) dies as it drains
     for (const p of proxies) p.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     await publishSeq(dev.nc, subject, n / 2, n);
     const jsm = await jetstreamManager(svc);
     const leader = (await jsm.streams.info("TELEMETRY")).cluster?.leader ?? "";

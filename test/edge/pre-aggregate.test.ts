@@ -5,7 +5,7 @@ import { saveDefinition } from "../../streams/index.js";
 import { startEdge } from "../../edge/index.js";
 import { Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
 import { windowOutputs } from "../streams/window-helpers.js";
-import { hubCount, hubService, siteDevice, startTestSite } from "./site-helpers.js";
+import { hubCount, hubService, linkedSite } from "./site-helpers.js";
 
 /** A site pre-aggregates its telemetry and ships only the mergeable partials; the hub merges them. */
 const h = new Harness();
@@ -30,9 +30,7 @@ describe("pre-aggregation at a site", () => {
       outOfOrderMs: 0,
       idleCloseMs: 1_000,
     });
-    const s = await startTestSite(h, hub, "pre", { preAggregate: [edgeWindow], shipRawTelemetry: false });
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "pre", { preAggregate: [edgeWindow], shipRawTelemetry: false });
     // 30 readings a second apart in event time, three whole windows: values 0..29
     const t0 = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;
     const pub = new JetStreamPublisher(dev.nc);

@@ -65,6 +65,18 @@ export async function startTestSite(h: Harness, hub: TestHub, site: string, opti
   return s;
 }
 
+/** A site caught up with the hub, and a device `d1` connected to it. */
+export async function linkedSite(h: Harness, hub: TestHub, site: string, options: Partial<EdgeOptionsInput> = {}): Promise<{ s: TestSite; dev: Awaited<ReturnType<typeof siteDevice>> }> {
+  const s = await startTestSite(h, hub, site, options);
+  await s.edge.caughtUp();
+  return { s, dev: await siteDevice(hub, s.edge, "d1") };
+}
+
+/** Waits until the site sees its link to the hub down. */
+export async function linkDown(edge: RunningEdge, timeoutMs = 10_000): Promise<void> {
+  await pollUntil(() => (edge.linkUp() ? undefined : true), { timeoutMs, intervalMs: 50, what: `site ${edge.site} to see its link down` });
+}
+
 /** A device of the site, connected to the site's server. */
 export async function siteDevice(hub: TestHub, edge: RunningEdge, device: string): Promise<{ nc: NatsConnection; creds: string; publicKey: string }> {
   const d = await hub.keystore.withLock(() => issueUser(hub.keystore, { account: "fleet", role: "device", name: device, site: edge.site }));

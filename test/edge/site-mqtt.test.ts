@@ -4,7 +4,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { pollUntil } from "../../fabric/core/index.js";
 import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
 import { Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { hubSequence, hubService, startTestSite } from "./site-helpers.js";
+import { hubSequence, hubService, linkDown, startTestSite } from "./site-helpers.js";
 
 /** Legacy MQTT devices at a site, through the site's own ingress bound to its leaf server. */
 const h = new Harness();
@@ -26,7 +26,7 @@ describe("a site's own MQTT ingress", () => {
     const dev = issueUser(hub.keystore, { account: "fleet", role: "mqtt", name: "m1", site: "mq" });
     const c = await connectMqtt(s.edge.mqttPort, "m1", dev.jwt);
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     for (let i = 0; i < 200; i++) await c.publishAsync("telemetry/mq/m1/temp", JSON.stringify({ i, value: i, ts: Date.now() }), { qos: 1 });
     expect((await s.edge.report()).streams.telemetry.messages).toBe(200);
     s.proxy.restore();
@@ -41,7 +41,7 @@ describe("a site's own MQTT ingress", () => {
     const c = await connectMqtt(s.edge.mqttPort, "m2", dev.jwt);
     await c.endAsync();
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     revokeUsers(hub.keystore, "fleet", "m2", "mqtt");
     await pushAccounts(hub.keystore, { servers: hub.urls, accounts: ["fleet"] });
     // offline, the site cannot know

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { pollUntil } from "../../fabric/core/index.js";
 import { startEdge } from "../../edge/index.js";
 import { Harness, makeTestCerts, startTestHub, testLogger, type TestCerts, type TestHub } from "../harness/index.js";
-import { hubSequence, hubService, leafCredsFile, publishSeq, siteDevice, startTestSite } from "./site-helpers.js";
+import { hubSequence, hubService, leafCredsFile, linkDown, linkedSite, publishSeq } from "./site-helpers.js";
 
 /** A hub whose leaf listener wants TLS and a client certificate its CA signed (mTLS). */
 const h = new Harness();
@@ -19,11 +18,9 @@ beforeAll(async () => {
 
 describe("sites over TLS", () => {
   it("a site with the CA and a client certificate links, and forwards what it buffered", async () => {
-    const s = await startTestSite(h, hub, "tls-site", { tls: { ca: certs.ca, ...certs.client } });
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "tls-site", { tls: { ca: certs.ca, ...certs.client } });
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     await publishSeq(dev.nc, "telemetry.tls-site.d1.seq", 0, 500);
     s.proxy.restore();
     expect(await hubSequence(svc, "TELEMETRY", "telemetry.tls-site.d1.seq", 500)).toEqual(Array.from({ length: 500 }, (_, i) => i));

@@ -8,7 +8,7 @@ import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
 import { connectAs, expectDisconnect, Harness, startTestHub, waitClosed, type TestHub } from "../harness/index.js";
 import { agentInboxPrefix } from "../../edge/index.js";
 import { withSiteSource } from "../../leafnode-config/index.js";
-import { hubCount, hubService, siteDevice, startTestSite, type TestSite } from "./site-helpers.js";
+import { hubCount, hubService, linkDown, siteDevice, startTestSite, type TestSite } from "./site-helpers.js";
 
 /** Offline authentication, revocation catch-up, and what a site's leaf credential lets through. */
 const h = new Harness();
@@ -36,7 +36,7 @@ describe("devices at a site authenticate offline, and revocations catch up as so
 
   it("a device connects at the site while the WAN is down (the site's own resolver holds the account)", async () => {
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     const d = await siteDevice(hub, s.edge, "offline-ok");
     await d.nc.flush();
     expect(d.nc.isClosed()).toBe(false);
@@ -51,7 +51,7 @@ describe("devices at a site authenticate offline, and revocations catch up as so
     victimCreds = victim.creds;
     const bystander = await siteDevice(hub, s.edge, "bystander");
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the link down" });
+    await linkDown(s.edge);
     await revoke("victim");
     // the hub refuses it at once; the site cannot know yet
     expect(String(await expectDisconnect(hub.urls, victim.creds))).toMatch(/authorization/i);

@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentInboxPrefix } from "../../edge/index.js";
 import { connectAs, Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { hubCount, hubSequence, hubService, publishSeq, range, siteDevice, startTestSite } from "./site-helpers.js";
+import { hubCount, hubSequence, hubService, linkDown, linkedSite, publishSeq, range, siteDevice, startTestSite } from "./site-helpers.js";
 
 /**
  * Store and forward: whatever the fault, once the site is linked again the hub holds exactly the messages
@@ -25,13 +25,11 @@ const N = 3_000;
 
 describe("a site keeps publishing through faults and the hub ends with exactly what it published, in order", () => {
   it("the link is cut (the hub's side closes): buffered at the site, forwarded when it returns", async () => {
-    const s = await startTestSite(h, hub, "cut-fin");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "cut-fin");
     const subject = "telemetry.cut-fin.d1.seq";
     await publishSeq(dev.nc, subject, 0, N / 3);
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the site to see the link down" });
+    await linkDown(s.edge);
     await publishSeq(dev.nc, subject, N / 3, N);
     expect(await hubCount(svc, "TELEMETRY", subject)).toBeLessThan(N);
     s.proxy.restore();
@@ -40,9 +38,7 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   });
 
   it("the link is cut silently (no FIN, nothing passes): the site notices within seconds and forwards when it returns", async () => {
-    const s = await startTestSite(h, hub, "cut-silent");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "cut-silent");
     const subject = "telemetry.cut-silent.d1.seq";
     await publishSeq(dev.nc, subject, 0, N / 3);
     await hubSequence(svc, "TELEMETRY", subject, N / 3);
@@ -50,7 +46,7 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
     s.proxy.cut({ silent: true });
     await publishSeq(dev.nc, subject, N / 3, N);
     // pings every 2 s, two unanswered: the site sees the silent cut within ~6 s
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 15_000, intervalMs: 50, what: "the site to notice the silent cut" });
+    await linkDown(s.edge, 15_000);
     expect(Date.now() - cutAt).toBeLessThan(10_000);
     s.proxy.restore();
     expect(await hubSequence(svc, "TELEMETRY", subject, N)).toEqual(range(N));
@@ -76,9 +72,7 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   });
 
   it("the hub is killed while the site drains its backlog: the rest comes after the hub's restart, nothing twice", { timeout: 120_000 }, async () => {
-    const s = await startTestSite(h, hub, "kill-drain");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "kill-drain");
     const subject = "telemetry.kill-drain.d1.seq";
     const n = 30_000;
     s.proxy.cut();
@@ -98,13 +92,11 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   });
 
   it("when the link returns, the events backlog reaches the hub before telemetry flows", async () => {
-    const s = await startTestSite(h, hub, "events-first");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "events-first");
     const telemetry = "telemetry.events-first.d1.seq";
     const events = "events.events-first.d1.alarm";
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the site to see the link down" });
+    await linkDown(s.edge);
     await publishSeq(dev.nc, telemetry, 0, 20_000);
     await publishSeq(dev.nc, events, 0, 500);
     s.proxy.restore();
@@ -117,9 +109,7 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   });
 
   it("a hub source that does not listen is restarted by the hub at the site's request, and the backlog arrives", async () => {
-    const s = await startTestSite(h, hub, "unheard");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "unheard");
     const subject = "telemetry.unheard.d1.seq";
     await publishSeq(dev.nc, subject, 0, 100);
     await hubSequence(svc, "TELEMETRY", subject, 100);
@@ -141,14 +131,12 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   });
 
   it("the site's source consumer is deleted while the link is down: set up again when it returns, everything arrives once", async () => {
-    const s = await startTestSite(h, hub, "lost-consumer");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "lost-consumer");
     const subject = "telemetry.lost-consumer.d1.seq";
     await publishSeq(dev.nc, subject, 0, 500);
     await hubSequence(svc, "TELEMETRY", subject, 500);
     s.proxy.cut();
-    await pollUntil(() => (s.edge.linkUp() ? undefined : true), { timeoutMs: 10_000, what: "the site to see the link down" });
+    await linkDown(s.edge);
     const agent = await connectAs(s.edge.url, readFileSync(join(s.dataDir, "agent.creds"), "utf8"), { inboxPrefix: agentInboxPrefix("lost-consumer") });
     await (await jetstreamManager(agent)).consumers.delete("EDGE_TELEMETRY", "hub-lost-consumer");
     await agent.close();
@@ -159,9 +147,7 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   });
 
   it("the hub is down (stopped, then started again on its data): the site forwards everything once it is back", async () => {
-    const s = await startTestSite(h, hub, "hub-down");
-    await s.edge.caughtUp();
-    const dev = await siteDevice(hub, s.edge, "d1");
+    const { s, dev } = await linkedSite(h, hub, "hub-down");
     const subject = "telemetry.hub-down.d1.seq";
     const events = "events.hub-down.d1.door";
     await publishSeq(dev.nc, subject, 0, N / 3);
