@@ -186,7 +186,7 @@ export async function serveSites(nc: NatsConnection, logger: Logger, trust?: { w
         for (const k of due) lastRestart.set(`${site}.${k}`, now);
         serially(() => restartSiteSources(nc, site, due)).then(
           (restarted) => {
-            if (restarted.length > 0) log.warn({ site, streams: restarted }, "restarted the hub's sources of a site at its request (its backlog waited and the hub was not listening)");
+            if (restarted.length > 0) log.warn({ site, streams: restarted }, "restarted the hub's sources of a site at its request (a backlog its sources did not take)");
             m.respond(JSON.stringify({ restarted }));
           },
           (err: unknown) => {
