@@ -205,16 +205,6 @@ export class SiteLink {
     }
   }
 
-  /**
-   * Restarts a stalled source: a shipped stream with a backlog whose consumer, not paused, has neither delivered
-   * nor been acknowledged anything for SOURCE_STALL_MS while the link is up (in a steady flow acks come a window
-   * at a time, deliveries in between). The first time, when the hub's source listens (the consumer is
-   * push-bound), the consumer is reset (nats-server 2.14's consumer reset, ADR-58): what was delivered and not
-   * acknowledged goes again from the ack floor, and the hub's durable source, which keeps the last sequence it
-   * stored, takes it as a restart without storing anything twice. Otherwise, or when that did not help, the site
-   * asks the hub to restart its source (`$FABRIC.edge.<site>.restart`): nats-server retries a source it could
-   * not set up with a backoff that grows by 10 s a failure, and a restarted one is set up at once.
-   */
   /** Whether to ask the hub now for a source that has not listened since the link returned (once a return). */
   private unheardAfterReturn(kind: SiteStreamKind, unheard: boolean, now: number): boolean {
     const u = this.unheard.get(kind);
@@ -234,6 +224,17 @@ export class SiteLink {
     return true;
   }
 
+  /**
+   * Restarts a stalled source: a shipped stream with a backlog whose consumer, not paused, has neither delivered
+   * nor been acknowledged anything for SOURCE_STALL_MS while the link is up (in a steady flow acks come a window
+   * at a time, deliveries in between). The first time, when the hub's source listens (the consumer is
+   * push-bound), the consumer is reset (nats-server 2.14's consumer reset, ADR-58): what was delivered and not
+   * acknowledged goes again from the ack floor, and the hub's durable source, which keeps the last sequence it
+   * stored, takes it as a restart without storing anything twice. Otherwise, or when that did not help, the site
+   * asks the hub to restart its source (`$FABRIC.edge.<site>.restart`): nats-server retries a source it could
+   * not set up with a backoff that grows by 10 s a failure, and a restarted one is set up at once. Right after
+   * the link returns the hub is asked sooner, for a backlog nobody listens to (UNHEARD_AFTER_RETURN_MS).
+   */
   private async watchStalls(): Promise<void> {
     const now = Date.now();
     const viaHub: SiteStreamKind[] = [];
@@ -261,11 +262,18 @@ export class SiteLink {
       } else viaHub.push(kind);
       this.progress.set(kind, { floor, delivered, since: now, restarts: seen.restarts + 1 });
     }
-    if (viaHub.length > 0) {
-      const reply = await this.o.nc.request(subjects.edge.restart(this.o.site), JSON.stringify({ streams: viaHub }), { timeout: REQUEST_TIMEOUT_MS });
+    if (viaHub.length > 0) await this.askHubToRestart(viaHub);
+  }
+
+  /** Asks the hub to restart its sources of these streams (a failure is logged: the next stall check asks again). */
+  private async askHubToRestart(kinds: SiteStreamKind[]): Promise<void> {
+    try {
+      const reply = await this.o.nc.request(subjects.edge.restart(this.o.site), JSON.stringify({ streams: kinds }), { timeout: REQUEST_TIMEOUT_MS });
       const r = restartReplySchema.parse(reply.json());
-      if ("error" in r) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `the hub did not restart the sources: ${r.error}`);
+      if ("error" in r) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", r.error);
       this.restarts += r.restarted.length;
+    } catch (err) {
+      this.log.warn({ streams: kinds, err: errorMessage(err) }, "the hub did not restart the sources");
     }
   }
 
