@@ -272,6 +272,8 @@ export class SiteLink {
       const r = restartReplySchema.parse(reply.json());
       if ("error" in r) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", r.error);
       this.restarts += r.restarted.length;
+      const notSourced = kinds.filter((k) => !r.restarted.includes(k));
+      if (notSourced.length > 0) this.log.info({ streams: notSourced }, "the hub did not restart these: it restarts one at most every 10 s, and only what it sources (a site removed with `fabric site rm` stays removed)");
     } catch (err) {
       this.log.warn({ streams: kinds, err: errorMessage(err) }, "the hub did not restart the sources");
     }
