@@ -16,71 +16,33 @@ import {
   untilSignal,
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
-import { DEFAULT_GRPC_PORT } from "../grpc/server.js";
-import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
-import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
+import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, serveHub, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers } from "./workers.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
 import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
+import { addServiceOptions, mqttPortOption, mqttWsPortOption, serviceOptionsFromFlags, type ServiceFlags } from "./service-flags.js";
 
-interface UpFlags extends LeafTlsFlags {
-  data?: string;
-  store?: string;
+interface UpFlags extends LeafTlsFlags, ServiceFlags {
   nodes: string;
-  host: string;
   port: number;
   monitorPort: number;
   leafPort: number;
   clusterPort: number;
-  mqttPort: number;
-  mqttWsPort: number;
-  mqttsPort: number;
-  mqttTlsCert?: string;
-  mqttTlsKey?: string;
-  mqtt: boolean;
-  windows: boolean;
-  grpc: boolean;
-  grpcPort: number;
-  grpcTlsCert?: string;
-  grpcTlsKey?: string;
-  grpcTlsCa?: string;
-  json?: boolean;
 }
-
-const mqttPortOption = (): Option => portOption("--mqtt-port <port>", "MQTT port of the ingress (0: pick one)", DEFAULT_MQTT_PORT);
-const mqttWsPortOption = (): Option => portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT);
 
 const program = newProgram("fabric", "the fabric hub: NATS JetStream with decentralised identity");
 
-addLeafTlsOptions(program.command("up"), "")
+addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
   .description("start the hub (one node, or a local cluster with --nodes 3) and keep it running until Ctrl-C")
-  .option("--data <dir>", "data directory (default: $FABRIC_HOME/hub or ~/.local/share/fabric/hub)")
-  .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
   .addOption(new Option("--nodes <n>", "nodes: 1, or 3 for a local JetStream cluster (streams R3)").default("1"))
-  .option("--host <addr>", "listen address", DEFAULT_HOST)
   .addOption(portOption("--port <port>", "NATS client port (0: pick one)", DEFAULT_CLIENT_PORT))
   .addOption(portOption("--monitor-port <port>", "nats-server monitoring port (0: pick one)", DEFAULT_MONITOR_PORT))
   .addOption(portOption("--leaf-port <port>", "leaf node port (0: pick one)", DEFAULT_LEAF_PORT))
   .addOption(portOption("--cluster-port <port>", "first cluster route port with --nodes > 1 (0: pick)", DEFAULT_CLUSTER_PORT))
-  .addOption(mqttPortOption())
-  .addOption(mqttWsPortOption())
-  .addOption(portOption("--mqtts-port <port>", "MQTT over TLS port, with --mqtt-tls-cert/--mqtt-tls-key", DEFAULT_MQTTS_PORT))
-  .option("--mqtt-tls-cert <file>", "PEM certificate chain for MQTT over TLS")
-  .option("--mqtt-tls-key <file>", "PEM private key for MQTT over TLS")
-  .option("--no-mqtt", "do not run the MQTT ingress")
-  .addOption(portOption("--grpc-port <port>", "gRPC API port (0: pick one)", DEFAULT_GRPC_PORT))
-  .option("--grpc-tls-cert <file>", "PEM certificate chain for the gRPC API (TLS)")
-  .option("--grpc-tls-key <file>", "PEM private key for the gRPC API")
-  .option("--grpc-tls-ca <file>", "PEM CA whose client certificates the gRPC API requires (mTLS)")
-  .option("--no-grpc", "do not run the gRPC gateway")
-  .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
-  .option("--json", "print the ready summary as JSON on stdout")
   .action(async (flags: UpFlags) => {
-    if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
-    if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
-    if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
+    const services = serviceOptionsFromFlags(flags);
     const leafTls = leafTlsFromFlags(flags, (f) => resolve(f));
     const logger = createLogger({ name: "fabric" });
     const nodes = Number(flags.nodes);
@@ -96,28 +58,7 @@ addLeafTlsOptions(program.command("up"), "")
         leafPort: flags.leafPort,
         ...leafTls,
         clusterPort: flags.clusterPort,
-        windows: flags.windows,
-        ...(flags.grpc
-          ? {
-              grpc: {
-                port: flags.grpcPort,
-                ...(flags.grpcTlsCert === undefined || flags.grpcTlsKey === undefined
-                  ? {}
-                  : { tls: { cert: resolve(flags.grpcTlsCert), key: resolve(flags.grpcTlsKey), ...(flags.grpcTlsCa === undefined ? {} : { ca: resolve(flags.grpcTlsCa) }) } }),
-              },
-            }
-          : {}),
-        ...(flags.mqtt
-          ? {
-              mqtt: {
-                port: flags.mqttPort,
-                wsPort: flags.mqttWsPort,
-                ...(flags.mqttTlsCert === undefined || flags.mqttTlsKey === undefined
-                  ? {}
-                  : { tls: { port: flags.mqttsPort, cert: resolve(flags.mqttTlsCert), key: resolve(flags.mqttTlsKey) } }),
-              },
-            }
-          : {}),
+        ...services,
       },
       logger,
     );
@@ -135,6 +76,31 @@ addLeafTlsOptions(program.command("up"), "")
     else say(renderReady(summary));
     await untilSignal(() => hub.stop());
     say("hub stopped");
+  });
+
+addServiceOptions(program.command("serve"))
+  .description("run the hub's services (identity service, sites, window workers, MQTT ingress, gRPC gateway) against servers started elsewhere, e.g. from `fabric config hub`")
+  .requiredOption("--server <url...>", "the hub's servers (nats://host:port)")
+  .addOption(new Option("--replicas <n>", "replicas of the hub's streams: 1, or 3 on a cluster of 3 or more").default("1"))
+  .action(async (flags: ServiceFlags & { server: string[]; replicas: string }) => {
+    const services = serviceOptionsFromFlags(flags);
+    const logger = createLogger({ name: "fabric" });
+    const running = await serveHub(
+      {
+        dataDir: resolve(flags.data ?? defaultHubDataDir()),
+        keystoreDir: resolve(flags.store ?? defaultKeystoreDir()),
+        servers: flags.server,
+        replicas: Number(flags.replicas),
+        host: flags.host,
+        ...services,
+      },
+      logger,
+    );
+    const summary = { urls: running.urls, mqtt: running.mqtt, grpc: running.grpc, streams: running.streams };
+    if (flags.json === true) outJson(summary);
+    else say(`fabric services up against ${running.urls.join(", ")}${running.grpc === undefined ? "" : `; gRPC API :${running.grpc}`}${running.mqtt === undefined ? "" : `; MQTT :${running.mqtt.tcp}`}`);
+    await untilSignal(() => running.stop());
+    say("services stopped");
   });
 
 program

@@ -11,3 +11,7 @@ export { startStandaloneIngress } from "./ingress-process.js";
 export type { StandaloneIngressOptions } from "./ingress-process.js";
 export { addSite, removeSite, listSites, serveSites } from "./sites.js";
 export type { SiteInfo, SiteSourceState } from "./sites.js";
+export { startHubServices, HUB_READY_TIMEOUT_MS } from "./services.js";
+export type { HubServicesOptions, RunningHubServices } from "./services.js";
+export { serveHub, serveOptionsSchema } from "./serve.js";
+export type { ServeOptions } from "./serve.js";

@@ -1,7 +1,5 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import {
   acquireLockFile,
@@ -11,43 +9,23 @@ import {
   lockHolder,
   parseInput,
   pickFreePorts,
-  pollUntil,
   readJsonFile,
   superviseNatsServer,
   waitHealthy,
-  writeSecretFile,
   writeFileAtomic,
   type Logger,
   type ServerPorts,
   type Supervisor,
 } from "../core/index.js";
-import {
-  connectWithCreds,
-  initKeystore,
-  issueUser,
-  Keystore,
-  pushAccounts,
-  startIdentityService,
-  SYSTEM_ACCOUNT_NAME,
-  watchAccounts,
-  type AccountWatcher,
-  type IdentityService,
-  type PushReport,
-  upgradeKeystore,
-} from "../../identity/index.js";
-import { startGateway, type Gateway } from "../grpc/server.js";
-import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
-import { startIngress, type Ingress } from "../../ingress/index.js";
+import { initKeystore, Keystore, upgradeKeystore } from "../../identity/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, leafTlsSchema, writeServerConfig } from "./config.js";
-import { hubCreds, tenantServerOptions } from "./hub-creds.js";
-import { serveSites } from "./sites.js";
+import { HUB_READY_TIMEOUT_MS, startHubServices, type RunningHubServices } from "./services.js";
 
 export const DEFAULT_CLIENT_PORT = 4222;
 export const DEFAULT_MONITOR_PORT = 8222;
 export const DEFAULT_LEAF_PORT = 7422;
 export const DEFAULT_CLUSTER_PORT = 6222;
 export const DEFAULT_HOST = "0.0.0.0";
-export const HUB_READY_TIMEOUT_MS = 60_000; // 60 s
 
 const portSchema = z.number().int().min(0).max(65_535);
 export const hubOptionsSchema = z.strictObject({
@@ -89,23 +67,13 @@ export interface HubNode {
   logFile: string;
 }
 
-export interface RunningHub {
+export interface RunningHub extends RunningHubServices {
   nodes: HubNode[];
-  /** The MQTT ingress's ports, when it runs. */
-  mqtt: Ingress["ports"] | undefined;
-  /** The gRPC gateway's port, when it runs. */
-  grpc: number | undefined;
-  urls: string[];
   keystore: Keystore;
   /** True when this start created the keystore (a dev operator and accounts). */
   keystoreCreated: boolean;
-  /** A service credential for trying the fabric, created with the keystore. */
-  devCreds: string | undefined;
-  streams: EnsureResult;
-  push: PushReport | undefined;
   /** The pids of the running nats-server processes (they change when the supervisor restarts one). */
   serverPids(): number[];
-  stop(): Promise<void>;
 }
 
 const hubStateSchema = z.strictObject({ operator: z.string(), nodes: z.number().int() });
@@ -131,24 +99,16 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
     throw new ConfigError(`data directory ${o.dataDir} is in use by another fabric up (pid ${lockHolder(lockPath) ?? "?"})`, { cause: err });
   }
   const supervisors: Supervisor[] = [];
-  const connections: NatsConnection[] = [];
-  const services: IdentityService[] = [];
-  const ingresses: Ingress[] = [];
-  const gateways: Gateway[] = [];
-  const windowRunners: { stop(): Promise<void> }[] = [];
+  let servicesStop: (() => Promise<void>) | undefined;
   const stop = async (): Promise<void> => {
-    for (const g of gateways.splice(0)) await g.stop().catch(() => undefined);
-    for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
-    for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
-    for (const s of services.splice(0)) await s.stop().catch(() => undefined);
-    for (const c of connections.splice(0)) await c.drain().catch(() => undefined);
+    await servicesStop?.();
+    servicesStop = undefined;
     for (const s of supervisors.splice(0).reverse()) await s.stop();
     release();
   };
   try {
     // --- keystore ---
     let keystoreCreated = false;
-    let devCreds: string | undefined;
     let ks: Keystore;
     if (Keystore.exists(o.keystoreDir)) {
       ks = Keystore.open(o.keystoreDir);
@@ -246,84 +206,24 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
     for (const n of nodes) await waitHealthy(n.ports.monitoring, HUB_READY_TIMEOUT_MS);
     const urls = nodes.map((n) => n.url);
 
-    // --- identity: where to push, then push whatever is newer than what the servers hold ---
-    await ks.withLock(() => ks.writeStoreFile({ ...ks.storeFile(), hubUrls: urls }));
-    let push: PushReport | undefined;
-    try {
-      push = await pushAccounts(ks, { servers: urls, logger: log });
-    } catch (err) {
-      log.warn({ err: errorMessage(err) }, "could not push account JWTs (the servers were started with them preloaded)");
-    }
-
-    // --- one watcher of account updates (the sites are told of each) ---
-    let watcher: AccountWatcher | undefined;
-    const accountWatcher = async (): Promise<AccountWatcher> => {
-      if (watcher !== undefined) return watcher;
-      const sysNc = await connectWithCreds(await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"), { servers: urls, name: "fabric hub watcher", reconnect: true });
-      connections.push(sysNc);
-      watcher = watchAccounts({ connection: sysNc, operatorKeys: [store.operator.publicKey], logger: log });
-      const w = watcher;
-      services.push({ stop: () => w.stop() });
-      return w;
-    };
-
-    // --- streams, KV, identity service per tenant account ---
-    let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
-    for (const acc of ks.accounts().filter((a) => !a.system)) {
-      const creds = await hubCreds(ks, o.dataDir, acc.name, log);
-      const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
-      connections.push(nc);
-      // right after start (a cluster above all) an account's JetStream may not be enabled everywhere yet: retry
-      const r = await pollUntil(async () => ensureHubStreams(nc, await jetstreamManager(nc), o.nodes >= 3 ? 3 : 1), {
-        timeoutMs: HUB_READY_TIMEOUT_MS,
-        intervalMs: 250,
-        what: `streams of account ${acc.name}`,
-      });
-      streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
-      if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
-      const sites = await serveSites(nc, log, { watcher: await accountWatcher(), accountKey: acc.publicKey });
-      services.push({ stop: () => Promise.resolve(sites.stop()) });
-      if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
-    }
-    const tenant = ks.accounts().find((a) => !a.system);
-    let mqtt: Ingress["ports"] | undefined;
-    if (o.mqtt !== undefined && tenant !== undefined) {
-      const m = o.mqtt;
-      const ingress = await startIngress({
-        config: {
-          ...m.ingress,
-          tcp: { host: o.host, port: m.port },
-          ...(m.wsPort === undefined ? {} : { ws: { host: o.host, port: m.wsPort } }),
-          ...(m.tls === undefined ? {} : { tls: { host: o.host, port: m.tls.port, cert: m.tls.cert, key: m.tls.key } }),
-        },
-        ...(await tenantServerOptions(ks, o.dataDir, tenant.name, urls, log, "ingress")),
-        logger: log,
-      });
-      ingresses.push(ingress);
-      mqtt = ingress.ports;
-    }
-    let grpc: number | undefined;
-    if (o.grpc !== undefined && tenant !== undefined) {
-      const gateway = await startGateway({
+    const running = await startHubServices(
+      {
+        keystore: ks,
+        keystoreCreated,
+        dataDir: o.dataDir,
+        urls,
+        replicas: o.nodes >= 3 ? 3 : 1,
         host: o.host,
-        port: o.grpc.port,
-        ...(o.grpc.tls === undefined ? {} : { tls: o.grpc.tls }),
-        ...(await tenantServerOptions(ks, o.dataDir, tenant.name, urls, log, "hub")),
-        logger: log,
-      });
-      gateways.push(gateway);
-      grpc = gateway.port;
-    }
-    if (tenant !== undefined) {
-      const devPath = join(o.dataDir, "creds", `${tenant.name}-dev-service.creds`);
-      if (keystoreCreated) {
-        const dev = await ks.withLock(() => issueUser(ks, { account: tenant.name, role: "service", name: "dev" }));
-        if (dev.creds !== undefined) writeSecretFile(devPath, dev.creds);
-      }
-      if (existsSync(devPath)) devCreds = devPath;
-    }
-    log.info({ urls, streams }, "hub ready");
-    return { nodes, mqtt, grpc, urls, keystore: ks, keystoreCreated, devCreds, streams, push, serverPids: () => supervisors.map((s) => s.current().pid), stop };
+        identityService: o.identityService,
+        windows: o.windows,
+        ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
+        ...(o.grpc === undefined ? {} : { grpc: o.grpc }),
+      },
+      log,
+    );
+    servicesStop = () => running.stop();
+    log.info({ urls, streams: running.streams }, "hub ready");
+    return { ...running, nodes, keystore: ks, keystoreCreated, serverPids: () => supervisors.map((s) => s.current().pid), stop };
   } catch (err) {
     await stop();
     throw err;

@@ -1,0 +1,162 @@
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { errorMessage, pollUntil, writeSecretFile, type Logger } from "../core/index.js";
+import {
+  connectWithCreds,
+  issueUser,
+  pushAccounts,
+  startIdentityService,
+  SYSTEM_ACCOUNT_NAME,
+  watchAccounts,
+  type AccountWatcher,
+  type IdentityService,
+  type Keystore,
+  type PushReport,
+} from "../../identity/index.js";
+import { startGateway, type Gateway } from "../grpc/server.js";
+import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
+import { startIngress, type Ingress } from "../../ingress/index.js";
+import { hubCreds, tenantServerOptions } from "./hub-creds.js";
+import { serveSites } from "./sites.js";
+
+/** How long the servers may take to have JetStream ready for every account. */
+export const HUB_READY_TIMEOUT_MS = 60_000; // 60 s
+
+export interface HubServicesOptions {
+  keystore: Keystore;
+  /** The keystore was created by this start: a dev service credential is written too. */
+  keystoreCreated: boolean;
+  /** Where the services keep their own credentials (0600). */
+  dataDir: string;
+  /** The hub's servers (nats://…). */
+  urls: string[];
+  /** Replicas of the hub's streams. */
+  replicas: number;
+  /** Where the MQTT ingress and the gRPC gateway listen. */
+  host: string;
+  identityService: boolean;
+  windows: boolean;
+  mqtt?: { port: number; wsPort?: number | undefined; tls?: { port: number; cert: string; key: string } | undefined; ingress: Record<string, unknown> };
+  grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
+}
+
+export interface RunningHubServices {
+  urls: string[];
+  /** The MQTT ingress's ports, when it runs. */
+  mqtt: Ingress["ports"] | undefined;
+  /** The gRPC gateway's port, when it runs. */
+  grpc: number | undefined;
+  /** A service credential for trying the fabric, created with the keystore. */
+  devCreds: string | undefined;
+  streams: EnsureResult;
+  push: PushReport | undefined;
+  stop(): Promise<void>;
+}
+
+/**
+ * The hub's services on running servers (those `fabric up` starts, or a cluster of one's own: `fabric serve`):
+ * pushes the account JWTs, creates the streams and KV buckets, and runs per tenant account the identity service,
+ * the sites' registration, reports and source restarts, and the window workers; for the first tenant account the
+ * MQTT ingress and the gRPC gateway when asked.
+ */
+export async function startHubServices(o: HubServicesOptions, log: Logger): Promise<RunningHubServices> {
+  const ks = o.keystore;
+  const connections: NatsConnection[] = [];
+  const services: IdentityService[] = [];
+  const ingresses: Ingress[] = [];
+  const gateways: Gateway[] = [];
+  const windowRunners: { stop(): Promise<void> }[] = [];
+  const stop = async (): Promise<void> => {
+    for (const g of gateways.splice(0)) await g.stop().catch(() => undefined);
+    for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
+    for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
+    for (const s of services.splice(0)) await s.stop().catch(() => undefined);
+    for (const c of connections.splice(0)) await c.drain().catch(() => undefined);
+  };
+  try {
+    const urls = o.urls;
+    // --- identity: where to push, then push whatever is newer than what the servers hold ---
+    await ks.withLock(() => ks.writeStoreFile({ ...ks.storeFile(), hubUrls: urls }));
+    let push: PushReport | undefined;
+    try {
+      push = await pushAccounts(ks, { servers: urls, logger: log });
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, "could not push account JWTs (the servers were started with them preloaded)");
+    }
+
+    // --- one watcher of account updates (the sites are told of each) ---
+    let watcher: AccountWatcher | undefined;
+    const accountWatcher = async (): Promise<AccountWatcher> => {
+      if (watcher !== undefined) return watcher;
+      const sysNc = await connectWithCreds(await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"), { servers: urls, name: "fabric hub watcher", reconnect: true });
+      connections.push(sysNc);
+      watcher = watchAccounts({ connection: sysNc, operatorKeys: [ks.storeFile().operator.publicKey], logger: log });
+      const w = watcher;
+      services.push({ stop: () => w.stop() });
+      return w;
+    };
+
+    // --- streams, KV, identity service per tenant account ---
+    let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
+    for (const acc of ks.accounts().filter((a) => !a.system)) {
+      const creds = await hubCreds(ks, o.dataDir, acc.name, log);
+      const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
+      connections.push(nc);
+      // right after start (a cluster above all) an account's JetStream may not be enabled everywhere yet: retry
+      const r = await pollUntil(async () => ensureHubStreams(nc, await jetstreamManager(nc), o.replicas), {
+        timeoutMs: HUB_READY_TIMEOUT_MS,
+        intervalMs: 250,
+        what: `streams of account ${acc.name}`,
+      });
+      streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
+      if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
+      const sites = await serveSites(nc, log, { watcher: await accountWatcher(), accountKey: acc.publicKey });
+      services.push({ stop: () => Promise.resolve(sites.stop()) });
+      if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
+    }
+    const tenant = ks.accounts().find((a) => !a.system);
+    let mqtt: Ingress["ports"] | undefined;
+    if (o.mqtt !== undefined && tenant !== undefined) {
+      const m = o.mqtt;
+      const ingress = await startIngress({
+        config: {
+          ...m.ingress,
+          tcp: { host: o.host, port: m.port },
+          ...(m.wsPort === undefined ? {} : { ws: { host: o.host, port: m.wsPort } }),
+          ...(m.tls === undefined ? {} : { tls: { host: o.host, port: m.tls.port, cert: m.tls.cert, key: m.tls.key } }),
+        },
+        ...(await tenantServerOptions(ks, o.dataDir, tenant.name, urls, log, "ingress")),
+        logger: log,
+      });
+      ingresses.push(ingress);
+      mqtt = ingress.ports;
+    }
+    let grpc: number | undefined;
+    if (o.grpc !== undefined && tenant !== undefined) {
+      const gateway = await startGateway({
+        host: o.host,
+        port: o.grpc.port,
+        ...(o.grpc.tls === undefined ? {} : { tls: o.grpc.tls }),
+        ...(await tenantServerOptions(ks, o.dataDir, tenant.name, urls, log, "hub")),
+        logger: log,
+      });
+      gateways.push(gateway);
+      grpc = gateway.port;
+    }
+    let devCreds: string | undefined;
+    if (tenant !== undefined) {
+      const devPath = join(o.dataDir, "creds", `${tenant.name}-dev-service.creds`);
+      if (o.keystoreCreated) {
+        const dev = await ks.withLock(() => issueUser(ks, { account: tenant.name, role: "service", name: "dev" }));
+        if (dev.creds !== undefined) writeSecretFile(devPath, dev.creds);
+      }
+      if (existsSync(devPath)) devCreds = devPath;
+    }
+    return { urls, mqtt, grpc, devCreds, streams, push, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
