@@ -1,9 +1,8 @@
-import { join } from "node:path";
 import { z } from "zod";
-import { acquireLockFile, ConfigError, ensurePrivateDir, lockHolder, parseInput, type Logger } from "../core/index.js";
+import { ConfigError, parseInput, type Logger } from "../core/index.js";
 import { Keystore, upgradeKeystore } from "../../identity/index.js";
 import { hubOptionsSchema } from "./up.js";
-import { startHubServices, type RunningHubServices } from "./services.js";
+import { lockDataDir, serviceSettings, startHubServices, type RunningHubServices } from "./services.js";
 
 export const serveOptionsSchema = z.strictObject({
   /** Where the services keep their own credentials. */
@@ -29,14 +28,7 @@ export async function serveHub(input: ServeOptions, logger: Logger): Promise<Run
   const o = parseInput(serveOptionsSchema, input, "serve options");
   const log = logger.child({ component: "hub" });
   if (!Keystore.exists(o.keystoreDir)) throw new ConfigError(`no keystore at ${o.keystoreDir}: fabric serve runs with the keystore the servers' configs were made from (--store)`);
-  ensurePrivateDir(o.dataDir);
-  const lockPath = join(o.dataDir, "fabric-serve.lock");
-  let release: () => void;
-  try {
-    release = await acquireLockFile(lockPath, 0);
-  } catch (err) {
-    throw new ConfigError(`data directory ${o.dataDir} is in use by another fabric serve (pid ${lockHolder(lockPath) ?? "?"})`, { cause: err });
-  }
+  const release = await lockDataDir(o.dataDir, "fabric serve");
   try {
     const ks = Keystore.open(o.keystoreDir);
     const upgraded = await ks.withLock(() => upgradeKeystore(ks));
@@ -48,11 +40,7 @@ export async function serveHub(input: ServeOptions, logger: Logger): Promise<Run
         dataDir: o.dataDir,
         urls: o.servers,
         replicas: o.replicas,
-        host: o.host,
-        identityService: o.identityService,
-        windows: o.windows,
-        ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
-        ...(o.grpc === undefined ? {} : { grpc: o.grpc }),
+        ...serviceSettings(o),
       },
       log,
     );

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { errorMessage, pollUntil, writeSecretFile, type Logger } from "../core/index.js";
+import { acquireLockFile, ConfigError, ensurePrivateDir, errorMessage, lockHolder, pollUntil, writeSecretFile, type Logger } from "../core/index.js";
 import {
   connectWithCreds,
   issueUser,
@@ -24,6 +24,17 @@ import { serveSites } from "./sites.js";
 /** How long the servers may take to have JetStream ready for every account. */
 export const HUB_READY_TIMEOUT_MS = 60_000; // 60 s
 
+/** Takes a data directory for one process (`fabric up`, `fabric serve`); returns the release. */
+export async function lockDataDir(dataDir: string, command: string): Promise<() => void> {
+  ensurePrivateDir(dataDir);
+  const lockPath = join(dataDir, `${command.replace(/\s+/g, "-")}.lock`);
+  try {
+    return await acquireLockFile(lockPath, 0);
+  } catch (err) {
+    throw new ConfigError(`data directory ${dataDir} is in use by another ${command} (pid ${lockHolder(lockPath) ?? "?"})`, { cause: err });
+  }
+}
+
 export interface HubServicesOptions {
   keystore: Keystore;
   /** The keystore was created by this start: a dev service credential is written too. */
@@ -40,6 +51,13 @@ export interface HubServicesOptions {
   windows: boolean;
   mqtt?: { port: number; wsPort?: number | undefined; tls?: { port: number; cert: string; key: string } | undefined; ingress: Record<string, unknown> };
   grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
+}
+
+type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "mqtt" | "grpc">;
+
+/** The service settings out of `fabric up`'s or `fabric serve`'s parsed options. */
+export function serviceSettings(o: { host: string; identityService: boolean; windows: boolean; mqtt?: HubServicesOptions["mqtt"] | undefined; grpc?: HubServicesOptions["grpc"] | undefined }): ServiceSettings {
+  return { host: o.host, identityService: o.identityService, windows: o.windows, ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }), ...(o.grpc === undefined ? {} : { grpc: o.grpc }) };
 }
 
 export interface RunningHubServices {

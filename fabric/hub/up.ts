@@ -2,11 +2,9 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import {
-  acquireLockFile,
   ConfigError,
   ensurePrivateDir,
   errorMessage,
-  lockHolder,
   parseInput,
   pickFreePorts,
   readJsonFile,
@@ -19,7 +17,7 @@ import {
 } from "../core/index.js";
 import { initKeystore, Keystore, upgradeKeystore } from "../../identity/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, leafTlsSchema, writeServerConfig } from "./config.js";
-import { HUB_READY_TIMEOUT_MS, startHubServices, type RunningHubServices } from "./services.js";
+import { HUB_READY_TIMEOUT_MS, lockDataDir, serviceSettings, startHubServices, type RunningHubServices } from "./services.js";
 
 export const DEFAULT_CLIENT_PORT = 4222;
 export const DEFAULT_MONITOR_PORT = 8222;
@@ -90,14 +88,7 @@ function nodePort(base: number, i: number): number {
 export async function startHub(input: HubOptions, logger: Logger): Promise<RunningHub> {
   const o = parseInput(hubOptionsSchema, input, "hub options");
   const log = logger.child({ component: "hub" });
-  ensurePrivateDir(o.dataDir);
-  const lockPath = join(o.dataDir, "fabric-up.lock");
-  let release: () => void;
-  try {
-    release = await acquireLockFile(lockPath, 0);
-  } catch (err) {
-    throw new ConfigError(`data directory ${o.dataDir} is in use by another fabric up (pid ${lockHolder(lockPath) ?? "?"})`, { cause: err });
-  }
+  const release = await lockDataDir(o.dataDir, "fabric up");
   const supervisors: Supervisor[] = [];
   let servicesStop: (() => Promise<void>) | undefined;
   const stop = async (): Promise<void> => {
@@ -213,11 +204,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
         dataDir: o.dataDir,
         urls,
         replicas: o.nodes >= 3 ? 3 : 1,
-        host: o.host,
-        identityService: o.identityService,
-        windows: o.windows,
-        ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
-        ...(o.grpc === undefined ? {} : { grpc: o.grpc }),
+        ...serviceSettings(o),
       },
       log,
     );
