@@ -19,7 +19,7 @@ export const SOURCE_STALL_MS = 10_000; // 10 s (nats-server's own source health 
  * milliseconds): the site asks the hub to restart it at once rather than wait for nats-server's retry, which a
  * setup request lost in the outage holds up for its 5 s timeout, and a failed one for 10 s and more.
  */
-export const UNHEARD_AFTER_RETURN_MS = 1_000; // 1 s
+export const UNHEARD_AFTER_RETURN_MS = 500; // 0.5 s
 const STALL_CHECK_EVERY_MS = 500; // 0.5 s
 
 const registerReplySchema = z.union([z.strictObject({ ok: z.literal(true) }), z.strictObject({ error: z.string() })]);
