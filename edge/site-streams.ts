@@ -1,8 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import type { JetStreamManager, StreamConfig } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { z } from "zod";
-import { edgeSourceConsumer, errorMessage } from "../fabric/core/index.js";
+import { edgeSourceConsumer, errorMessage, resetConsumer } from "../fabric/core/index.js";
 import { EDGE_STREAMS, bufferBytes, edgeSourceConsumerConfig, edgeStreamConfig, type BufferSpec, type SiteStreamKind, type SiteStreamReport } from "../leafnode-config/index.js";
 import { EdgeError } from "./errors.js";
 
@@ -96,12 +95,9 @@ export async function streamReport(jsm: JetStreamManager, site: string, kind: Si
 }
 
 /**
- * Resets the delivery state of the hub's source consumer of a site stream (`$JS.API.CONSUMER.RESET`, nats-server
- * 2.14): delivery starts again from the ack floor, with delivery sequences from 1.
+ * Resets the delivery state of the hub's source consumer of a site stream (nats-server 2.14's consumer reset):
+ * delivery starts again from the ack floor, with delivery sequences from 1.
  */
 export async function resetSource(nc: NatsConnection, site: string, kind: SiteStreamKind): Promise<void> {
-  const m = await nc.request(`$JS.API.CONSUMER.RESET.${EDGE_STREAMS[kind].edge}.${edgeSourceConsumer(site)}`, "", { timeout: 5_000 });
-  const r = resetReplySchema.parse(m.json());
-  if (r.error !== undefined) throw new EdgeError("FABRIC_ERR_EDGE_STREAMS", `cannot restart the hub's source of ${EDGE_STREAMS[kind].edge}: ${r.error.description ?? "error"}`);
+  await resetConsumer(nc, { api: "$JS.API", stream: EDGE_STREAMS[kind].edge, consumer: edgeSourceConsumer(site) });
 }
-const resetReplySchema = z.looseObject({ error: z.looseObject({ description: z.string().optional() }).optional() });

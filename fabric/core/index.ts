@@ -24,3 +24,4 @@ export { JetStreamPublisher, PublishError, DEFAULT_MAX_OUTSTANDING, DEFAULT_PUBL
 export type { StoredAck } from "./js-publisher.js";
 export { emptyAckSubject, parseAckSubject, readAckSubject } from "./js-ack-subject.js";
 export type { AckSubject } from "./js-ack-subject.js";
+export { resetConsumer } from "./js-consumer-reset.js";

@@ -1,8 +1,8 @@
-import { isDeepStrictEqual } from "node:util";
-import { jetstreamManager, type JetStreamManager, type StreamSource } from "@nats-io/jetstream";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { assertToken, errorMessage, subjects, type Logger } from "../core/index.js";
+import { assertToken, errorMessage, silentLogger, subjects, type Logger } from "../core/index.js";
+import { putSiteSource, siteSourceCurrent } from "./site-sources.js";
 import type { AccountWatcher } from "../../identity/index.js";
 import {
   DEFAULT_SITE_STREAMS,
@@ -12,7 +12,6 @@ import {
   siteReportSchema,
   sourceRestartRequestSchema,
   sourcedSites,
-  withSiteSource,
   withoutSiteSource,
   type SiteReport,
   type SiteStreamKind,
@@ -40,34 +39,35 @@ export interface SiteInfo {
  * Sources the site's streams of these kinds into the hub's (EVENTS, TELEMETRY, AGGREGATES) through its durable
  * consumers, and stops sourcing its other kinds (idempotent).
  */
-export async function addSite(nc: NatsConnection, site: string, kinds: readonly SiteStreamKind[] = DEFAULT_SITE_STREAMS): Promise<void> {
+export async function addSite(nc: NatsConnection, site: string, kinds: readonly SiteStreamKind[] = DEFAULT_SITE_STREAMS, log: Logger = silentLogger()): Promise<void> {
   assertToken(site, "site");
   const jsm = await jetstreamManager(nc);
   for (const kind of SITE_STREAM_KINDS) {
     const name = EDGE_STREAMS[kind].hub;
     const c = (await jsm.streams.info(name)).config;
-    const sources = (kinds.includes(kind) ? withSiteSource(c.sources, site, kind) : withoutSiteSource(c.sources, site)) as StreamSource[];
-    if (isDeepStrictEqual(sources, c.sources ?? [])) continue;
-    await jsm.streams.update(name, { ...c, sources });
+    if (kinds.includes(kind)) {
+      if (!siteSourceCurrent(c, site, kind)) await putSiteSource(nc, jsm, site, kind, log);
+      continue;
+    }
+    const sources = withoutSiteSource(c.sources, site);
+    if (sources.length !== (c.sources ?? []).length) await jsm.streams.update(name, { ...c, sources });
   }
 }
 
 /**
  * Starts the hub's sources of a site's streams again: each is taken off its stream and put back as the fabric
- * sets it, so nats-server sets up a new source at once, with none of the retry backoff an old one may have
- * built up. Only sources the hub has: a site removed by `fabric site rm` stays removed. Returns the kinds
- * restarted.
+ * sets it (putSiteSource), so nats-server sets up a new source at once, with none of the retry backoff an old
+ * one may have built up. Only sources the hub has: a site removed by `fabric site rm` stays removed. Returns the
+ * kinds restarted.
  */
-export async function restartSiteSources(nc: NatsConnection, site: string, kinds: readonly SiteStreamKind[]): Promise<SiteStreamKind[]> {
+export async function restartSiteSources(nc: NatsConnection, site: string, kinds: readonly SiteStreamKind[], log: Logger): Promise<SiteStreamKind[]> {
   assertToken(site, "site");
   const jsm = await jetstreamManager(nc);
   const restarted: SiteStreamKind[] = [];
   for (const kind of kinds) {
-    const name = EDGE_STREAMS[kind].hub;
-    const c = (await jsm.streams.info(name)).config;
+    const c = (await jsm.streams.info(EDGE_STREAMS[kind].hub)).config;
     if (!sourcedSites(c.sources).includes(site)) continue;
-    await jsm.streams.update(name, { ...c, sources: withoutSiteSource(c.sources, site) });
-    await jsm.streams.update(name, { ...c, sources: withSiteSource(c.sources, site, kind) });
+    await putSiteSource(nc, jsm, site, kind, log);
     restarted.push(kind);
   }
   return restarted;
@@ -158,7 +158,7 @@ export async function serveSites(nc: NatsConnection, logger: Logger, trust?: { w
           m.respond(JSON.stringify({ error: `bad registration: ${errorMessage(err)}` }));
           return;
         }
-        serially(() => addSite(nc, site, kinds)).then(
+        serially(() => addSite(nc, site, kinds, log)).then(
           () => {
             log.info({ site, streams: kinds }, "site registered: the hub sources its streams");
             m.respond(JSON.stringify({ ok: true }));
@@ -184,7 +184,7 @@ export async function serveSites(nc: NatsConnection, logger: Logger, trust?: { w
         const now = Date.now();
         const due = kinds.filter((k) => now - (lastRestart.get(`${site}.${k}`) ?? 0) >= SOURCE_RESTART_MIN_MS);
         for (const k of due) lastRestart.set(`${site}.${k}`, now);
-        serially(() => restartSiteSources(nc, site, due)).then(
+        serially(() => restartSiteSources(nc, site, due, log)).then(
           (restarted) => {
             if (restarted.length > 0) log.warn({ site, streams: restarted }, "restarted the hub's sources of a site at its request (a backlog its sources did not take)");
             m.respond(JSON.stringify({ restarted }));

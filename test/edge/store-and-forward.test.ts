@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { jetstreamManager } from "@nats-io/jetstream";
-import { pollUntil } from "../../fabric/core/index.js";
+import { jetstreamManager, type StreamSource } from "@nats-io/jetstream";
+import { pollUntil, resetConsumer } from "../../fabric/core/index.js";
+import { addSite } from "../../fabric/hub/index.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentInboxPrefix } from "../../edge/index.js";
@@ -143,6 +144,39 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
     await publishSeq(dev.nc, subject, 500, 1_500);
     s.proxy.restore();
     expect(await hubSequence(svc, "TELEMETRY", subject, 1_500)).toEqual(range(1_500));
+    await dev.nc.close();
+  });
+
+  it("a site's source entry replaced by a new one (a hub upgraded from before the subject transforms) stores nothing twice", async () => {
+    const { s, dev } = await linkedSite(h, hub, "switch");
+    const subject = "telemetry.switch.d1.seq";
+    const jsm = await jetstreamManager(svc);
+    const withEntry = async (f: (e: StreamSource) => StreamSource | undefined): Promise<void> => {
+      const c = (await jsm.streams.info("TELEMETRY")).config;
+      const sources = (c.sources ?? []).flatMap((x) => (x.external?.api === "$JS.switch.API" ? [f(x)].filter((y) => y !== undefined) : [x]));
+      await jsm.streams.update("TELEMETRY", { ...c, sources });
+    };
+    // the entry as a hub of before the transforms made it (no data has flowed yet)
+    await withEntry(({ subject_transforms: _t, ...old }) => old);
+    await publishSeq(dev.nc, subject, 0, 1_000);
+    expect(await hubSequence(svc, "TELEMETRY", subject, 1_000)).toEqual(range(1_000));
+    // the old source goes, and the site's consumer is set back as if the hub had acknowledged none of it (flow
+    // control acknowledges a window at a time: what the new source would otherwise start from)
+    await withEntry(() => undefined);
+    const agent = await connectAs(s.edge.url, readFileSync(join(s.dataDir, "agent.creds"), "utf8"), { inboxPrefix: agentInboxPrefix("switch") });
+    const ajsm = await jetstreamManager(agent);
+    await resetConsumer(agent, { api: "$JS.API", stream: "EDGE_TELEMETRY", consumer: "hub-switch", seq: 1 });
+    expect((await ajsm.consumers.info("EDGE_TELEMETRY", "hub-switch")).ack_floor.stream_seq).toBe(0);
+    await publishSeq(dev.nc, subject, 1_000, 1_500);
+    // the new entry: a new source to nats-server, which the hub starts past what it holds
+    await addSite(svc, "switch", ["events", "telemetry"]);
+    expect(await hubSequence(svc, "TELEMETRY", subject, 1_500)).toEqual(range(1_500));
+    await pollUntil(async () => {
+      const ci = await ajsm.consumers.info("EDGE_TELEMETRY", "hub-switch");
+      return ci.num_pending + ci.num_ack_pending === 0 ? true : undefined;
+    }, { timeoutMs: 30_000, what: "the site's backlog acknowledged" });
+    expect(await hubCount(svc, "TELEMETRY", subject)).toBe(1_500);
+    await agent.close();
     await dev.nc.close();
   });
 
