@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from "node:util";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager, type StreamConfig, type StreamSource } from "@nats-io/jetstream";
 import { nuid, type NatsConnection } from "@nats-io/transport-node";
+import { z } from "zod";
 import { edgeSourceConsumer, errorMessage, FabricError, resetConsumer, type Logger } from "../core/index.js";
 import { EDGE_STREAMS, hubSiteSource, sourcedSites, withoutSiteSource, withSiteSource, type SiteStreamKind } from "../../leafnode-config/index.js";
 
@@ -16,16 +17,18 @@ function siteEntry(sources: readonly StreamSource[] | undefined, site: string): 
  * destinations: nats-server then knows where it left off by itself). Undefined when the hub holds nothing from
  * the site, or its last message on the site's subjects did not come from it (a direct publish).
  */
-async function lastSourced(nc: NatsConnection, site: string, kind: SiteStreamKind, entry: StreamSource): Promise<{ seq: number; sameSource: boolean } | undefined> {
+async function lastSourced(nc: NatsConnection, site: string, kind: SiteStreamKind, entry: StreamSource): Promise<{ seq: number; sameSource: boolean; data: Uint8Array } | undefined> {
   const s = EDGE_STREAMS[kind];
   const jsm = await jetstreamManager(nc);
   const ci = await jsm.consumers.add(s.hub, { filter_subject: s.subject(site), deliver_policy: DeliverPolicy.Last, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: 10_000_000_000 });
   let header: string;
+  let data: Uint8Array;
   try {
     if (ci.num_pending === 0) return undefined;
     const c = await jetstream(nc).consumers.get(s.hub, ci.name);
     const m = await c.next({ expires: 2_000 });
     header = m?.headers?.get("Nats-Stream-Source") ?? "";
+    data = m?.data ?? new Uint8Array();
   } finally {
     await jsm.consumers.delete(s.hub, ci.name).catch(() => undefined);
   }
@@ -34,7 +37,21 @@ async function lastSourced(nc: NatsConnection, site: string, kind: SiteStreamKin
   if (origin === undefined || !origin.startsWith(`${s.edge}:`) || !Number.isSafeInteger(n) || n <= 0) return undefined;
   const transforms = entry.subject_transforms ?? [];
   const sameSource = transforms.length > 0 && filters === transforms.map((t) => t.src).join("\f") && destinations === transforms.map((t) => t.dest).join("\f");
-  return { seq: n, sameSource };
+  return { seq: n, sameSource, data };
+}
+
+const msgGetReplySchema = z.looseObject({ message: z.looseObject({ data: z.string().optional() }).optional(), error: z.looseObject({}).optional() });
+
+/**
+ * Whether the site's stream still holds, at `seq`, the message the hub holds as its last from it (the same
+ * data): a site whose streams were made again since (its data directory lost, say) numbers from 1 again, and
+ * moving its consumer past an old sequence would skip its new messages.
+ */
+async function siteStillHolds(nc: NatsConnection, site: string, kind: SiteStreamKind, seq: number, data: Uint8Array): Promise<boolean> {
+  const reply = `_INBOX.${site}.hub.${nuid.next()}`; // the site answers the hub on its own inboxes only
+  const m = await nc.request(`$JS.${site}.API.STREAM.MSG.GET.${EDGE_STREAMS[kind].edge}`, JSON.stringify({ seq }), { timeout: 5_000, noMux: true, reply });
+  const r = msgGetReplySchema.parse(m.json());
+  return r.message !== undefined && Buffer.from(r.message.data ?? "", "base64").equals(Buffer.from(data));
 }
 
 /**
@@ -55,9 +72,14 @@ export async function putSiteSource(nc: NatsConnection, jsm: JetStreamManager, s
   try {
     const last = await lastSourced(nc, site, kind, wanted);
     if (last !== undefined && !last.sameSource) {
-      const reply = `_INBOX.${site}.hub.${nuid.next()}`; // the site answers the hub on its own inboxes only
-      await resetConsumer(nc, { api: `$JS.${site}.API`, stream: EDGE_STREAMS[kind].edge, consumer: edgeSourceConsumer(site), seq: last.seq + 1, reply });
-      log.info({ site, stream: name, from: last.seq + 1 }, "a new source for a site: its consumer moved past what the hub holds");
+      if (await siteStillHolds(nc, site, kind, last.seq, last.data)) {
+        const reply = `_INBOX.${site}.hub.${nuid.next()}`;
+        await resetConsumer(nc, { api: `$JS.${site}.API`, stream: EDGE_STREAMS[kind].edge, consumer: edgeSourceConsumer(site), seq: last.seq + 1, reply });
+        log.info({ site, stream: name, from: last.seq + 1 }, "a new source for a site: its consumer moved past what the hub holds");
+      } else {
+        // better twice than never: the site's stream is not the one the hub's last message came from
+        log.warn({ site, stream: name, lastSeq: last.seq }, "a new source for a site whose stream no longer holds the hub's last message from it: it starts at the site's ack floor");
+      }
     }
   } catch (err) {
     if (current !== undefined) await jsm.streams.update(name, c);

@@ -1,6 +1,6 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type StreamSource } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamPublisher, pollUntil } from "../../fabric/core/index.js";
 import { connectWithCreds, deviceInboxPrefix, issueUser, type Keystore } from "../../identity/index.js";
@@ -70,6 +70,14 @@ export async function linkedSite(h: Harness, hub: TestHub, site: string, options
   const s = await startTestSite(h, hub, site, options);
   await s.edge.caughtUp();
   return { s, dev: await siteDevice(hub, s.edge, "d1") };
+}
+
+/** Rewrites (or, on undefined, drops) the site's entry among the hub's TELEMETRY sources, as an older hub or an operator might have it. */
+export async function withTelemetryEntry(nc: NatsConnection, site: string, f: (e: StreamSource) => StreamSource | undefined): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const c = (await jsm.streams.info("TELEMETRY")).config;
+  const sources = (c.sources ?? []).flatMap((x) => (x.external?.api === `$JS.${site}.API` ? [f(x)].filter((y) => y !== undefined) : [x]));
+  await jsm.streams.update("TELEMETRY", { ...c, sources });
 }
 
 /** Waits until the site sees its link to the hub down. */

@@ -3,11 +3,12 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type StreamSource } from "@nats-io/jetstream";
 import { pollUntil, resetConsumer } from "../../fabric/core/index.js";
 import { addSite } from "../../fabric/hub/index.js";
+import { edgeSourceConsumerConfig } from "../../leafnode-config/index.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { agentInboxPrefix } from "../../edge/index.js";
 import { connectAs, Harness, startTestHub, type TestHub } from "../harness/index.js";
-import { hubCount, hubSequence, hubService, linkDown, linkedSite, publishSeq, range, siteDevice, startTestSite } from "./site-helpers.js";
+import { hubCount, hubSequence, hubService, linkDown, linkedSite, publishSeq, range, siteDevice, startTestSite, withTelemetryEntry } from "./site-helpers.js";
 
 /**
  * Store and forward: whatever the fault, once the site is linked again the hub holds exactly the messages
@@ -150,12 +151,7 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
   it("a site's source entry replaced by a new one (a hub upgraded from before the subject transforms) stores nothing twice", async () => {
     const { s, dev } = await linkedSite(h, hub, "switch");
     const subject = "telemetry.switch.d1.seq";
-    const jsm = await jetstreamManager(svc);
-    const withEntry = async (f: (e: StreamSource) => StreamSource | undefined): Promise<void> => {
-      const c = (await jsm.streams.info("TELEMETRY")).config;
-      const sources = (c.sources ?? []).flatMap((x) => (x.external?.api === "$JS.switch.API" ? [f(x)].filter((y) => y !== undefined) : [x]));
-      await jsm.streams.update("TELEMETRY", { ...c, sources });
-    };
+    const withEntry = (f: (e: StreamSource) => StreamSource | undefined): Promise<void> => withTelemetryEntry(svc, "switch", f);
     // the entry as a hub of before the transforms made it (no data has flowed yet)
     await withEntry(({ subject_transforms: _t, ...old }) => old);
     await publishSeq(dev.nc, subject, 0, 1_000);
@@ -176,6 +172,30 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
       return ci.num_pending + ci.num_ack_pending === 0 ? true : undefined;
     }, { timeoutMs: 30_000, what: "the site's backlog acknowledged" });
     expect(await hubCount(svc, "TELEMETRY", subject)).toBe(1_500);
+    await agent.close();
+    await dev.nc.close();
+  });
+
+  it("a new source entry for a site whose stream was made again from scratch skips none of its new messages", async () => {
+    const { s, dev } = await linkedSite(h, hub, "remade");
+    const subject = "telemetry.remade.d1.seq";
+    const withEntry = (f: (e: StreamSource) => StreamSource | undefined): Promise<void> => withTelemetryEntry(svc, "remade", f);
+    // an entry of before the transforms, so that the fabric's entry is a new source to nats-server
+    await withEntry(({ subject_transforms: _t, ...old }) => old);
+    await publishSeq(dev.nc, subject, 0, 1_000);
+    await hubSequence(svc, "TELEMETRY", subject, 1_000);
+    // the site loses its stream (made again, numbered from 1), and the hub's entry goes
+    await withEntry(() => undefined);
+    const agent = await connectAs(s.edge.url, readFileSync(join(s.dataDir, "agent.creds"), "utf8"), { inboxPrefix: agentInboxPrefix("remade") });
+    const ajsm = await jetstreamManager(agent);
+    const cfg = (await ajsm.streams.info("EDGE_TELEMETRY")).config;
+    await ajsm.streams.delete("EDGE_TELEMETRY");
+    await ajsm.streams.add(cfg);
+    await ajsm.consumers.add("EDGE_TELEMETRY", edgeSourceConsumerConfig("remade", "telemetry"));
+    await publishSeq(dev.nc, subject, 1_000, 1_300);
+    // the hub's last message from the site (its sequence 1 000) is not what the site holds now: nothing is skipped
+    await addSite(svc, "remade", ["events", "telemetry"]);
+    expect(await hubSequence(svc, "TELEMETRY", subject, 1_300)).toEqual(range(1_300));
     await agent.close();
     await dev.nc.close();
   });
