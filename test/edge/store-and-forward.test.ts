@@ -176,6 +176,25 @@ describe("a site keeps publishing through faults and the hub ends with exactly w
     await dev.nc.close();
   });
 
+  it("a changed source entry for a site that is offline is refused and the old one stays; the site's return switches it", async () => {
+    const { s, dev } = await linkedSite(h, hub, "away-switch");
+    const subject = "telemetry.away-switch.d1.seq";
+    await withTelemetryEntry(svc, "away-switch", ({ subject_transforms: _t, ...old }) => old);
+    await publishSeq(dev.nc, subject, 0, 100);
+    await hubSequence(svc, "TELEMETRY", subject, 100);
+    s.proxy.cut();
+    await linkDown(s.edge);
+    await expect(addSite(svc, "away-switch", ["events", "telemetry"])).rejects.toMatchObject({ code: "FABRIC_ERR_SITE_SOURCE" });
+    const entry = async (): Promise<StreamSource | undefined> => (await (await jetstreamManager(svc)).streams.info("TELEMETRY")).config.sources?.find((x) => x.external?.api === "$JS.away-switch.API");
+    expect((await entry())?.subject_transforms ?? []).toEqual([]);
+    await publishSeq(dev.nc, subject, 100, 200);
+    s.proxy.restore();
+    // the site registers again when its link returns: now the switch goes through, with nothing twice
+    expect(await hubSequence(svc, "TELEMETRY", subject, 200)).toEqual(range(200));
+    await pollUntil(async () => (((await entry())?.subject_transforms ?? []).length > 0 ? true : undefined), { what: "the fabric's entry" });
+    await dev.nc.close();
+  });
+
   it("a new source entry for a site whose stream was made again from scratch skips none of its new messages", async () => {
     const { s, dev } = await linkedSite(h, hub, "remade");
     const subject = "telemetry.remade.d1.seq";
