@@ -40,6 +40,9 @@ async function lastSourced(nc: NatsConnection, site: string, kind: SiteStreamKin
   return { seq: n, sameSource, data };
 }
 
+/** A reply subject for a request of the hub's to a site: a leaf's permissions let the site answer on its own inboxes only. */
+const siteInbox = (site: string): string => `_INBOX.${site}.hub.${nuid.next()}`;
+
 const msgGetReplySchema = z.looseObject({ message: z.looseObject({ data: z.string().optional() }).optional(), error: z.looseObject({}).optional() });
 
 /**
@@ -48,8 +51,7 @@ const msgGetReplySchema = z.looseObject({ message: z.looseObject({ data: z.strin
  * moving its consumer past an old sequence would skip its new messages.
  */
 async function siteStillHolds(nc: NatsConnection, site: string, kind: SiteStreamKind, seq: number, data: Uint8Array): Promise<boolean> {
-  const reply = `_INBOX.${site}.hub.${nuid.next()}`; // the site answers the hub on its own inboxes only
-  const m = await nc.request(`$JS.${site}.API.STREAM.MSG.GET.${EDGE_STREAMS[kind].edge}`, JSON.stringify({ seq }), { timeout: 5_000, noMux: true, reply });
+  const m = await nc.request(`$JS.${site}.API.STREAM.MSG.GET.${EDGE_STREAMS[kind].edge}`, JSON.stringify({ seq }), { timeout: 5_000, noMux: true, reply: siteInbox(site) });
   const r = msgGetReplySchema.parse(m.json());
   return r.message !== undefined && Buffer.from(r.message.data ?? "", "base64").equals(Buffer.from(data));
 }
@@ -61,20 +63,17 @@ async function siteStillHolds(nc: NatsConnection, site: string, kind: SiteStream
  * at the site consumer's ack floor, which lags what the hub stored by up to a flow-control window; so the site's
  * consumer is first moved just past the last message the hub holds from it (its `CONSUMER.RESET` with a
  * sequence, across the leaf link), and nothing is stored twice. When the site cannot be reached for that, the
- * old entry is put back and the error says so.
+ * old entry is put back and the error says so. `c` is the stream's config as just read.
  */
-export async function putSiteSource(nc: NatsConnection, jsm: JetStreamManager, site: string, kind: SiteStreamKind, log: Logger): Promise<void> {
+export async function putSiteSource(nc: NatsConnection, jsm: JetStreamManager, c: StreamConfig, site: string, kind: SiteStreamKind, log: Logger): Promise<void> {
   const name = EDGE_STREAMS[kind].hub;
-  const c = (await jsm.streams.info(name)).config;
   const wanted = hubSiteSource(site, kind) as unknown as StreamSource;
-  const current = siteEntry(c.sources, site);
-  if (current !== undefined) await jsm.streams.update(name, { ...c, sources: withoutSiteSource(c.sources, site) });
+  const had = await dropSiteSource(jsm, c, site);
   try {
     const last = await lastSourced(nc, site, kind, wanted);
     if (last !== undefined && !last.sameSource) {
       if (await siteStillHolds(nc, site, kind, last.seq, last.data)) {
-        const reply = `_INBOX.${site}.hub.${nuid.next()}`;
-        await resetConsumer(nc, { api: `$JS.${site}.API`, stream: EDGE_STREAMS[kind].edge, consumer: edgeSourceConsumer(site), seq: last.seq + 1, reply });
+        await resetConsumer(nc, { api: `$JS.${site}.API`, stream: EDGE_STREAMS[kind].edge, consumer: edgeSourceConsumer(site), seq: last.seq + 1, reply: siteInbox(site) });
         log.info({ site, stream: name, from: last.seq + 1 }, "a new source for a site: its consumer moved past what the hub holds");
       } else {
         // better twice than never: the site's stream is not the one the hub's last message came from
@@ -82,10 +81,18 @@ export async function putSiteSource(nc: NatsConnection, jsm: JetStreamManager, s
       }
     }
   } catch (err) {
-    if (current !== undefined) await jsm.streams.update(name, c);
+    if (had) await jsm.streams.update(name, c);
     throw new FabricError("FABRIC_ERR_SITE_SOURCE", `cannot put the source of site ${site} on ${name} without storing anything twice: ${errorMessage(err)} (is the site linked?)`, { cause: err, fields: { site, stream: name } });
   }
   await jsm.streams.update(name, { ...c, sources: withSiteSource(c.sources, site, kind) });
+}
+
+/** Takes the site's entry off a hub stream whose config is `c`, if it has one; returns whether it had. */
+export async function dropSiteSource(jsm: JetStreamManager, c: StreamConfig, site: string): Promise<boolean> {
+  const sources = withoutSiteSource(c.sources, site);
+  if (sources.length === (c.sources ?? []).length) return false;
+  await jsm.streams.update(c.name, { ...c, sources });
+  return true;
 }
 
 /** Whether the site's entry on the stream is the fabric's as it is (nothing to do). */

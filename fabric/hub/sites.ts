@@ -2,7 +2,7 @@ import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { assertToken, errorMessage, silentLogger, subjects, type Logger } from "../core/index.js";
-import { putSiteSource, siteSourceCurrent } from "./site-sources.js";
+import { dropSiteSource, putSiteSource, siteSourceCurrent } from "./site-sources.js";
 import type { AccountWatcher } from "../../identity/index.js";
 import {
   DEFAULT_SITE_STREAMS,
@@ -12,7 +12,6 @@ import {
   siteReportSchema,
   sourceRestartRequestSchema,
   sourcedSites,
-  withoutSiteSource,
   type SiteReport,
   type SiteStreamKind,
 } from "../../leafnode-config/index.js";
@@ -43,14 +42,9 @@ export async function addSite(nc: NatsConnection, site: string, kinds: readonly 
   assertToken(site, "site");
   const jsm = await jetstreamManager(nc);
   for (const kind of SITE_STREAM_KINDS) {
-    const name = EDGE_STREAMS[kind].hub;
-    const c = (await jsm.streams.info(name)).config;
-    if (kinds.includes(kind)) {
-      if (!siteSourceCurrent(c, site, kind)) await putSiteSource(nc, jsm, site, kind, log);
-      continue;
-    }
-    const sources = withoutSiteSource(c.sources, site);
-    if (sources.length !== (c.sources ?? []).length) await jsm.streams.update(name, { ...c, sources });
+    const c = (await jsm.streams.info(EDGE_STREAMS[kind].hub)).config;
+    if (!kinds.includes(kind)) await dropSiteSource(jsm, c, site);
+    else if (!siteSourceCurrent(c, site, kind)) await putSiteSource(nc, jsm, c, site, kind, log);
   }
 }
 
@@ -67,7 +61,7 @@ export async function restartSiteSources(nc: NatsConnection, site: string, kinds
   for (const kind of kinds) {
     const c = (await jsm.streams.info(EDGE_STREAMS[kind].hub)).config;
     if (!sourcedSites(c.sources).includes(site)) continue;
-    await putSiteSource(nc, jsm, site, kind, log);
+    await putSiteSource(nc, jsm, c, site, kind, log);
     restarted.push(kind);
   }
   return restarted;
@@ -79,12 +73,7 @@ export async function removeSite(nc: NatsConnection, site: string): Promise<bool
   const jsm = await jetstreamManager(nc);
   let had = false;
   for (const kind of SITE_STREAM_KINDS) {
-    const name = EDGE_STREAMS[kind].hub;
-    const c = (await jsm.streams.info(name)).config;
-    const sources = withoutSiteSource(c.sources, site);
-    if (sources.length === (c.sources ?? []).length) continue;
-    had = true;
-    await jsm.streams.update(name, { ...c, sources });
+    if (await dropSiteSource(jsm, (await jsm.streams.info(EDGE_STREAMS[kind].hub)).config, site)) had = true;
   }
   if (had) await (await sitesKv(nc)).purge(site).catch(() => undefined);
   return had;
