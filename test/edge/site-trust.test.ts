@@ -114,7 +114,10 @@ describe("a site's leaf credential reaches its own site's subjects and the sourc
   /** Publishes every subject on `from` and returns which ones `to` received. */
   async function crossing(from: NatsConnection, to: NatsConnection, list: string[]): Promise<string[]> {
     const got = new Set<string>();
-    const subs = list.map((subject) =>
+    const marker = list.find((x) => x.startsWith("$FABRIC.edge.")) ?? "";
+    // the marker last: interest crosses the link in the order of the subscriptions, so once the marker's has,
+    // every other's has too
+    const subs = [...list.filter((x) => x !== marker), marker].map((subject) =>
       to.subscribe(subject, {
         callback: (_e, m) => {
           got.add(m.subject);
@@ -122,7 +125,6 @@ describe("a site's leaf credential reaches its own site's subjects and the sourc
       }),
     );
     await to.flush();
-    const marker = list.find((x) => x.startsWith("$FABRIC.edge.")) ?? "";
     // interest crosses the link asynchronously: wait until a subject that must pass does, then probe the rest
     await pollUntil(
       async () => {
