@@ -53,7 +53,17 @@ export class PushError extends FabricError {
 /** Provisioning or renewal through the identity service was refused. */
 export class ProvisionError extends FabricError {
   constructor(
-    code: "FABRIC_ERR_TOKEN_INVALID" | "FABRIC_ERR_TOKEN_USED" | "FABRIC_ERR_TOKEN_EXPIRED" | "FABRIC_ERR_NONCE_INVALID" | "FABRIC_ERR_PROOF_INVALID" | "FABRIC_ERR_KEY_REVOKED" | "FABRIC_ERR_PROVISION",
+    code:
+      | "FABRIC_ERR_TOKEN_INVALID"
+      | "FABRIC_ERR_TOKEN_USED"
+      | "FABRIC_ERR_TOKEN_EXPIRED"
+      | "FABRIC_ERR_NONCE_INVALID"
+      | "FABRIC_ERR_NONCE_USED"
+      | "FABRIC_ERR_PROOF_INVALID"
+      | "FABRIC_ERR_CREDENTIAL_REVOKED"
+      | "FABRIC_ERR_PERMISSION_DENIED"
+      | "FABRIC_ERR_ALREADY_PROVISIONED"
+      | "FABRIC_ERR_PROVISION",
     message: string,
     options: FabricErrorOptions = {},
   ) {

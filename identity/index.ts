@@ -23,7 +23,9 @@ export { issueUser, revokeUsers, rotateRole, addRole, removeRole, issueBootstrap
 export type { IssueOptions, IssueResult, RevokeResult, RotateResult, BootstrapResult, BootstrapTokenData } from "./issue.js";
 export { pushAccounts, pushClaims, openClaimsPusher, adminConnection, pingServers, serverAccountViews, mintAdminCreds, CLAIMS_UPDATE_SUBJECT } from "./push.js";
 export type { PushReport, AccountPushResult, ServerPushResult, ServerAccountView, ServerInfo, ClaimsPusher } from "./push.js";
-export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC, NONCE_TTL_MS } from "./service.js";
+export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC } from "./service.js";
+export { NONCE_TTL_MS, NONCE_OPERATIONS } from "./nonces.js";
+export type { NonceOperation } from "./nonces.js";
 export type { IdentityService, IdentityServiceOptions } from "./service.js";
 export { provisionDevice, renewCredential, requestCredential, requestNonce, requestSiteTrust } from "./provision-client.js";
 export { siteTrustSchema } from "./provision-protocol.js";

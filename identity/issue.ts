@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { createHash, randomBytes } from "node:crypto";
 import { assertToken, InvalidInputError, parseInput } from "../fabric/core/index.js";
 import { userClaimsSchema, type UserClaims, type UserPermissionLimits } from "./claims.js";
@@ -193,6 +194,15 @@ export interface BootstrapTokenData {
   createdAt: number;
   expiresAt: number;
 }
+
+/** A token's record as the keystore holds it; once spent, `usedBy` says by which device (name and key). */
+export const bootstrapTokenSchema = z.object({
+  site: z.string(),
+  account: z.string(),
+  createdAt: z.number(),
+  expiresAt: z.number(),
+  usedBy: z.object({ name: z.string(), publicKey: z.string() }).optional(),
+});
 
 export function hashToken(token: string): string {
   return createHash("sha256").update(token, "utf8").digest("hex");

@@ -268,11 +268,24 @@ export class Keystore {
     writeSecretFile(join(dir, `${hash}.json`), `${JSON.stringify(data)}\n`);
   }
 
+  /** A one-time token's data without spending it: its record, or "used" with the used record, or "unknown". */
+  peekToken(account: string, hash: string): { state: "unused" | "used"; data: unknown } | "unknown" {
+    const dir = this.tokensDir(account);
+    for (const [state, path] of [["unused", join(dir, `${hash}.json`)], ["used", join(dir, "used", `${hash}.json`)]] as const) {
+      try {
+        return { state, data: JSON.parse(readFileSync(path, "utf8")) as unknown };
+      } catch {
+        // not in this state
+      }
+    }
+    return "unknown";
+  }
+
   /**
-   * Consumes a one-time token: an atomic rename into used/, so of two concurrent consumers exactly one wins.
-   * Returns its data, or "used" / "unknown".
+   * Consumes a one-time token: an atomic rename into used/, so of two concurrent consumers exactly one wins;
+   * the used record then says who spent it (`usedBy`). Returns its data, or "used" / "unknown".
    */
-  consumeToken(account: string, hash: string): unknown {
+  consumeToken(account: string, hash: string, usedBy?: Readonly<Record<string, unknown>>): unknown {
     const dir = this.tokensDir(account);
     const from = join(dir, `${hash}.json`);
     const to = join(dir, "used", `${hash}.json`);
@@ -281,7 +294,16 @@ export class Keystore {
     } catch {
       return existsSync(to) ? "used" : "unknown";
     }
-    return JSON.parse(readFileSync(to, "utf8")) as unknown;
+    const data = JSON.parse(readFileSync(to, "utf8")) as unknown;
+    if (usedBy !== undefined && typeof data === "object" && data !== null) writeSecretFile(to, `${JSON.stringify({ ...data, usedBy })}\n`);
+    return data;
+  }
+
+  /** Gives a consumed token back (what it was spent for could not be completed). */
+  restoreToken(account: string, hash: string, data: unknown): void {
+    const dir = this.tokensDir(account);
+    writeSecretFile(join(dir, `${hash}.json`), `${JSON.stringify(data)}\n`);
+    rmSync(join(dir, "used", `${hash}.json`), { force: true });
   }
 
   // --- trust ---

@@ -3,7 +3,9 @@ import { connectWithCreds } from "./connect.js";
 import { ProvisionError } from "./errors.js";
 import { parseCreds } from "./creds.js";
 import { keyPairFromSeed, type NKeyPair } from "./nkeys.js";
-import { credentialReplySchema, nonceReplySchema, siteTrustReplySchema, type SiteTrust } from "./provision-protocol.js";
+import { z } from "zod";
+import type { NonceOperation } from "./nonces.js";
+import { credentialReplySchema, errorReplySchema, nonceReplySchema, siteTrustReplySchema, type SiteTrust } from "./provision-protocol.js";
 import { bootstrapInboxPrefix } from "./roles.js";
 import { peekJwt } from "./jwt.js";
 import { subjects } from "../fabric/core/index.js";
@@ -23,13 +25,15 @@ export async function requestCredential(nc: NatsConnection, subject: string, bod
   return r;
 }
 
-/** A fresh nonce from the identity service. */
-export async function requestNonce(nc: NatsConnection): Promise<string> {
-  return nonceReplySchema.parse(await requestJson(nc, subjects.identity.nonce, undefined)).nonce;
+/** A fresh nonce from the identity service, for one request of `operation`; or its refusal as a ProvisionError. */
+export async function requestNonce(nc: NatsConnection, operation: NonceOperation): Promise<string> {
+  const r = z.union([nonceReplySchema, errorReplySchema]).parse(await requestJson(nc, subjects.identity.nonce, { operation }));
+  if ("error" in r) throw new ProvisionError(r.error.code as ConstructorParameters<typeof ProvisionError>[0], r.error.message);
+  return r.nonce;
 }
 
-async function signedNonce(nc: NatsConnection, kp: NKeyPair): Promise<{ nonce: string; signature: string }> {
-  const nonce = await requestNonce(nc);
+async function signedNonce(nc: NatsConnection, kp: NKeyPair, operation: NonceOperation): Promise<{ nonce: string; signature: string }> {
+  const nonce = await requestNonce(nc, operation);
   return { nonce, signature: Buffer.from(kp.sign(Buffer.from(nonce, "utf8"))).toString("base64url") };
 }
 
@@ -50,7 +54,7 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   const bootName = typeof name === "string" ? name : "";
   const nc = await connectWithCreds(options.bootstrapCreds, { servers: options.servers, inboxPrefix: bootstrapInboxPrefix(bootName), name: `provision ${options.name}` });
   try {
-    const proof = await signedNonce(nc, options.keyPair);
+    const proof = await signedNonce(nc, options.keyPair, "provision");
     return await requestCredential(nc, subjects.identity.provision, { token: options.token, name: options.name, publicKey: options.keyPair.publicKey, ...proof });
   } catch (err) {
     if (err instanceof ProvisionError) throw err;
@@ -66,7 +70,7 @@ export async function renewCredential(options: { servers: string | string[]; cre
   const kp = keyPairFromSeed(seed);
   const nc = await connectWithCreds(options.creds, { servers: options.servers, inboxPrefix: options.inboxPrefix, name: "renew" });
   try {
-    const proof = await signedNonce(nc, kp);
+    const proof = await signedNonce(nc, kp, "renew");
     return await requestCredential(nc, subjects.identity.renew, { jwt, ...proof });
   } catch (err) {
     if (err instanceof ProvisionError) throw err;
@@ -82,7 +86,7 @@ export async function renewCredential(options: { servers: string | string[]; cre
  */
 export async function requestSiteTrust(nc: NatsConnection, leafCreds: string, options: { agent?: boolean; ingress?: boolean } = {}): Promise<SiteTrust> {
   const { jwt, seed } = parseCreds(leafCreds);
-  const proof = await signedNonce(nc, keyPairFromSeed(seed));
+  const proof = await signedNonce(nc, keyPairFromSeed(seed), "site");
   const r = siteTrustReplySchema.parse(await requestJson(nc, subjects.identity.site, { jwt, ...proof, agent: options.agent === true, ingress: options.ingress === true }));
   if ("error" in r) throw new ProvisionError(r.error.code as ConstructorParameters<typeof ProvisionError>[0], r.error.message);
   return r;

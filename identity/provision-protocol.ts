@@ -1,4 +1,6 @@
 import { z } from "zod";
+import { MAX_TOKEN_LENGTH, TOKEN_PATTERN } from "../fabric/core/index.js";
+import { nonceOperationSchema } from "./nonces.js";
 
 /**
  * The identity service's wire protocol (JSON over NATS request/reply on `$FABRIC.id.*`), shared by the
@@ -6,9 +8,12 @@ import { z } from "zod";
  */
 export const nonceReplySchema = z.strictObject({ nonce: z.string() });
 
+/** A nonce is asked for one operation and accepted only for it, once. */
+export const nonceRequestSchema = z.strictObject({ operation: nonceOperationSchema });
+
 export const provisionRequestSchema = z.strictObject({
   token: z.string().min(1).max(256),
-  name: z.string().min(1).max(64),
+  name: z.string().regex(TOKEN_PATTERN, "use lowercase letters, digits, '_' and '-'").max(MAX_TOKEN_LENGTH, `use at most ${MAX_TOKEN_LENGTH} characters`),
   publicKey: z.string().min(1).max(64),
   nonce: z.string().min(1).max(512),
   /** base64url Ed25519 signature by the device's key over the nonce's UTF-8 bytes. */
@@ -23,10 +28,10 @@ export const renewRequestSchema = z.strictObject({
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 
-export const credentialReplySchema = z.union([
-  z.strictObject({ jwt: z.string(), expiresAt: z.number().int().optional() }),
-  z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) }),
-]);
+/** Every refusal of the service: a stable code and a message. */
+export const errorReplySchema = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
+
+export const credentialReplySchema = z.union([z.strictObject({ jwt: z.string(), expiresAt: z.number().int().optional() }), errorReplySchema]);
 export type CredentialReply = z.infer<typeof credentialReplySchema>;
 
 /** A site's leaf asks for its trust, signing a nonce; `agent` asks for the site agent's own credential too. */
@@ -55,4 +60,4 @@ export const siteTrustSchema = z.strictObject({
 });
 export type SiteTrust = z.infer<typeof siteTrustSchema>;
 
-export const siteTrustReplySchema = z.union([siteTrustSchema, z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) })]);
+export const siteTrustReplySchema = z.union([siteTrustSchema, errorReplySchema]);

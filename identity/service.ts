@@ -1,16 +1,15 @@
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Msg, NatsConnection, Subscription } from "@nats-io/transport-node";
 import type { z } from "zod";
 import { errorMessage, isFabricError, subjects, type Logger } from "../fabric/core/index.js";
 import { ProvisionError } from "./errors.js";
-import { hashToken, issueUser, type BootstrapTokenData } from "./issue.js";
+import { bootstrapTokenSchema, hashToken, issueUser } from "./issue.js";
 import type { Keystore } from "./keystore.js";
 import { isPublicKey } from "./nkeys.js";
-import { provisionRequestSchema, renewRequestSchema, siteTrustRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
+import { checkNonce, makeNonce, nonceKey, UsedNonces, type NonceOperation } from "./nonces.js";
+import { nonceRequestSchema, provisionRequestSchema, renewRequestSchema, siteTrustRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
 import { SYSTEM_ACCOUNT_NAME } from "./init.js";
 import { validateUserJwt, verifyProof, type ValidatedUser } from "./validate.js";
 
-export const NONCE_TTL_MS = 60_000; // 1 min
 export const DEFAULT_DEVICE_EXPIRY_SEC = 30 * 86_400; // 30 d
 export const IDENTITY_QUEUE_GROUP = "fabric-identity";
 /** How long the sync credential handed to a site lives: long enough to push, useless later. */
@@ -22,7 +21,7 @@ const SITE_ROLES_ALLOWED: ReadonlySet<string> = new Set(["leaf"]);
 
 export interface IdentityServiceOptions {
   keystore: Keystore;
-  /** A connection into the tenant account, as a user allowed to subscribe to `$FABRIC.id.>`. */
+  /** A connection into the tenant account, as a user allowed to subscribe to `$FABRIC.id.>` and to use KV `id_nonces`. */
   connection: NatsConnection;
   account: string;
   logger: Logger;
@@ -36,29 +35,6 @@ export interface IdentityService {
   stop(): Promise<void>;
 }
 
-/**
- * Nonces are stateless (`expiry.random.hmac`) with an HMAC key derived from the account's seed, so every
- * instance of the service serving the account accepts every other's nonces.
- */
-function nonceKey(ks: Keystore, account: string): Buffer {
-  const seed = ks.keyPair(ks.account(account).publicKey).seed;
-  return createHmac("sha256", "fabric-identity-nonce").update(seed).digest();
-}
-
-function makeNonce(key: Buffer): string {
-  const body = `${Date.now() + NONCE_TTL_MS}.${randomBytes(16).toString("base64url")}`;
-  return `${body}.${createHmac("sha256", key).update(body).digest("base64url")}`;
-}
-
-function checkNonce(key: Buffer, nonce: string): void {
-  const i = nonce.lastIndexOf(".");
-  const body = nonce.slice(0, Math.max(0, i));
-  const mac = Buffer.from(nonce.slice(i + 1), "base64url");
-  const want = createHmac("sha256", key).update(body).digest();
-  if (i < 0 || mac.length !== want.length || !timingSafeEqual(mac, want)) throw new ProvisionError("FABRIC_ERR_NONCE_INVALID", "nonce was not issued by this service");
-  if (Number(body.split(".")[0]) < Date.now()) throw new ProvisionError("FABRIC_ERR_NONCE_INVALID", "nonce has expired: ask for a new one");
-}
-
 function parse<S extends z.ZodType>(schema: S, msg: Msg): z.infer<S> {
   let raw: unknown;
   try {
@@ -69,9 +45,13 @@ function parse<S extends z.ZodType>(schema: S, msg: Msg): z.infer<S> {
   const r = schema.safeParse(raw);
   if (!r.success) {
     const issue = r.error.issues[0];
-    throw new ProvisionError("FABRIC_ERR_PROVISION", `request field ${issue?.path.join(".") ?? "?"} is invalid: ${issue?.message ?? ""}`);
+    throw new ProvisionError("FABRIC_ERR_PROVISION", `request field ${issue?.path.join(".") || "?"} is invalid: ${issue?.message ?? ""}`);
   }
   return r.data;
+}
+
+function replyOf(issued: ReturnType<typeof issueUser>): CredentialReply {
+  return { jwt: issued.jwt, ...(issued.record.expiresAt === undefined ? {} : { expiresAt: issued.record.expiresAt }) };
 }
 
 /** The identity service of one tenant account: nonces, provisioning with one-time tokens, renewal. */
@@ -79,66 +59,91 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
   const { keystore: ks, connection: nc, account, logger } = options;
   const log = logger.child({ service: "identity", account });
   const key = nonceKey(ks, account);
+  const usedNonces = new UsedNonces(nc);
   const expirySec = options.deviceExpirySec ?? DEFAULT_DEVICE_EXPIRY_SEC;
 
+  /**
+   * Everything is checked before the token is spent (nonce, proof, key, name, token, what the credential would
+   * be); only a credential issued spends it. A retry of a provision whose reply was lost (the same token, name
+   * and key) gets a credential again; a second token for a device already provisioned with that key is refused
+   * (renew instead) and stays unspent.
+   */
   const provision = async (msg: Msg): Promise<CredentialReply> => {
     const req = parse(provisionRequestSchema, msg);
-    checkNonce(key, req.nonce);
+    checkNonce(key, req.nonce, "provision");
     if (!isPublicKey(req.publicKey, "user")) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "publicKey is not a user public key (U…)");
     if (!verifyProof(req.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with publicKey");
+    await usedNonces.claim(req.nonce);
     return ks.withLock(() => {
       const acc = ks.account(account);
-      if (acc.revocations[req.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_KEY_REVOKED", "this key has been revoked");
+      if (acc.revocations[req.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_CREDENTIAL_REVOKED", "this key has been revoked: provision a new key");
       const tokenHash = hashToken(req.token);
-      const data = ks.consumeToken(account, tokenHash);
-      if (data === "used") throw new ProvisionError("FABRIC_ERR_TOKEN_USED", "bootstrap token has already been used");
-      if (data === "unknown" || typeof data !== "object" || data === null) throw new ProvisionError("FABRIC_ERR_TOKEN_INVALID", "bootstrap token is unknown");
-      const token = data as BootstrapTokenData;
-      if (token.expiresAt * 1000 < Date.now()) throw new ProvisionError("FABRIC_ERR_TOKEN_EXPIRED", "bootstrap token has expired");
+      const found = ks.peekToken(account, tokenHash);
+      if (found === "unknown") throw new ProvisionError("FABRIC_ERR_TOKEN_INVALID", "bootstrap token is unknown");
+      const token = bootstrapTokenSchema.safeParse(found.data);
+      if (!token.success) throw new ProvisionError("FABRIC_ERR_TOKEN_INVALID", "bootstrap token record is unreadable");
+      const { site } = token.data;
+      const issue = (): ReturnType<typeof issueUser> => issueUser(ks, { account, role: "device", name: req.name, site, publicKey: req.publicKey, expiresInSec: expirySec });
+      if (found.state === "used") {
+        const by = token.data.usedBy;
+        if (by?.name !== req.name || by.publicKey !== req.publicKey) throw new ProvisionError("FABRIC_ERR_TOKEN_USED", "bootstrap token has already been used");
+        // the same device again (its reply was lost): the same credential, nothing more spent
+        const issued = issue();
+        log.info({ device: req.name, site, publicKey: req.publicKey }, "device provisioned again by a retry of its token");
+        options.onIssued?.("provision", req.name, req.publicKey);
+        return replyOf(issued);
+      }
+      if (token.data.expiresAt * 1000 < Date.now()) throw new ProvisionError("FABRIC_ERR_TOKEN_EXPIRED", "bootstrap token has expired");
       const now = Math.floor(Date.now() / 1000);
-      const taken = ks
-        .users(account)
-        .find((u) => u.role === "device" && u.name === req.name && u.site === token.site && u.publicKey !== req.publicKey && u.revokedAt === undefined && (u.expiresAt === undefined || u.expiresAt > now));
-      if (taken !== undefined) throw new ProvisionError("FABRIC_ERR_PROVISION", `device name ${req.name} is already held by another key at site ${token.site}`);
-      const issued = issueUser(ks, { account, role: "device", name: req.name, site: token.site, publicKey: req.publicKey, expiresInSec: expirySec });
-      log.info({ device: req.name, site: token.site, publicKey: req.publicKey }, "device provisioned");
+      const active = ks.users(account).filter((u) => u.role === "device" && u.name === req.name && u.site === site && u.revokedAt === undefined && (u.expiresAt === undefined || u.expiresAt > now));
+      if (active.some((u) => u.publicKey !== req.publicKey)) throw new ProvisionError("FABRIC_ERR_PROVISION", `device name ${req.name} is already held by another key at site ${site}`);
+      if (active.length > 0) throw new ProvisionError("FABRIC_ERR_ALREADY_PROVISIONED", `device ${req.name} at site ${site} is provisioned with this key already: renew its credential instead (the token was not spent)`);
+      const spent = ks.consumeToken(account, tokenHash, { name: req.name, publicKey: req.publicKey, at: now });
+      if (typeof spent !== "object" || spent === null) throw new ProvisionError("FABRIC_ERR_TOKEN_USED", "bootstrap token has already been used");
+      let issued;
+      try {
+        issued = issue();
+      } catch (err) {
+        ks.restoreToken(account, tokenHash, spent);
+        throw err;
+      }
+      log.info({ device: req.name, site, publicKey: req.publicKey }, "device provisioned");
       options.onIssued?.("provision", req.name, req.publicKey);
-      return { jwt: issued.jwt, ...(issued.record.expiresAt === undefined ? {} : { expiresAt: issued.record.expiresAt }) };
+      return replyOf(issued);
     });
   };
 
   /** The caller of a signed request (its JWT, a nonce of ours and its signature over it), if its role may ask. */
-  const signedCaller = (req: { jwt: string; nonce: string; signature: string }, roles: ReadonlySet<string>, what: string): ValidatedUser => {
-    checkNonce(key, req.nonce);
-    let user;
-    try {
-      user = validateUserJwt(req.jwt, ks.trustAnchors());
-    } catch (err) {
-      if (isFabricError(err) && err.code === "FABRIC_ERR_CREDENTIAL_REVOKED") throw new ProvisionError("FABRIC_ERR_KEY_REVOKED", err.message, { cause: err });
-      throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", `credential refused: ${errorMessage(err)}`, { cause: err });
-    }
+  /**
+   * The caller of a signed request (its JWT, a nonce of ours for `operation` and its signature over it), if its
+   * role may ask. A credential refused keeps its own code (revoked: FABRIC_ERR_CREDENTIAL_REVOKED, as everywhere).
+   */
+  const signedCaller = async (req: { jwt: string; nonce: string; signature: string }, operation: NonceOperation, roles: ReadonlySet<string>): Promise<ValidatedUser> => {
+    checkNonce(key, req.nonce, operation);
+    const user = validateUserJwt(req.jwt, ks.trustAnchors());
     if (user.accountName !== account) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "credential belongs to another account");
-    if (user.role === undefined || !roles.has(user.role)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", `role ${user.role ?? "(none)"} cannot ${what}`);
     if (!verifyProof(user.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with the credential's key");
+    await usedNonces.claim(req.nonce);
+    if (user.role === undefined || !roles.has(user.role)) throw new ProvisionError("FABRIC_ERR_PERMISSION_DENIED", `role ${user.role ?? "(none)"} may not ${operation} here (${[...roles].join(", ")} may)`);
     return user;
   };
 
   const renew = async (msg: Msg): Promise<CredentialReply> => {
-    const user = signedCaller(parse(renewRequestSchema, msg), RENEWABLE_ROLES, "renew here");
+    const user = await signedCaller(parse(renewRequestSchema, msg), "renew", RENEWABLE_ROLES);
     const life = user.claims.exp === undefined ? expirySec : Math.max(60, user.claims.exp - user.claims.iat);
     return ks.withLock(() => {
-      if (ks.account(account).revocations[user.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_KEY_REVOKED", "this key has been revoked");
+      if (ks.account(account).revocations[user.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_CREDENTIAL_REVOKED", "this key has been revoked");
       const issued = issueUser(ks, { account, role: user.role ?? "device", name: user.name, site: user.site, publicKey: user.publicKey, expiresInSec: life });
       log.info({ user: user.name, site: user.site, publicKey: user.publicKey }, "credential renewed");
       options.onIssued?.("renew", user.name, user.publicKey);
-      return { jwt: issued.jwt, ...(issued.record.expiresAt === undefined ? {} : { expiresAt: issued.record.expiresAt }) };
+      return replyOf(issued);
     });
   };
 
   /** A site's leaf: the operator and account JWTs its server trusts offline, and a short-lived sync credential. */
   const site = async (msg: Msg): Promise<SiteTrust> => {
     const req = parse(siteTrustRequestSchema, msg);
-    const user = signedCaller(req, SITE_ROLES_ALLOWED, "ask for a site's trust");
+    const user = await signedCaller(req, "site", SITE_ROLES_ALLOWED);
     if (user.site === undefined) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "the leaf credential carries no site");
     const system = ks.account(SYSTEM_ACCOUNT_NAME);
     const tenant = ks.account(account);
@@ -183,7 +188,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     });
 
   const subs = [
-    serve(subjects.identity.nonce, () => ({ nonce: makeNonce(key) })),
+    serve(subjects.identity.nonce, (msg) => ({ nonce: makeNonce(key, parse(nonceRequestSchema, msg).operation) })),
     serve(subjects.identity.provision, provision),
     serve(subjects.identity.renew, renew),
     serve(subjects.identity.site, site),

@@ -57,6 +57,16 @@ export const LEASE_TTL_MS = 4_000; // 4 s
 /** The latest report of each edge site (`$FABRIC.edge.<site>.status`), by site. */
 export const EDGE_SITES_BUCKET = "edge_sites";
 
+/** The identity service's used nonces (a nonce lives 1 min: entries outlast it), so each is accepted once. */
+export const USED_NONCES_BUCKET = "id_nonces";
+const USED_NONCES_TTL_MS = 120_000; // 2 min
+/**
+ * SendCommand's idempotency keys (`<site>.<device>.<hash of the key>` → the command sent under it), kept as
+ * long as COMMANDS's duplicate window: a repeated key reaches no device.
+ */
+export const COMMAND_KEYS_BUCKET = "cmd_keys";
+export const COMMAND_KEYS_TTL_MS = 10 * 60_000; // 10 min, COMMANDS's duplicate window
+
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
   { name: LATEST_BUCKET, description: "latest window result per key", history: 1 },
   { name: DEFINITIONS_BUCKET, description: "window definitions shared by every worker", history: 5 },
@@ -66,6 +76,8 @@ export const HUB_KV_BUCKETS: readonly { name: string; description: string; histo
   { name: MQTT_WILLS_BUCKET, description: "wills of connected MQTT clients", history: 1 },
   { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },
   { name: EDGE_SITES_BUCKET, description: "the latest status report of each edge site", history: 1 },
+  { name: USED_NONCES_BUCKET, description: "nonces the identity service accepted once", history: 1, ttlMs: USED_NONCES_TTL_MS },
+  { name: COMMAND_KEYS_BUCKET, description: "commands sent by idempotency key", history: 1, ttlMs: COMMAND_KEYS_TTL_MS },
 ];
 
 /** The header that carries why a message went to REJECTED. */

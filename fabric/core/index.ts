@@ -9,7 +9,7 @@ export { spawnNatsServer, waitHealthy, DEFAULT_START_TIMEOUT_MS, DEFAULT_STOP_TI
 export type { NatsServerProcess, ServerPorts, SpawnNatsServerOptions } from "./server-process.js";
 export { pollUntil, DEFAULT_POLL_TIMEOUT_MS, DEFAULT_POLL_INTERVAL_MS } from "./poll.js";
 export type { PollOptions } from "./poll.js";
-export { assertToken, isToken, isValidSubject, subjects, edgeSourceConsumer, TOKEN_PATTERN, MAX_TOKEN_LENGTH } from "./subjects.js";
+export { assertToken, isToken, isValidSubject, subjectProblem, assertLiteralSubject, MAX_SUBJECT_BYTES, subjects, edgeSourceConsumer, TOKEN_PATTERN, MAX_TOKEN_LENGTH } from "./subjects.js";
 export { writeFileAtomic, writeSecretFile, ensurePrivateDir, readJsonFile } from "./files.js";
 export { parseDurationSeconds, parseBytes } from "./duration.js";
 export { connectNats, DEFAULT_CONNECT_TIMEOUT_MS } from "./connect.js";

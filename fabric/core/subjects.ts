@@ -56,11 +56,39 @@ export function edgeSourceConsumer(site: string): string {
 }
 
 /**
- * True for a valid NATS subject (or permission subject): dot-separated non-empty tokens without white
- * space, `*` and `>` only as whole tokens, `>` only last.
+ * The longest subject the fabric accepts, in UTF-8 bytes. nats-server closes a connection whose protocol line
+ * (`HPUB <subject> <reply> <sizes>`) exceeds its max_control_line (4 KiB by default): a longer subject must be
+ * refused before it reaches NATS, or one caller's bad input would cost every other user of that connection.
  */
-export function isValidSubject(subject: string): boolean {
-  if (subject.length === 0 || /\s/.test(subject)) return false;
+export const MAX_SUBJECT_BYTES = 1_024;
+
+/**
+ * Why `subject` is not a valid NATS subject (or permission subject), or undefined: dot-separated non-empty
+ * tokens without white space or control characters, `*` and `>` only as whole tokens, `>` only last, at most
+ * MAX_SUBJECT_BYTES.
+ */
+export function subjectProblem(subject: string): string | undefined {
+  if (subject.length === 0) return "is empty";
+  if (Buffer.byteLength(subject, "utf8") > MAX_SUBJECT_BYTES) return `is longer than ${MAX_SUBJECT_BYTES} bytes`;
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\x00-\x1f\x7f]/u.test(subject)) return "contains white space or a control character";
   const tokens = subject.split(".");
-  return tokens.every((t, i) => t.length > 0 && (t === ">" ? i === tokens.length - 1 : !t.includes(">")) && (t === "*" || !t.includes("*")));
+  for (const [i, t] of tokens.entries()) {
+    if (t.length === 0) return "has an empty token";
+    if (t.includes(">") && (t !== ">" || i !== tokens.length - 1)) return "has '>' other than as its last token";
+    if (t.includes("*") && t !== "*") return "has '*' other than as a whole token";
+  }
+  return undefined;
+}
+
+/** True for a valid NATS subject (see subjectProblem). */
+export function isValidSubject(subject: string): boolean {
+  return subjectProblem(subject) === undefined;
+}
+
+/** A literal subject (no wildcards) or InvalidInputError naming `field` and what is wrong. */
+export function assertLiteralSubject(subject: string, field: string): string {
+  const problem = subjectProblem(subject) ?? (subject.split(".").some((t) => t === "*" || t === ">") ? "holds a wildcard" : undefined);
+  if (problem !== undefined) throw new InvalidInputError(`${field} ${JSON.stringify(subject.length > 80 ? `${subject.slice(0, 80)}…` : subject)} ${problem}`, { fields: { [field]: subject.slice(0, 80) } });
+  return subject;
 }

@@ -19,11 +19,18 @@ export interface GatewayContext {
    * UNAUTHENTICATED, through auth.track). Returns the unregister.
    */
   openStream(end: (err: Partial<ServiceError>) => void): () => void;
+  /** A unary call began: the drain waits for it to end (the returned function). */
+  beginCall(): () => void;
+}
+
+/** UNAVAILABLE once the gateway drains: clients retry elsewhere. */
+export function assertServing(ctx: GatewayContext): void {
+  if (ctx.draining()) throw new GatewayError("FABRIC_ERR_UNAVAILABLE", "the gateway is shutting down");
 }
 
 /** Authenticates a call (method: the full path, e.g. /fabric.v1.PublishService/Publish). */
 export function callerOf(ctx: GatewayContext, md: Metadata, method: string): Caller {
-  if (ctx.draining()) throw new GatewayError("FABRIC_ERR_UNAVAILABLE", "the gateway is shutting down");
+  assertServing(ctx);
   return ctx.auth.authenticate(md, method);
 }
 

@@ -1,8 +1,24 @@
-import type { CredentialServiceServer } from "../../proto/gen/fabric/v1/credential.js";
-import { requestCredential, requestNonce } from "../../identity/index.js";
-import { subjects } from "../core/index.js";
+import { NonceOperation, type CredentialServiceServer } from "../../proto/gen/fabric/v1/credential.js";
+import { requestCredential, requestNonce, type NonceOperation as IdentityOperation } from "../../identity/index.js";
+import { errorMessage, InvalidInputError, isFabricError, subjects } from "../core/index.js";
 import type { GatewayContext } from "./context.js";
+import { GatewayError } from "./errors.js";
 import { publicUnary } from "./handlers.js";
+
+const OPERATIONS: Readonly<Partial<Record<NonceOperation, IdentityOperation>>> = {
+  [NonceOperation.NONCE_OPERATION_PROVISION]: "provision",
+  [NonceOperation.NONCE_OPERATION_RENEW]: "renew",
+};
+
+/** The identity service not answering is UNAVAILABLE (the caller may retry), not an internal error. */
+async function forwarded<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    if (isFabricError(err)) throw err;
+    throw new GatewayError("FABRIC_ERR_UNAVAILABLE", `the identity service did not answer: ${errorMessage(err)}`);
+  }
+}
 
 /**
  * CredentialService: the identity service's provisioning and renewal, forwarded over NATS. These calls carry
@@ -11,13 +27,17 @@ import { publicUnary } from "./handlers.js";
  */
 export function credentialService(ctx: GatewayContext): CredentialServiceServer {
   return {
-    getNonce: publicUnary(async () => ({ nonce: await requestNonce(ctx.nc) })),
-    provision: publicUnary(async (req) => {
-      const r = await requestCredential(ctx.nc, subjects.identity.provision, { token: req.token, name: req.name, publicKey: req.publicKey, nonce: req.nonce, signature: req.signature });
+    getNonce: publicUnary(ctx, async (req) => {
+      const operation = OPERATIONS[req.operation];
+      if (operation === undefined) throw new InvalidInputError("operation is required: NONCE_OPERATION_PROVISION or NONCE_OPERATION_RENEW (a nonce is accepted for that operation only)");
+      return { nonce: await forwarded(requestNonce(ctx.nc, operation)) };
+    }),
+    provision: publicUnary(ctx, async (req) => {
+      const r = await forwarded(requestCredential(ctx.nc, subjects.identity.provision, { token: req.token, name: req.name, publicKey: req.publicKey, nonce: req.nonce, signature: req.signature }));
       return { jwt: r.jwt, expiresAt: r.expiresAt ?? 0 };
     }),
-    renew: publicUnary(async (req) => {
-      const r = await requestCredential(ctx.nc, subjects.identity.renew, { jwt: req.jwt, nonce: req.nonce, signature: req.signature });
+    renew: publicUnary(ctx, async (req) => {
+      const r = await forwarded(requestCredential(ctx.nc, subjects.identity.renew, { jwt: req.jwt, nonce: req.nonce, signature: req.signature }));
       return { jwt: r.jwt, expiresAt: r.expiresAt ?? 0 };
     }),
   };

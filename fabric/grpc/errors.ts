@@ -10,6 +10,7 @@ export class GatewayError extends FabricError {
       | "FABRIC_ERR_NOT_FOUND"
       | "FABRIC_ERR_STALE_TOKEN"
       | "FABRIC_ERR_FAILED_PRECONDITION"
+      | "FABRIC_ERR_IDEMPOTENCY_CONFLICT"
       | "FABRIC_ERR_UNAVAILABLE",
     message: string,
   ) {
@@ -42,6 +43,9 @@ const STATUS_OF: Readonly<Record<string, status>> = {
   FABRIC_ERR_PROOF_INVALID: status.UNAUTHENTICATED,
   FABRIC_ERR_NONCE_INVALID: status.FAILED_PRECONDITION,
   FABRIC_ERR_KEY_REVOKED: status.PERMISSION_DENIED,
+  FABRIC_ERR_NONCE_USED: status.FAILED_PRECONDITION,
+  FABRIC_ERR_IDEMPOTENCY_CONFLICT: status.FAILED_PRECONDITION,
+  FABRIC_ERR_ALREADY_PROVISIONED: status.ALREADY_EXISTS,
   FABRIC_ERR_TOKEN_USED: status.ALREADY_EXISTS,
   FABRIC_ERR_TOKEN_INVALID: status.PERMISSION_DENIED,
   FABRIC_ERR_TOKEN_EXPIRED: status.PERMISSION_DENIED,
@@ -51,11 +55,19 @@ function codeOf(err: unknown): string | undefined {
   return isFabricError(err) ? err.code : undefined;
 }
 
-/** Any error as a gRPC ServiceError: status from the table, the fabric code in the `fabric-error-code` trailer. */
+/** The trailer every refusal carries its fabric code in. */
+export const ERROR_CODE_TRAILER = "fabric-error-code";
+/** The code of anything that is not a FabricError: a fault of the gateway, never the caller's input. */
+export const INTERNAL_ERROR_CODE = "FABRIC_ERR_INTERNAL";
+
+/**
+ * Any error as a gRPC ServiceError: status from the table, the fabric code in the `fabric-error-code` trailer
+ * (always: FABRIC_ERR_INTERNAL for what is not a FabricError).
+ */
 export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string } {
-  const code = codeOf(err);
+  const code = codeOf(err) ?? INTERNAL_ERROR_CODE;
   const metadata = new Metadata();
-  if (code !== undefined) metadata.set("fabric-error-code", code);
-  const grpcCode = code === undefined ? status.INTERNAL : (STATUS_OF[code] ?? status.INTERNAL);
-  return { code: grpcCode, details: grpcCode === status.INTERNAL && code === undefined ? `internal error: ${errorMessage(err)}` : errorMessage(err), metadata };
+  metadata.set(ERROR_CODE_TRAILER, code);
+  const grpcCode = STATUS_OF[code] ?? status.INTERNAL;
+  return { code: grpcCode, details: code === INTERNAL_ERROR_CODE ? `internal error: ${errorMessage(err)}` : errorMessage(err), metadata };
 }

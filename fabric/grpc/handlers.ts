@@ -1,6 +1,6 @@
 import type { handleServerStreamingCall, handleUnaryCall, ServerUnaryCall, ServerWritableStream, ServiceError } from "@grpc/grpc-js";
 import type { Caller } from "./auth.js";
-import { callerOf, type GatewayContext } from "./context.js";
+import { assertServing, callerOf, type GatewayContext } from "./context.js";
 import { toServiceError } from "./errors.js";
 
 /** How long a unary call may take when the client set no deadline. */
@@ -13,21 +13,29 @@ export function timeLeft(call: { getDeadline(): Date | number }): number {
   return Number.isFinite(at) && at > 0 ? Math.max(1, at - Date.now()) : DEFAULT_CALL_TIMEOUT_MS;
 }
 
-/** A unary handler without a caller credential (the request carries its own proof); errors through the one table. */
-export function publicUnary<Req, Res>(fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
+/**
+ * A unary handler without a caller credential (the request carries its own proof); errors through the one
+ * table. Refused with UNAVAILABLE once the gateway drains; a call in progress holds the drain until it ends.
+ */
+export function publicUnary<Req, Res>(ctx: GatewayContext, fn: (req: Req, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
   return (call, callback) => {
+    const done = ctx.beginCall();
     Promise.resolve()
-      .then(() => fn(call.request, call))
+      .then(() => {
+        assertServing(ctx);
+        return fn(call.request, call);
+      })
       .then(
         (res) => callback(null, res),
         (err: unknown) => callback(toServiceError(err)),
-      );
+      )
+      .finally(done);
   };
 }
 
 /** A unary handler: the caller authenticated, errors through the one table. */
 export function unary<Req, Res>(ctx: GatewayContext, path: string, fn: (req: Req, caller: Caller, call: ServerUnaryCall<Req, Res>) => Promise<Res>): handleUnaryCall<Req, Res> {
-  return publicUnary((req, call) => fn(req, callerOf(ctx, call.metadata, path), call));
+  return publicUnary(ctx, (req, call) => fn(req, callerOf(ctx, call.metadata, path), call));
 }
 
 /** Writes one message, waiting while the transport is full (`drain`), or until the call is cancelled. */

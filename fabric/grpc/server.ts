@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Server, ServerCredentials, status, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Server, ServerCredentials, type ServiceDefinition, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import type { PackageDefinition } from "@grpc/proto-loader";
@@ -10,6 +10,7 @@ import { connectTenantServer, type TenantServerOptions } from "../../identity/in
 import { errorMessage, JetStreamPublisher, projectRoot, type Logger } from "../core/index.js";
 import { CallerAuth } from "./auth.js";
 import type { GatewayContext } from "./context.js";
+import { GatewayError, toServiceError } from "./errors.js";
 import { GATEWAY_SERVICES } from "./services.js";
 
 /** The gRPC API's default port (DESIGN.md). */
@@ -77,6 +78,8 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
 
     let draining = false;
     const streams = new Set<(err: Partial<ServiceError>) => void>();
+    let calls = 0;
+    let callsDone: (() => void) | undefined;
     const ctx: GatewayContext = {
       nc,
       publisher,
@@ -86,6 +89,15 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
       openStream: (end) => {
         streams.add(end);
         return () => streams.delete(end);
+      },
+      beginCall: () => {
+        calls++;
+        let ended = false;
+        return () => {
+          if (ended) return;
+          ended = true;
+          if (--calls === 0) callsDone?.();
+        };
       },
     };
 
@@ -122,12 +134,25 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
       health.setStatus("", "NOT_SERVING");
       for (const s of GATEWAY_SERVICES) health.setStatus(s.name, "NOT_SERVING");
       // tryShutdown waits for open streams forever: end them first (UNAVAILABLE: clients retry elsewhere)
-      for (const end of [...streams]) end({ code: status.UNAVAILABLE, details: "the gateway is shutting down" });
+      const bye = toServiceError(new GatewayError("FABRIC_ERR_UNAVAILABLE", "the gateway is shutting down"));
+      for (const end of [...streams]) end(bye);
+      // the drain: new calls are refused (UNAVAILABLE) while the server still answers, so Health.Check says
+      // NOT_SERVING rather than failing, until the calls in progress have ended (or the grace is over)
+      const graceEnds = Date.now() + SHUTDOWN_GRACE_MS;
+      if (calls > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, SHUTDOWN_GRACE_MS);
+          callsDone = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();
-        }, SHUTDOWN_GRACE_MS);
+        }, Math.max(0, graceEnds - Date.now()));
         server.tryShutdown(() => {
           clearTimeout(timer);
           resolve();

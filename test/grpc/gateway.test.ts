@@ -9,7 +9,7 @@ import { pollUntil, projectRoot } from "../../fabric/core/index.js";
 import { COMMAND_ACK_TYPE, COMMAND_ID_HEADER } from "../../fabric/grpc/command-service.js";
 import { addRole, createKeyPair, issueBootstrap, issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
 import { CommandServiceClient, CommandServiceService, CommandState, type WatchCommandResponse } from "../../proto/gen/fabric/v1/command.js";
-import { CredentialServiceClient } from "../../proto/gen/fabric/v1/credential.js";
+import { CredentialServiceClient, NonceOperation } from "../../proto/gen/fabric/v1/credential.js";
 import { PublishServiceClient, PublishServiceService, type PublishRequest, type PublishResponse } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceClient, QueryServiceService, type WatchAggregatesResponse } from "../../proto/gen/fabric/v1/query.js";
 import { saveDefinition } from "../../streams/index.js";
@@ -172,20 +172,56 @@ describe("gRPC gateway", () => {
     expect(states[1]?.detail.toString()).toBe("opened to 50%");
   });
 
+  it("refuses bad provisioning input with INVALID_ARGUMENT before the token is spent; a revoked renewal is UNAUTHENTICATED/CREDENTIAL_REVOKED", async () => {
+    const boot = issueBootstrap(hub.keystore, "fleet", "plant-g", 1, 600);
+    const c = client(CredentialServiceClient);
+    const call = <R>(f: (cb: (e: ServiceError | null, r: R) => void) => void): Promise<R> => new Promise((resolve, reject) => f((e, r) => (e === null ? resolve(r) : reject(e))));
+    const kp = createKeyPair("user");
+    const sign = (nonce: string): string => Buffer.from(kp.sign(Buffer.from(nonce, "utf8"))).toString("base64url");
+    const provision = async (name: string): Promise<{ jwt: string }> => {
+      const n = await call<{ nonce: string }>((cb) => c.getNonce({ operation: NonceOperation.NONCE_OPERATION_PROVISION }, cb));
+      return call((cb) => c.provision({ token: boot.tokens[0] ?? "", name, publicKey: kp.publicKey, nonce: n.nonce, signature: sign(n.nonce) }, cb));
+    };
+    for (const name of ["Not A Token", "a.b", "x".repeat(5_000)]) {
+      const bad = await refusal(provision(name));
+      expect([bad.code, bad.metadata.get("fabric-error-code")]).toEqual([status.INVALID_ARGUMENT, ["FABRIC_ERR_PROVISION"]]);
+      expect(bad.details).toMatch(/name/);
+    }
+    const { jwt } = await provision("meter-1");
+    await hub.keystore.withLock(() => revokeUsers(hub.keystore, "fleet", kp.publicKey));
+    await pushAccounts(hub.keystore, { servers: hub.urls, accounts: ["fleet"] });
+    const n = await call<{ nonce: string }>((cb) => c.getNonce({ operation: NonceOperation.NONCE_OPERATION_RENEW }, cb));
+    const revoked = await refusal(call((cb) => c.renew({ jwt, nonce: n.nonce, signature: sign(n.nonce) }, cb)));
+    expect([revoked.code, revoked.metadata.get("fabric-error-code")]).toEqual([status.UNAUTHENTICATED, ["FABRIC_ERR_CREDENTIAL_REVOKED"]]);
+  });
+
   it("provisions and renews a device credential over gRPC", async () => {
     const boot = issueBootstrap(hub.keystore, "fleet", "plant-d", 1, 600);
     const c = client(CredentialServiceClient);
     const call = <R>(f: (cb: (e: ServiceError | null, r: R) => void) => void): Promise<R> => new Promise((resolve, reject) => f((e, r) => (e === null ? resolve(r) : reject(e))));
     const kp = createKeyPair("user");
     const sign = (nonce: string): string => Buffer.from(kp.sign(Buffer.from(nonce, "utf8"))).toString("base64url");
-    const n1 = await call<{ nonce: string }>((cb) => c.getNonce({}, cb));
+    const PROVISION = { operation: NonceOperation.NONCE_OPERATION_PROVISION };
+    const n1 = await call<{ nonce: string }>((cb) => c.getNonce(PROVISION, cb));
     const prov = await call<{ jwt: string; expiresAt: number }>((cb) => c.provision({ token: boot.tokens[0] ?? "", name: "sensor-1", publicKey: kp.publicKey, nonce: n1.nonce, signature: sign(n1.nonce) }, cb));
     expect(prov.jwt.split(".")).toHaveLength(3);
     expect(prov.expiresAt).toBeGreaterThan(Date.now() / 1000);
-    const n2 = await call<{ nonce: string }>((cb) => c.getNonce({}, cb));
-    const used = await refusal(call((cb) => c.provision({ token: boot.tokens[0] ?? "", name: "sensor-1", publicKey: kp.publicKey, nonce: n2.nonce, signature: sign(n2.nonce) }, cb)));
-    expect(used.code).toBe(status.ALREADY_EXISTS);
-    const n3 = await call<{ nonce: string }>((cb) => c.getNonce({}, cb));
+    // the same token, name and key again (a retry after a lost reply): a credential again
+    const n2 = await call<{ nonce: string }>((cb) => c.getNonce(PROVISION, cb));
+    const again = await call<{ jwt: string }>((cb) => c.provision({ token: boot.tokens[0] ?? "", name: "sensor-1", publicKey: kp.publicKey, nonce: n2.nonce, signature: sign(n2.nonce) }, cb));
+    expect(again.jwt.split(".")).toHaveLength(3);
+    // the nonce is spent with it
+    const reused = await refusal(call((cb) => c.provision({ token: boot.tokens[0] ?? "", name: "sensor-1", publicKey: kp.publicKey, nonce: n2.nonce, signature: sign(n2.nonce) }, cb)));
+    expect([reused.code, reused.metadata.get("fabric-error-code")]).toEqual([status.FAILED_PRECONDITION, ["FABRIC_ERR_NONCE_USED"]]);
+    // the spent token for another device
+    const other = createKeyPair("user");
+    const n2b = await call<{ nonce: string }>((cb) => c.getNonce(PROVISION, cb));
+    const used = await refusal(call((cb) => c.provision({ token: boot.tokens[0] ?? "", name: "sensor-2", publicKey: other.publicKey, nonce: n2b.nonce, signature: Buffer.from(other.sign(Buffer.from(n2b.nonce, "utf8"))).toString("base64url") }, cb)));
+    expect([used.code, used.metadata.get("fabric-error-code")]).toEqual([status.ALREADY_EXISTS, ["FABRIC_ERR_TOKEN_USED"]]);
+    // a nonce needs its operation
+    const noOp = await refusal(call((cb) => c.getNonce({ operation: NonceOperation.NONCE_OPERATION_UNSPECIFIED }, cb)));
+    expect([noOp.code, noOp.metadata.get("fabric-error-code")]).toEqual([status.INVALID_ARGUMENT, ["FABRIC_ERR_INVALID_INPUT"]]);
+    const n3 = await call<{ nonce: string }>((cb) => c.getNonce({ operation: NonceOperation.NONCE_OPERATION_RENEW }, cb));
     const renewed = await call<{ jwt: string; expiresAt: number }>((cb) => c.renew({ jwt: prov.jwt, nonce: n3.nonce, signature: sign(n3.nonce) }, cb));
     const claims = (jwt: string): { sub: string; name: string } => JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString()) as { sub: string; name: string };
     expect(claims(renewed.jwt)).toMatchObject({ sub: kp.publicKey, name: "sensor-1" });

@@ -23,7 +23,48 @@ export const protobufPackage = "fabric.v1";
 
 export const protobufFileName = "fabric/v1/credential.proto";
 
+export enum NonceOperation {
+  NONCE_OPERATION_UNSPECIFIED = 0,
+  NONCE_OPERATION_PROVISION = 1,
+  NONCE_OPERATION_RENEW = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function nonceOperationFromJSON(object: any): NonceOperation {
+  switch (object) {
+    case 0:
+    case "NONCE_OPERATION_UNSPECIFIED":
+      return NonceOperation.NONCE_OPERATION_UNSPECIFIED;
+    case 1:
+    case "NONCE_OPERATION_PROVISION":
+      return NonceOperation.NONCE_OPERATION_PROVISION;
+    case 2:
+    case "NONCE_OPERATION_RENEW":
+      return NonceOperation.NONCE_OPERATION_RENEW;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return NonceOperation.UNRECOGNIZED;
+  }
+}
+
+export function nonceOperationToJSON(object: NonceOperation): string {
+  switch (object) {
+    case NonceOperation.NONCE_OPERATION_UNSPECIFIED:
+      return "NONCE_OPERATION_UNSPECIFIED";
+    case NonceOperation.NONCE_OPERATION_PROVISION:
+      return "NONCE_OPERATION_PROVISION";
+    case NonceOperation.NONCE_OPERATION_RENEW:
+      return "NONCE_OPERATION_RENEW";
+    case NonceOperation.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface GetNonceRequest {
+  /** Required: what the nonce will be used for. */
+  operation: NonceOperation;
 }
 
 export interface GetNonceResponse {
@@ -31,7 +72,9 @@ export interface GetNonceResponse {
 }
 
 export interface ProvisionRequest {
+  /** The bootstrap token (1-256 characters). */
   token: string;
+  /** The device's name: 1-64 of lowercase letters, digits, '_' and '-'. */
   name: string;
   publicKey: string;
   nonce: string;
@@ -45,6 +88,7 @@ export interface ProvisionResponse {
 }
 
 export interface RenewRequest {
+  /** The current user JWT (device or mqtt role), not expired or revoked. */
   jwt: string;
   nonce: string;
   signature: string;
@@ -56,11 +100,14 @@ export interface RenewResponse {
 }
 
 function createBaseGetNonceRequest(): GetNonceRequest {
-  return {};
+  return { operation: 0 };
 }
 
 export const GetNonceRequest: MessageFns<GetNonceRequest> = {
-  encode(_: GetNonceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+  encode(message: GetNonceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.operation !== 0) {
+      writer.uint32(8).int32(message.operation);
+    }
     return writer;
   },
 
@@ -77,6 +124,14 @@ export const GetNonceRequest: MessageFns<GetNonceRequest> = {
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.operation = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -89,20 +144,24 @@ export const GetNonceRequest: MessageFns<GetNonceRequest> = {
     }
   },
 
-  fromJSON(_: any): GetNonceRequest {
-    return {};
+  fromJSON(object: any): GetNonceRequest {
+    return { operation: isSet(object.operation) ? nonceOperationFromJSON(object.operation) : 0 };
   },
 
-  toJSON(_: GetNonceRequest): unknown {
+  toJSON(message: GetNonceRequest): unknown {
     const obj: any = {};
+    if (message.operation !== 0) {
+      obj.operation = nonceOperationToJSON(message.operation);
+    }
     return obj;
   },
 
   create<I extends Exact<DeepPartial<GetNonceRequest>, I>>(base?: I): GetNonceRequest {
     return GetNonceRequest.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<GetNonceRequest>, I>>(_: I): GetNonceRequest {
+  fromPartial<I extends Exact<DeepPartial<GetNonceRequest>, I>>(object: I): GetNonceRequest {
     const message = createBaseGetNonceRequest();
+    message.operation = object.operation ?? 0;
     return message;
   },
 };
@@ -590,7 +649,19 @@ export const RenewResponse: MessageFns<RenewResponse> = {
   },
 };
 
-/** The identity service's provisioning and renewal (the same as over NATS), for gRPC clients. */
+/**
+ * The identity service's provisioning and renewal (the same as over NATS), for gRPC clients. These calls carry
+ * no fabric credential: the one-time token, the nonce and the key's signature are the proof.
+ *
+ * A nonce is issued for one operation, is accepted for that operation only, once, within 60 s; ask for a
+ * new one for every request (also for a retry). Refusals carry a `fabric-error-code` trailer:
+ *   FABRIC_ERR_NONCE_INVALID / FABRIC_ERR_NONCE_USED   FAILED_PRECONDITION (not ours, expired, other operation / used)
+ *   FABRIC_ERR_PROVISION                                INVALID_ARGUMENT (a field is malformed: named in the message)
+ *   FABRIC_ERR_PROOF_INVALID, FABRIC_ERR_CREDENTIAL_*   UNAUTHENTICATED (REVOKED for a revoked key or credential)
+ *   FABRIC_ERR_PERMISSION_DENIED                        PERMISSION_DENIED (a role that may not renew)
+ *   FABRIC_ERR_TOKEN_INVALID / FABRIC_ERR_TOKEN_EXPIRED PERMISSION_DENIED
+ *   FABRIC_ERR_TOKEN_USED / FABRIC_ERR_ALREADY_PROVISIONED ALREADY_EXISTS
+ */
 export type CredentialServiceService = typeof CredentialServiceService;
 export const CredentialServiceService = {
   getNonce: {
@@ -602,7 +673,12 @@ export const CredentialServiceService = {
     responseSerialize: (value: GetNonceResponse): Buffer => Buffer.from(GetNonceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetNonceResponse => GetNonceResponse.decode(value),
   },
-  /** A device's first credential, with a one-time bootstrap token and proof of its key. */
+  /**
+   * A device's first credential, with a one-time bootstrap token and proof of its key. Everything is checked
+   * before the token is spent; only an issued credential spends it. The same token, name and key again (a
+   * retry after a lost reply) get a credential again; a device already provisioned with this key is refused
+   * with ALREADY_PROVISIONED (renew instead) and the token stays unspent.
+   */
   provision: {
     path: "/fabric.v1.CredentialService/Provision" as const,
     requestStream: false as const,
@@ -626,7 +702,12 @@ export const CredentialServiceService = {
 
 export interface CredentialServiceServer extends UntypedServiceImplementation {
   getNonce: handleUnaryCall<GetNonceRequest, GetNonceResponse>;
-  /** A device's first credential, with a one-time bootstrap token and proof of its key. */
+  /**
+   * A device's first credential, with a one-time bootstrap token and proof of its key. Everything is checked
+   * before the token is spent; only an issued credential spends it. The same token, name and key again (a
+   * retry after a lost reply) get a credential again; a device already provisioned with this key is refused
+   * with ALREADY_PROVISIONED (renew instead) and the token stays unspent.
+   */
   provision: handleUnaryCall<ProvisionRequest, ProvisionResponse>;
   /** A fresh credential for the same key before the current one expires. */
   renew: handleUnaryCall<RenewRequest, RenewResponse>;
@@ -648,7 +729,12 @@ export interface CredentialServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetNonceResponse) => void,
   ): ClientUnaryCall;
-  /** A device's first credential, with a one-time bootstrap token and proof of its key. */
+  /**
+   * A device's first credential, with a one-time bootstrap token and proof of its key. Everything is checked
+   * before the token is spent; only an issued credential spends it. The same token, name and key again (a
+   * retry after a lost reply) get a credential again; a device already provisioned with this key is refused
+   * with ALREADY_PROVISIONED (renew instead) and the token stays unspent.
+   */
   provision(
     request: ProvisionRequest,
     callback: (error: ServiceError | null, response: ProvisionResponse) => void,
