@@ -1,9 +1,9 @@
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { USED_NONCES_BUCKET } from "../streams/index.js";
+import { isRevisionConflict } from "../fabric/core/index.js";
 import { ProvisionError } from "./errors.js";
 import type { Keystore } from "./keystore.js";
 
@@ -61,7 +61,7 @@ export class UsedNonces {
     try {
       await (await this.kv).create(key, new Uint8Array(0));
     } catch (err) {
-      if (err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown)) {
+      if (isRevisionConflict(err)) {
         throw new ProvisionError("FABRIC_ERR_NONCE_USED", "nonce was used already: ask for a new one for every request");
       }
       throw new ProvisionError("FABRIC_ERR_PROVISION", "the nonce could not be recorded as used (JetStream unavailable?): try again", { cause: err });

@@ -1,3 +1,5 @@
+import { MAX_SUBJECT_BYTES } from "../fabric/core/index.js";
+
 /**
  * MQTT topics and NATS subjects. The default mapping turns `a/b/c` into `a.b.c`. Characters a NATS token
  * cannot carry are percent-escaped so that every topic a device may legally use maps to a valid subject and
@@ -52,7 +54,7 @@ export function topicNameProblem(topic: string): TopicProblem {
   if (topic.length === 0) return "topic name is empty";
   if (topic.includes("+") || topic.includes("#")) return "topic name contains a wildcard";
   if (topic.includes("\u0000")) return "topic name contains U+0000";
-  if (Buffer.byteLength(topic, "utf8") > 65_535) return "topic name is too long";
+  if (Buffer.byteLength(topicToSubject(topic), "utf8") > MAX_SUBJECT_BYTES) return `topic name is too long: at most ${MAX_SUBJECT_BYTES} bytes as a subject`;
   return undefined;
 }
 
@@ -60,6 +62,7 @@ export function topicNameProblem(topic: string): TopicProblem {
 export function topicFilterProblem(filter: string): TopicProblem {
   if (filter.length === 0) return "topic filter is empty";
   if (filter.includes("\u0000")) return "topic filter contains U+0000";
+  if (filterToSubjects(filter).some((s) => Buffer.byteLength(s, "utf8") > MAX_SUBJECT_BYTES)) return `topic filter is too long: at most ${MAX_SUBJECT_BYTES} bytes as a subject`;
   const levels = filter.split("/");
   for (let i = 0; i < levels.length; i++) {
     const l = levels[i] ?? "";

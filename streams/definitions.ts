@@ -23,7 +23,14 @@ export const HUB_STREAMS: readonly StreamDefinition[] = [
   { name: "AGGREGATES", subjects: ["agg.>"], description: "window results", max_age: 30 * DAY_NS, duplicate_window: 10 * MINUTE_NS },
   { name: "COMMANDS", subjects: ["cmd.>"], description: "commands to devices", max_age: 1 * DAY_NS, duplicate_window: 10 * MINUTE_NS },
   { name: "REJECTED", subjects: ["rejected.>"], description: "input that failed validation, reason in the Fabric-Reject-Reason header", max_age: 7 * DAY_NS, duplicate_window: 2 * MINUTE_NS },
+  { name: "DEAD_LETTER", subjects: ["deadletter.>"], description: "messages a consumer failed to process max_deliveries times (deadletter.<stream>.<consumer>)", max_age: 30 * DAY_NS, duplicate_window: 10 * MINUTE_NS },
 ];
+
+/** Poison messages of gateway consumers with max_deliveries, on `deadletter.<stream>.<consumer>`. */
+export const DEAD_LETTER_STREAM = "DEAD_LETTER";
+export function deadLetterSubject(stream: string, consumer: string): string {
+  return `deadletter.${stream}.${consumer}`;
+}
 
 /** Where the MQTT ingress keeps retained messages: the last message per subject, for every instance. */
 export const MQTT_RETAINED_STREAM = "MQTT_RETAINED";

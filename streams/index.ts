@@ -2,6 +2,8 @@ export {
   HUB_STREAMS,
   HUB_KV_BUCKETS,
   REJECT_REASON_HEADER,
+  DEAD_LETTER_STREAM,
+  deadLetterSubject,
   MQTT_RETAINED_STREAM,
   MQTT_RETAINED_PREFIX,
   MQTT_SESSIONS_BUCKET,
@@ -38,3 +40,4 @@ export type { WindowGroupOptions, WindowWorker, WindowWorkerOptions } from "./gr
 export { partitionOf } from "./partition.js";
 export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers, windowStatus } from "./registry.js";
 export type { PartitionStatus, WindowStatus } from "./registry.js";
+export { dataSubjectStream } from "./data-subjects.js";

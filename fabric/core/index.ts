@@ -25,3 +25,4 @@ export type { StoredAck } from "./js-publisher.js";
 export { emptyAckSubject, parseAckSubject, readAckSubject } from "./js-ack-subject.js";
 export type { AckSubject } from "./js-ack-subject.js";
 export { resetConsumer } from "./js-consumer-reset.js";
+export { isApiError, isRevisionConflict } from "./js-errors.js";

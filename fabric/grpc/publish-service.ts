@@ -1,24 +1,22 @@
-import { headers as natsHeaders } from "@nats-io/transport-node";
 import { PublishServiceService, type PublishServiceServer } from "../../proto/gen/fabric/v1/publish.js";
-import { InvalidInputError, isValidSubject } from "../core/index.js";
 import { assertMayPublish, type GatewayContext } from "./context.js";
 import { unary } from "./handlers.js";
+import { assertDataSubject, assertFits, assertIdempotencyKey, headersOf } from "./input.js";
 
-const MAX_IDEMPOTENCY_KEY = 256;
-
-/** PublishService: a JetStream publish under the caller's permissions; the reply means stored. */
+/**
+ * PublishService: a JetStream publish into one of the fabric's data streams, under the caller's permissions;
+ * the reply means stored. Everything is checked before it reaches NATS (subject shape and length, headers,
+ * idempotency key, size): bad input is INVALID_ARGUMENT and costs no one else anything.
+ */
 export function publishService(ctx: GatewayContext): PublishServiceServer {
   return {
     publish: unary(ctx, PublishServiceService.publish.path, async (req, caller) => {
-      if (!isValidSubject(req.subject) || req.subject.includes("*") || req.subject.includes(">")) throw new InvalidInputError(`subject ${JSON.stringify(req.subject)} is not a literal NATS subject`);
-      if (req.idempotencyKey.length > MAX_IDEMPOTENCY_KEY) throw new InvalidInputError(`idempotency_key is longer than ${MAX_IDEMPOTENCY_KEY} characters`);
+      assertDataSubject(req.subject);
+      assertIdempotencyKey(req.idempotencyKey);
+      const { headers, bytes } = headersOf(req.headers);
+      assertFits(ctx.nc, req.data.length, bytes + (req.idempotencyKey === "" ? 0 : Buffer.byteLength(req.idempotencyKey) + 15));
       assertMayPublish(caller, req.subject);
-      const h = natsHeaders();
-      for (const [k, v] of Object.entries(req.headers)) {
-        if (!/^[!-9;-~]+$/.test(k)) throw new InvalidInputError(`header name ${JSON.stringify(k)} is not a valid NATS header name`);
-        h.set(k, v);
-      }
-      const ack = await ctx.publisher.publish(req.subject, req.data, { headers: h, ...(req.idempotencyKey === "" ? {} : { msgId: req.idempotencyKey }) });
+      const ack = await ctx.publisher.publish(req.subject, req.data, { headers, ...(req.idempotencyKey === "" ? {} : { msgId: req.idempotencyKey }) });
       return { stream: ack.stream, sequence: ack.seq, duplicate: ack.duplicate };
     }),
   };

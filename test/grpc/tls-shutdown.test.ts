@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { credentials, status, type ServiceError } from "@grpc/grpc-js";
+import { credentials, makeGenericClientConstructor, status, type ChannelCredentials, type Client, type ServiceError } from "@grpc/grpc-js";
+import { Kvm } from "@nats-io/kv";
+import { service as healthService } from "grpc-health-check";
+import { commandKeyOf, fingerprintOf } from "../../fabric/grpc/command-keys.js";
+import { CommandServiceClient, CommandServiceService } from "../../proto/gen/fabric/v1/command.js";
+import { saveDefinition } from "../../streams/index.js";
 import { pollUntil } from "../../fabric/core/index.js";
 import { startGateway, type Gateway, type GatewayTls } from "../../fabric/grpc/server.js";
 import { tenantServerOptions } from "../../fabric/hub/index.js";
@@ -65,11 +70,12 @@ describe("gRPC gateway: TLS, mTLS and shutdown", () => {
   it("a graceful stop ends open streams with UNAVAILABLE, then refuses new calls", async () => {
     const g = await gateway();
     const q = new QueryServiceClient(`127.0.0.1:${g.port}`, credentials.createInsecure());
+    const nc = await connectAs(hub.urls, service);
+    await saveDefinition(nc, { name: "any", window: { kind: "tumbling", sizeMs: 10_000 }, aggregates: ["count"] });
     const watch = q.watchAggregates({ window: "any", key: "" }, authFor(service, QueryServiceService.watchAggregates.path));
     const ended = new Promise<ServiceError>((resolve) => watch.on("error", resolve));
     watch.on("data", () => undefined);
     // the stream is open once its consumer on AGGREGATES exists: stopping then must end it, not wait for it
-    const nc = await connectAs(hub.urls, service);
     const jsm = await jetstreamManager(nc);
     await pollUntil(async () => ((await jsm.streams.info("AGGREGATES")).state.consumer_count > 0 ? true : undefined), { what: "the watch's consumer" });
     await nc.close();
@@ -84,5 +90,34 @@ describe("gRPC gateway: TLS, mTLS and shutdown", () => {
     );
     expect(after?.code).toBe(status.UNAVAILABLE);
     q.close();
+  });
+
+  it("while a drain waits for calls in progress, Health.Check answers NOT_SERVING and new calls are UNAVAILABLE with a fabric code", async () => {
+    const g = await gateway();
+    const nc = await connectAs(hub.urls, service);
+    h.defer(() => nc.close());
+    // a call that stays in progress: a SendCommand waiting for another send of its idempotency key to finish
+    const payload = Buffer.from("1");
+    await (await new Kvm(nc).open("cmd_keys")).put(commandKeyOf("plant-t", "d1", "held"), JSON.stringify({ commandId: `plant-t.d1.${Date.now()}-heldheld00`, fingerprint: fingerprintOf("open", payload), startedAt: Date.now() }));
+    const cc = new CommandServiceClient(`127.0.0.1:${g.port}`, credentials.createInsecure());
+    const held = new Promise<ServiceError | null>((resolve) =>
+      cc.sendCommand({ site: "plant-t", device: "d1", name: "open", payload, idempotencyKey: "held" }, authFor(service, CommandServiceService.sendCommand.path), { deadline: Date.now() + 2_500 }, (e) => resolve(e)),
+    );
+    type HealthClient = Client & { check(req: object, cb: (err: ServiceError | null, res: { status: string }) => void): void };
+    const hc = new (makeGenericClientConstructor(healthService, "Health") as unknown as new (a: string, c: ChannelCredentials) => HealthClient)(`127.0.0.1:${g.port}`, credentials.createInsecure());
+    const check = (): Promise<string> => new Promise((resolve, reject) => hc.check({ service: "" }, (e, r) => (e === null ? resolve(r.status) : reject(e))));
+    expect(await check()).toBe("SERVING");
+    const stopped = g.stop();
+    expect(await check()).toBe("NOT_SERVING");
+    const refused = await publishOnce(new PublishServiceClient(`127.0.0.1:${g.port}`, credentials.createInsecure())).then(
+      () => undefined,
+      (e: ServiceError) => e,
+    );
+    expect([refused?.code, refused?.metadata.get("fabric-error-code")]).toEqual([status.UNAVAILABLE, ["FABRIC_ERR_UNAVAILABLE"]]);
+    // the call in progress ends on its own terms (its deadline here), then the gateway stops
+    expect((await held)?.code).toBe(status.UNAVAILABLE);
+    await stopped;
+    hc.close();
+    cc.close();
   });
 });

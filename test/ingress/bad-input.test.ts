@@ -234,6 +234,20 @@ describe("maximum packet size", () => {
     expect(await streamCount(hub, "EVENTS", "events.bad.fits")).toBe(1);
   });
 
+  it.each([4, 5] as const)("MQTT %s: a topic too long as a NATS subject (dots escape to 3 bytes each) is refused before it reaches NATS, and a filter likewise", async (v) => {
+    const topic = `events/long-${v}/${".".repeat(900)}`;
+    const raw = await connected(v, `long-topic-${v}`);
+    raw.send({ cmd: "subscribe", messageId: 1, subscriptions: [{ topic: `events/${".".repeat(900)}/#`, qos: 1 }] });
+    const suback = await raw.next("suback");
+    expect(suback.granted).toEqual([v === 5 ? 0x8f : 0x80]);
+    raw.send({ cmd: "publish", topic, payload: Buffer.from("x"), qos: 1, retain: false, dup: false, messageId: 2 });
+    await raw.waitClosed(5_000);
+    if (v === 5) expect(disconnectReason(raw)).toBe(0x90);
+    expect(await streamCount(hub, "EVENTS", `events.long-${v}.>`)).toBe(0);
+    expect(await streamCount(hub, "EVENTS", "events.before.>")).toBe(3);
+    await stillServing();
+  });
+
   it("a CONNECT over the maximum closes the connection", async () => {
     const raw = await RawClient.open(h, mqttPort(hub), 4);
     raw.send({ cmd: "connect", protocolVersion: 4, protocolId: "MQTT", clientId: "big-connect", clean: true, keepalive: 0, username: svc.name, password: Buffer.alloc(MAX_PACKET * 2, 0x63) });

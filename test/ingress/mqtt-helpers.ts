@@ -167,7 +167,8 @@ export async function streamCount(hub: TestHub, stream: string, subject: string)
   const nc = await natsService(hub, "stream-counter");
   try {
     const info = await (await jetstreamManager(nc)).streams.info(stream, { subjects_filter: subject });
-    return info.state.subjects?.[subject] ?? 0;
+    // every subject the filter matches (a wildcard filter included)
+    return Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
   } finally {
     await nc.close();
   }

@@ -44,6 +44,11 @@ describe("topic ↔ subject mapping", () => {
     expect(topicFilterProblem("a/#/b")).toMatch(/#/);
     expect(topicFilterProblem("a/b+")).toMatch(/\+/);
     expect(topicFilterProblem("a/+/#")).toBeUndefined();
+    // what fits MQTT (64 KiB) but not a NATS protocol line: refused before it reaches NATS
+    expect(topicNameProblem(`a/${"x".repeat(1_100)}`)).toMatch(/too long/);
+    expect(topicNameProblem(`a/${".".repeat(400)}`)).toMatch(/too long/);
+    expect(topicNameProblem(`a/${"x".repeat(1_000)}`)).toBeUndefined();
+    expect(topicFilterProblem(`a/${"x".repeat(1_100)}/#`)).toMatch(/too long/);
   });
 
   it("compares subject patterns for permissions", () => {

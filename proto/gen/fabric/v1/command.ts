@@ -71,17 +71,25 @@ export function commandStateToJSON(object: CommandState): string {
 }
 
 export interface SendCommandRequest {
+  /** Tokens: 1-64 of lowercase letters, digits, '_' and '-'. */
   site: string;
   device: string;
   name: string;
+  /** At most the servers' max_payload (1 MiB by default) less ~200 bytes of headers. */
   payload: Buffer;
-  /** The same key sends the command once (within the COMMANDS duplicate window). */
+  /**
+   * Optional, 1-256 characters without control characters or leading/trailing white space: the same key
+   * sends the command to this device once within 10 minutes (see SendCommand).
+   */
   idempotencyKey: string;
 }
 
 export interface SendCommandResponse {
+  /** `<site>.<device>.<sent at ms>-<unique>`: what WatchCommand takes and the device echoes. */
   commandId: string;
+  /** The command's sequence in COMMANDS. */
   sequence: number;
+  /** The idempotency key was used before: nothing was sent now, command_id is the original's. */
   duplicate: boolean;
 }
 
@@ -92,9 +100,15 @@ export interface WatchCommandRequest {
 export interface WatchCommandResponse {
   commandId: string;
   state: CommandState;
-  /** What the device said with its acknowledgement. */
+  /**
+   * What the device said with its acknowledgement (`detail`: a string as its UTF-8 bytes, other JSON as its
+   * JSON text); for a malformed acknowledgement, the acknowledgement's bytes.
+   */
   detail: Buffer;
+  /** When the command or the acknowledgement was stored, epoch milliseconds. */
   atMs: number;
+  /** Set when the acknowledgement could not be read (then state is FAILED): why. */
+  error: string;
 }
 
 function createBaseSendCommandRequest(): SendCommandRequest {
@@ -413,7 +427,7 @@ export const WatchCommandRequest: MessageFns<WatchCommandRequest> = {
 };
 
 function createBaseWatchCommandResponse(): WatchCommandResponse {
-  return { commandId: "", state: 0, detail: Buffer.alloc(0), atMs: 0 };
+  return { commandId: "", state: 0, detail: Buffer.alloc(0), atMs: 0, error: "" };
 }
 
 export const WatchCommandResponse: MessageFns<WatchCommandResponse> = {
@@ -429,6 +443,9 @@ export const WatchCommandResponse: MessageFns<WatchCommandResponse> = {
     }
     if (message.atMs !== 0) {
       writer.uint32(32).int64(message.atMs);
+    }
+    if (message.error !== "") {
+      writer.uint32(42).string(message.error);
     }
     return writer;
   },
@@ -478,6 +495,14 @@ export const WatchCommandResponse: MessageFns<WatchCommandResponse> = {
             message.atMs = longToNumber(reader.int64());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -504,6 +529,7 @@ export const WatchCommandResponse: MessageFns<WatchCommandResponse> = {
         : isSet(object.at_ms)
         ? globalThis.Number(object.at_ms)
         : 0,
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
     };
   },
 
@@ -521,6 +547,9 @@ export const WatchCommandResponse: MessageFns<WatchCommandResponse> = {
     if (message.atMs !== 0) {
       obj.atMs = Math.round(message.atMs);
     }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
     return obj;
   },
 
@@ -533,13 +562,25 @@ export const WatchCommandResponse: MessageFns<WatchCommandResponse> = {
     message.state = object.state ?? 0;
     message.detail = object.detail ?? Buffer.alloc(0);
     message.atMs = object.atMs ?? 0;
+    message.error = object.error ?? "";
     return message;
   },
 };
 
-/** Commands to devices, and their acknowledgement. */
+/**
+ * Commands to devices, and their acknowledgement. A command is published to `cmd.<site>.<device>.<name>`
+ * (stored in COMMANDS, kept 1 day) with a `Fabric-Command-Id` header; live subscribers (a device over NATS or
+ * MQTT) receive it as it is stored.
+ */
 export type CommandServiceService = typeof CommandServiceService;
 export const CommandServiceService = {
+  /**
+   * Sends a command; the reply means stored. With an idempotency key the command is sent once per key and
+   * device within 10 minutes: a repeat reaches no device and returns the original command id and sequence
+   * with duplicate = true; the same key with another name or payload is FAILED_PRECONDITION
+   * (FABRIC_ERR_IDEMPOTENCY_CONFLICT); a repeat while the first send is under way waits for it (UNAVAILABLE
+   * if the deadline comes first: retry).
+   */
   sendCommand: {
     path: "/fabric.v1.CommandService/SendCommand" as const,
     requestStream: false as const,
@@ -549,7 +590,13 @@ export const CommandServiceService = {
     responseSerialize: (value: SendCommandResponse): Buffer => Buffer.from(SendCommandResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SendCommandResponse => SendCommandResponse.decode(value),
   },
-  /** The command's status until the device acknowledges it (or the deadline). */
+  /**
+   * The command's status: STORED, then ACKED or FAILED when the device acknowledges it by publishing JSON
+   * {"command": "<command id>", "ok": true|false, "detail": <any JSON>} to `events.<site>.<device>.cmd-ack`.
+   * An acknowledgement about this command (by its `command` field or a Fabric-Command-Id header) that is not
+   * that shape ends the watch as FAILED with `error` saying why. The stream ends after ACKED or FAILED, or at
+   * the call's deadline. NOT_FOUND if no such command is stored.
+   */
   watchCommand: {
     path: "/fabric.v1.CommandService/WatchCommand" as const,
     requestStream: false as const,
@@ -563,12 +610,32 @@ export const CommandServiceService = {
 } as const;
 
 export interface CommandServiceServer extends UntypedServiceImplementation {
+  /**
+   * Sends a command; the reply means stored. With an idempotency key the command is sent once per key and
+   * device within 10 minutes: a repeat reaches no device and returns the original command id and sequence
+   * with duplicate = true; the same key with another name or payload is FAILED_PRECONDITION
+   * (FABRIC_ERR_IDEMPOTENCY_CONFLICT); a repeat while the first send is under way waits for it (UNAVAILABLE
+   * if the deadline comes first: retry).
+   */
   sendCommand: handleUnaryCall<SendCommandRequest, SendCommandResponse>;
-  /** The command's status until the device acknowledges it (or the deadline). */
+  /**
+   * The command's status: STORED, then ACKED or FAILED when the device acknowledges it by publishing JSON
+   * {"command": "<command id>", "ok": true|false, "detail": <any JSON>} to `events.<site>.<device>.cmd-ack`.
+   * An acknowledgement about this command (by its `command` field or a Fabric-Command-Id header) that is not
+   * that shape ends the watch as FAILED with `error` saying why. The stream ends after ACKED or FAILED, or at
+   * the call's deadline. NOT_FOUND if no such command is stored.
+   */
   watchCommand: handleServerStreamingCall<WatchCommandRequest, WatchCommandResponse>;
 }
 
 export interface CommandServiceClient extends Client {
+  /**
+   * Sends a command; the reply means stored. With an idempotency key the command is sent once per key and
+   * device within 10 minutes: a repeat reaches no device and returns the original command id and sequence
+   * with duplicate = true; the same key with another name or payload is FAILED_PRECONDITION
+   * (FABRIC_ERR_IDEMPOTENCY_CONFLICT); a repeat while the first send is under way waits for it (UNAVAILABLE
+   * if the deadline comes first: retry).
+   */
   sendCommand(
     request: SendCommandRequest,
     callback: (error: ServiceError | null, response: SendCommandResponse) => void,
@@ -584,7 +651,13 @@ export interface CommandServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SendCommandResponse) => void,
   ): ClientUnaryCall;
-  /** The command's status until the device acknowledges it (or the deadline). */
+  /**
+   * The command's status: STORED, then ACKED or FAILED when the device acknowledges it by publishing JSON
+   * {"command": "<command id>", "ok": true|false, "detail": <any JSON>} to `events.<site>.<device>.cmd-ack`.
+   * An acknowledgement about this command (by its `command` field or a Fabric-Command-Id header) that is not
+   * that shape ends the watch as FAILED with `error` saying why. The stream ends after ACKED or FAILED, or at
+   * the call's deadline. NOT_FOUND if no such command is stored.
+   */
   watchCommand(
     request: WatchCommandRequest,
     options?: Partial<CallOptions>,
