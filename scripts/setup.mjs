@@ -3,10 +3,15 @@
 //   1. the npm packages (npm ci) when node_modules is missing or older than package-lock.json;
 //   2. nats-server >= 2.14: found through NATS_SERVER_BIN, then PATH, then tools/nats-server/; where it is
 //      missing or too old, Debian's current package is downloaded with a private apt state (sid suite:
-//      the binary is static and runs on bookworm) and unpacked into tools/nats-server/.
+//      the binary is static and runs on bookworm) and unpacked into tools/nats-server/;
+//   3. with --mosquitto, Debian's mosquitto into tools/mosquitto/;
+//   4. with --examples, a python3 with grpc and a Go toolchain with google.golang.org/grpc for the gRPC
+//      authentication examples (examples/python, examples/go): found on the machine, else Debian bookworm's
+//      python3-grpcio / golang-go + golang-google-grpc-dev and what they need unpacked into tools/python/
+//      and tools/go/ (Go builds in GOPATH mode, GOCACHE in tools/go-cache/).
 // Plain Node with no dependencies: it runs before node_modules exists. Progress goes to stderr.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -85,37 +90,117 @@ function findNatsServer() {
   return undefined;
 }
 
+/** apt options for a private apt state in `dir` (the system's package database and sources untouched). */
+function privateAptOptions(dir) {
+  return [
+    "-o", `Dir::Etc::SourceList=${join(dir, "etc", "sources.list")}`,
+    "-o", "Dir::Etc::SourceParts=/dev/null",
+    "-o", `Dir::State::Lists=${join(dir, "lists")}`,
+    "-o", `Dir::Cache=${join(dir, "cache")}`,
+    "-o", "Dir::State::Status=/dev/null",
+    "-o", "APT::Sandbox::User=root",
+    "-q",
+  ];
+}
+
+/** Names of the packages installed on this machine among `names` (dpkg's database, read only). */
+function installedOnSystem(names) {
+  if (names.length === 0 || !onPath("dpkg-query")) return new Set();
+  const r = run("dpkg-query", ["-W", "-f", "${Package} ${db:Status-Abbrev}\\n", ...names]);
+  const out = new Set();
+  for (const line of r.out.split("\n")) {
+    const [name, abbrev] = line.split(" ");
+    if (name && abbrev?.startsWith("ii")) out.add(name);
+  }
+  return out;
+}
+
+/**
+ * `roots` and what they depend on (Depends and Pre-Depends, recursively) that this machine lacks, as apt
+ * in the private state `opts` sees the suite: a package installed on the system ends the walk there; of
+ * alternatives, one already chosen or installed satisfies, else the first the suite has.
+ */
+function dependencyClosure(roots, opts) {
+  const chosen = new Set();
+  let level = [...new Set(roots)];
+  while (level.length > 0) {
+    const installed = installedOnSystem(level);
+    const todo = level.filter((p) => !chosen.has(p) && !installed.has(p));
+    for (const p of todo) chosen.add(p);
+    if (todo.length === 0) break;
+    const r = run("apt-cache", [...opts, "depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", ...todo]);
+    if (!r.ok) throw new Error(`apt-cache depends ${todo.join(" ")} failed:\n${r.out}`);
+    // each group: alternatives of one dependency; a <virtual> one brings the providers listed under it
+    const groups = [];
+    let open = false;
+    for (const line of r.out.split("\n")) {
+      const dep = /^ ([ |])(?:Pre)?Depends: (<?)([^>\s]+)>?$/.exec(line);
+      if (dep) {
+        const name = dep[3].replace(/:(any|amd64|native)$/, "");
+        if (!open) groups.push([]);
+        groups[groups.length - 1].push({ name, virtual: dep[2] === "<" });
+        open = dep[1] === "|";
+        continue;
+      }
+      const provider = /^    (\S+)$/.exec(line);
+      if (provider && groups.length > 0) groups[groups.length - 1].push({ name: provider[1].replace(/:(any|amd64)$/, ""), virtual: false });
+      else if (/^\S/.test(line)) open = false;
+    }
+    const next = new Set();
+    const allNames = [...new Set(groups.flat().map((d) => d.name))];
+    const installedDeps = installedOnSystem(allNames);
+    for (const g of groups) {
+      const real = g.filter((d) => !d.virtual);
+      if (real.length === 0) continue;
+      if (g.some((d) => chosen.has(d.name) || next.has(d.name) || installedDeps.has(d.name))) continue;
+      next.add(real[0].name);
+    }
+    level = [...next];
+  }
+  return [...chosen].sort();
+}
+
 /**
  * Downloads Debian packages with a private apt state (the system's package database and sources untouched)
- * and unpacks them into `target`. Returns false when apt is not available or a step failed (it says why).
+ * and unpacks them into `target`. With `withDependencies`, also what they depend on that the machine lacks.
+ * Returns false when apt is not available or a step failed (it says why).
  */
-function installDebs(packages, suite, target) {
-  if (!onPath("apt-get") || !onPath("dpkg-deb")) return false;
+function installDebs(packages, suite, target, { withDependencies = false } = {}) {
+  if (!onPath("apt-get") || !onPath("dpkg-deb")) {
+    log("apt-get or dpkg-deb is not available: cannot download Debian packages");
+    return false;
+  }
   const apt = join(TOOLS, `apt-${suite}`);
   rmSync(apt, { recursive: true, force: true });
   for (const d of ["lists/partial", "cache/archives/partial", "etc", "debs"]) mkdirSync(join(apt, d), { recursive: true });
   const keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
   const signedBy = existsSync(keyring) ? `[signed-by=${keyring}] ` : "";
   writeFileSync(join(apt, "etc", "sources.list"), `deb ${signedBy}http://deb.debian.org/debian ${suite} main\n`);
-  const opts = [
-    "-o", `Dir::Etc::SourceList=${join(apt, "etc", "sources.list")}`,
-    "-o", "Dir::Etc::SourceParts=/dev/null",
-    "-o", `Dir::State::Lists=${join(apt, "lists")}`,
-    "-o", `Dir::Cache=${join(apt, "cache")}`,
-    "-o", "Dir::State::Status=/dev/null",
-    "-o", "APT::Sandbox::User=root",
-    "-q",
-  ];
+  const opts = privateAptOptions(apt);
   try {
     const up = run("apt-get", [...opts, "update"]);
     if (!up.ok) {
       log(`apt-get update (private ${suite} list) failed:\n${up.out}`);
       return false;
     }
-    const dl = run("apt-get", [...opts, "download", ...packages], { cwd: join(apt, "debs") });
+    let wanted = packages;
+    if (withDependencies) {
+      try {
+        wanted = dependencyClosure(packages, opts);
+      } catch (err) {
+        log(String(err instanceof Error ? err.message : err));
+        return false;
+      }
+      if (wanted.length === 0) {
+        log(`${packages.join(", ")}: all installed on the system already`);
+        return true;
+      }
+      log(`downloading ${wanted.length} Debian packages (${suite}): ${wanted.join(" ")}`);
+    }
+    const dl = run("apt-get", [...opts, "download", ...wanted], { cwd: join(apt, "debs") });
     const debs = readdirSync(join(apt, "debs")).filter((f) => f.endsWith(".deb"));
-    if (!dl.ok || debs.length < packages.length) {
-      log(`apt-get download ${packages.join(" ")} failed:\n${dl.out}`);
+    if (!dl.ok || debs.length < wanted.length) {
+      log(`apt-get download ${wanted.join(" ")} failed:\n${dl.out}`);
       return false;
     }
     rmSync(target, { recursive: true, force: true });
@@ -176,9 +261,136 @@ function ensureMosquitto() {
   }
 }
 
+/**
+ * The toolchains of the gRPC authentication examples (examples/python, examples/go), found the same way by
+ * this setup and by the tests (test/harness/examples.ts imports these): a python3 that imports grpc and an
+ * Ed25519 module (cryptography or nacl), and a Go toolchain that builds examples/go in GOPATH mode against
+ * google.golang.org/grpc sources. Where missing, Debian bookworm's packages (and what they depend on that the
+ * machine lacks) are unpacked into tools/python and tools/go.
+ */
+const PYTHON_DIR = join(TOOLS, "python");
+const GO_DIR = join(TOOLS, "go");
+const GO_CACHE = join(TOOLS, "go-cache");
+const PYTHON_PACKAGES = ["python3-grpcio", "python3-cryptography"];
+const GO_PACKAGES = ["golang-go", "golang-google-grpc-dev"];
+const PYTHON_PROBE = [
+  "import grpc",
+  "try:",
+  "    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey",
+  "except ImportError:",
+  "    import nacl.signing",
+  "print(grpc.__version__)",
+].join("\n");
+/** The import path examples/go is built under (its go.mod's module). */
+const GO_MODULE = "fabricexamples";
+
+const MULTIARCH = { x64: "x86_64-linux-gnu", arm64: "aarch64-linux-gnu" }[process.arch] ?? `${process.arch}-linux-gnu`;
+const joinPaths = (...parts) => parts.filter((p) => p !== undefined && p !== "").join(delimiter);
+const libraryDirs = (root) => [join(root, "usr", "lib", MULTIARCH), join(root, "lib", MULTIARCH)].filter((d) => existsSync(d));
+
+/**
+ * A python3 that runs the Python example: `{ bin, env, where, grpcVersion }`, `env` being the variables to
+ * add to the environment (PYTHONPATH, LD_LIBRARY_PATH for tools/python); undefined when there is none.
+ */
+export function findPython() {
+  const candidates = [
+    ["FABRIC_PYTHON", process.env.FABRIC_PYTHON, {}],
+    ["PATH", onPath("python3"), {}],
+    ["system", "/usr/bin/python3", {}],
+  ];
+  const site = join(PYTHON_DIR, "usr", "lib", "python3", "dist-packages");
+  if (existsSync(site)) {
+    const env = { PYTHONPATH: joinPaths(site, process.env.PYTHONPATH), LD_LIBRARY_PATH: joinPaths(...libraryDirs(PYTHON_DIR), process.env.LD_LIBRARY_PATH) };
+    candidates.push(["tools/python", join(PYTHON_DIR, "usr", "bin", "python3"), env], ["system python3, modules in tools/python", "/usr/bin/python3", env], ["python3 on PATH, modules in tools/python", onPath("python3"), env]);
+  }
+  const tried = new Set();
+  for (const [where, bin, env] of candidates) {
+    if (!bin || !existsSync(bin) || tried.has(`${bin} ${JSON.stringify(env)}`)) continue;
+    tried.add(`${bin} ${JSON.stringify(env)}`);
+    const r = run(bin, ["-c", PYTHON_PROBE], { env: { ...process.env, ...env }, timeout: 30_000 });
+    if (r.ok) return { bin, env, where, grpcVersion: r.out.trim().split("\n").pop() };
+  }
+  return undefined;
+}
+
+function goCandidates() {
+  const hasGrpc = (gopath) => existsSync(join(gopath, "src", "google.golang.org", "grpc", "credentials"));
+  const out = [];
+  const pathGo = onPath("go");
+  const toolsGocode = join(GO_DIR, "usr", "share", "gocode");
+  if (pathGo) {
+    for (const [where, gocode] of [["go on PATH, system /usr/share/gocode", "/usr/share/gocode"], ["go on PATH, tools/go gocode", toolsGocode]]) {
+      if (hasGrpc(gocode)) out.push({ where, bin: pathGo, gopath: gocode, env: {} });
+    }
+  }
+  const lib = join(GO_DIR, "usr", "lib");
+  const roots = existsSync(lib) ? readdirSync(lib).filter((d) => /^go-\d/.test(d)).sort().reverse() : [];
+  for (const r of roots) {
+    const goroot = join(lib, r);
+    if (existsSync(join(goroot, "bin", "go")) && hasGrpc(toolsGocode)) out.push({ where: `tools/go (${r})`, bin: join(goroot, "bin", "go"), gopath: toolsGocode, env: { GOROOT: goroot } });
+  }
+  return out;
+}
+
+/**
+ * Builds examples/go/publish into `outDir` with the first Go toolchain that can (GOPATH mode, no network):
+ * `{ ok: true, binary, go, where }`, or `{ ok: false, reasons }` saying what was tried.
+ */
+export function buildGoExample(outDir) {
+  const ws = join(outDir, "gopath");
+  rmSync(ws, { recursive: true, force: true });
+  cpSync(join(ROOT, "examples", "go"), join(ws, "src", GO_MODULE), { recursive: true });
+  const reasons = [];
+  const candidates = goCandidates();
+  if (candidates.length === 0) reasons.push("no go on PATH with google.golang.org/grpc in /usr/share/gocode, and none in tools/go");
+  for (const c of candidates) {
+    const binary = join(outDir, "publish");
+    const env = { ...process.env, ...c.env, GO111MODULE: "off", GOPATH: joinPaths(ws, c.gopath), GOCACHE: GO_CACHE, CGO_ENABLED: "0", GOFLAGS: "", GOTOOLCHAIN: "local" };
+    const r = run(c.bin, ["build", "-o", binary, `${GO_MODULE}/publish`], { env, cwd: ws, timeout: 600_000 });
+    if (r.ok && existsSync(binary)) return { ok: true, binary, go: c.bin, where: c.where };
+    reasons.push(`${c.where} (${c.bin}): ${r.error?.message ?? r.out.trim()}`);
+  }
+  return { ok: false, reasons };
+}
+
+function ensureExamples() {
+  let failed = false;
+  let py = findPython();
+  if (!py) {
+    log(`python3 with the grpc module and Ed25519 (cryptography or nacl) not found: downloading Debian's ${PYTHON_PACKAGES.join(", ")} and what they need into tools/python (system packages untouched)`);
+    if (installDebs(PYTHON_PACKAGES, "bookworm", PYTHON_DIR, { withDependencies: true })) py = findPython();
+  }
+  if (py) log(`python3 with grpc ${py.grpcVersion} (${py.where}): ${py.bin}`);
+  else {
+    log("python3 with grpc could not be found or installed into tools/python: install python3-grpcio and python3-cryptography (or pip install grpcio cryptography), or set FABRIC_PYTHON");
+    failed = true;
+  }
+  // tools/examples-bin: `python3` (the one found, with its environment) and the built Go `publish`
+  const bin = join(TOOLS, "examples-bin");
+  mkdirSync(bin, { recursive: true });
+  let go = buildGoExample(bin);
+  if (!go.ok) {
+    log(`no Go toolchain builds examples/go (${go.reasons.join("; ")}): downloading Debian's ${GO_PACKAGES.join(", ")} and their golang-*-dev dependencies into tools/go (system packages untouched)`);
+    if (installDebs(GO_PACKAGES, "bookworm", GO_DIR, { withDependencies: true })) go = buildGoExample(bin);
+  }
+  rmSync(join(bin, "gopath"), { recursive: true, force: true });
+  if (go.ok) log(`go (${go.where}): ${go.go} builds examples/go: ${go.binary}`);
+  else {
+    log(`examples/go could not be built: ${go.reasons.join("; ")}\nInstall Debian's golang-go and golang-google-grpc-dev (GOPATH mode), or put a go with google.golang.org/grpc in /usr/share/gocode on PATH`);
+    failed = true;
+  }
+  if (py) {
+    const quote = (v) => `'${v.replace(/'/g, "'\\''")}'`;
+    const exports = Object.entries(py.env).map(([k, v]) => `export ${k}=${quote(v)}\n`).join("");
+    writeFileSync(join(bin, "python3"), `#!/bin/sh\n# the python3 setup found for examples/python (${py.where})\n${exports}exec ${quote(py.bin)} "$@"\n`, { mode: 0o755 });
+  }
+  if (failed) process.exit(1);
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
   if (!args.has("--no-npm")) ensureNpmPackages();
   if (!args.has("--no-nats")) ensureNatsServer();
   if (args.has("--mosquitto")) ensureMosquitto();
+  if (args.has("--examples")) ensureExamples();
 }

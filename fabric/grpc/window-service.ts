@@ -1,10 +1,9 @@
-import { JetStreamApiCodes, JetStreamApiError } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { parse as parseYaml } from "yaml";
 import { mayPublish, maySubscribe } from "../../ingress/permissions.js";
 import { WindowServiceService, type AddWindowRequest, type Window, type WindowServiceServer } from "../../proto/gen/fabric/v1/window.js";
 import { DEFINITIONS_BUCKET, listDefinitions, removeDefinition, windowDefinitionSchema } from "../../streams/index.js";
-import { errorMessage, InvalidInputError, parseInput } from "../core/index.js";
+import { errorMessage, InvalidInputError, isRevisionConflict, parseInput } from "../core/index.js";
 import type { Caller } from "./auth.js";
 import { assertMayPublish, type GatewayContext } from "./context.js";
 import { GatewayError } from "./errors.js";
@@ -48,10 +47,6 @@ async function readWindow(kv: KV, name: string): Promise<Window | undefined> {
   return e === null || e.operation !== "PUT" ? undefined : { name, definition: e.string(), revision: e.revision };
 }
 
-function isWrongRevision(err: unknown): boolean {
-  return err instanceof JetStreamApiError && (err.code === JetStreamApiCodes.StreamWrongLastSequence || err.code === JetStreamApiCodes.StreamWrongLastSequenceUnknown);
-}
-
 /** Stores `json` under `name` as the request says (create, replace, or compare-and-set); returns the revision. */
 async function store(kv: KV, name: string, json: string, req: AddWindowRequest): Promise<number> {
   const expected = req.expectedRevision;
@@ -59,7 +54,7 @@ async function store(kv: KV, name: string, json: string, req: AddWindowRequest):
     if (req.replace) return await kv.put(name, json);
     return expected === undefined || expected === 0 ? await kv.create(name, json) : await kv.update(name, json, expected);
   } catch (err) {
-    if (!isWrongRevision(err)) throw err;
+    if (!isRevisionConflict(err)) throw err;
     const current = (await readWindow(kv, name))?.revision;
     if (current === undefined) throw new GatewayError("FABRIC_ERR_FAILED_PRECONDITION", `window ${name} does not exist (expected revision ${expected ?? 0})`);
     if (expected === undefined) throw new GatewayError("FABRIC_ERR_FAILED_PRECONDITION", `window ${name} exists (revision ${current}): set replace, or expected_revision ${current} to replace that revision`);

@@ -24,10 +24,25 @@ export const protobufPackage = "fabric.v1";
 export const protobufFileName = "fabric/v1/publish.proto";
 
 export interface PublishRequest {
+  /**
+   * A subject of the fabric's data streams, literal, at most 1 024 bytes: telemetry.<site>.<device>.<metric>
+   * (TELEMETRY), events.<site>.<device>.<type> (EVENTS), cmd.<site>.<device>.<name> (COMMANDS) or
+   * agg.<window>.<key tokens> (AGGREGATES), every token 1-64 of lowercase letters, digits, '_' and '-'.
+   * `$`-subjects ($JS.API, $KV), rejected.>, inboxes and anything else are refused.
+   */
   subject: string;
+  /** With the headers, at most the servers' max_payload (1 MiB by default). */
   data: Buffer;
+  /**
+   * At most 64 headers, 16 KiB in all; names of printable ASCII without ':' or spaces, values without CR, LF
+   * or other control characters.
+   */
   headers: { [key: string]: string };
-  /** Stored once within the stream's duplicate window, however often it is sent (Nats-Msg-Id). */
+  /**
+   * Stored once within the stream's duplicate window (TELEMETRY 2 min, EVENTS, AGGREGATES and COMMANDS
+   * 10 min), however often it is sent (Nats-Msg-Id). 1-256 characters, no control characters, no leading or
+   * trailing white space.
+   */
   idempotencyKey: string;
 }
 
@@ -380,9 +395,14 @@ export const PublishResponse: MessageFns<PublishResponse> = {
   },
 };
 
-/** Publishing into the fabric's streams; the reply means stored. */
+/** Publishing into the fabric's data streams; the reply means stored. */
 export type PublishServiceService = typeof PublishServiceService;
 export const PublishServiceService = {
+  /**
+   * INVALID_ARGUMENT (FABRIC_ERR_INVALID_INPUT) for a subject that is not a data subject, over-long or
+   * malformed headers or key, or a message over max_payload; PERMISSION_DENIED for a subject outside the
+   * caller's role.
+   */
   publish: {
     path: "/fabric.v1.PublishService/Publish" as const,
     requestStream: false as const,
@@ -395,10 +415,20 @@ export const PublishServiceService = {
 } as const;
 
 export interface PublishServiceServer extends UntypedServiceImplementation {
+  /**
+   * INVALID_ARGUMENT (FABRIC_ERR_INVALID_INPUT) for a subject that is not a data subject, over-long or
+   * malformed headers or key, or a message over max_payload; PERMISSION_DENIED for a subject outside the
+   * caller's role.
+   */
   publish: handleUnaryCall<PublishRequest, PublishResponse>;
 }
 
 export interface PublishServiceClient extends Client {
+  /**
+   * INVALID_ARGUMENT (FABRIC_ERR_INVALID_INPUT) for a subject that is not a data subject, over-long or
+   * malformed headers or key, or a message over max_payload; PERMISSION_DENIED for a subject outside the
+   * caller's role.
+   */
   publish(
     request: PublishRequest,
     callback: (error: ServiceError | null, response: PublishResponse) => void,

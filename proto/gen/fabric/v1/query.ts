@@ -46,11 +46,14 @@ export interface Aggregate_ValuesEntry {
 }
 
 export interface GetAggregatesRequest {
+  /** A window name: 1-64 of lowercase letters, digits, '_' and '-'. */
   window: string;
+  /** The key's tokens (site.device.metric by default), each 1-64 of lowercase letters, digits, '_' and '-'. */
   key: string;
   /** Windows starting in [from_ms, to_ms); to_ms 0 means up to now. */
   fromMs: number;
   toMs: number;
+  /** At most this many windows, the earliest first: 1-10 000, 0 for 10 000. */
   limit: number;
 }
 
@@ -917,9 +920,13 @@ export const GetLatestResponse: MessageFns<GetLatestResponse> = {
   },
 };
 
-/** Window aggregates (fabric windows): ranges, live results and the latest value per key. */
+/**
+ * Window aggregates (fabric windows): ranges, live results and the latest value per key. A window that is
+ * not defined (fabric windows ls, WindowService) is NOT_FOUND (FABRIC_ERR_NOT_FOUND) for every method.
+ */
 export type QueryServiceService = typeof QueryServiceService;
 export const QueryServiceService = {
+  /** Reads what AGGREGATES holds when the call begins and answers as soon as that is read. */
   getAggregates: {
     path: "/fabric.v1.QueryService/GetAggregates" as const,
     requestStream: false as const,
@@ -953,12 +960,14 @@ export const QueryServiceService = {
 } as const;
 
 export interface QueryServiceServer extends UntypedServiceImplementation {
+  /** Reads what AGGREGATES holds when the call begins and answers as soon as that is read. */
   getAggregates: handleUnaryCall<GetAggregatesRequest, GetAggregatesResponse>;
   watchAggregates: handleServerStreamingCall<WatchAggregatesRequest, WatchAggregatesResponse>;
   getLatest: handleUnaryCall<GetLatestRequest, GetLatestResponse>;
 }
 
 export interface QueryServiceClient extends Client {
+  /** Reads what AGGREGATES holds when the call begins and answers as soon as that is read. */
   getAggregates(
     request: GetAggregatesRequest,
     callback: (error: ServiceError | null, response: GetAggregatesResponse) => void,

@@ -1,0 +1,3 @@
+module fabricexamples
+
+go 1.19
