@@ -5,40 +5,26 @@
  * acknowledgements that left WatchCommand hanging, and one code per condition.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { status, type ChannelCredentials, type Client, type Metadata, type ServiceError } from "@grpc/grpc-js";
+import { status, type Metadata, type ServiceError } from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { headers as natsHeaders, type Msg, type NatsConnection } from "@nats-io/transport-node";
 import { pollUntil } from "../../fabric/core/index.js";
 import { COMMAND_ACK_TYPE, COMMAND_ID_HEADER } from "../../fabric/grpc/command-service.js";
-import { issueUser } from "../../identity/index.js";
 import { CommandServiceClient, CommandServiceService, CommandState, type SendCommandRequest, type SendCommandResponse, type WatchCommandResponse } from "../../proto/gen/fabric/v1/command.js";
 import { PublishServiceClient, PublishServiceService, type PublishRequest, type PublishResponse } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceClient, QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
 import { saveDefinition } from "../../streams/index.js";
-import { authFor, connectAs, grpcClient, Harness, startTestHub, type TestHub } from "../harness/index.js";
+import { authFor, grpcTestbed, Harness, type GrpcTestbed } from "../harness/index.js";
 
 const h = new Harness();
-let hub: TestHub;
 let service: string;
 let nc: NatsConnection;
-const clients: Client[] = [];
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await h.dispose();
-});
+let client: GrpcTestbed["client"];
+afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { grpc: true });
-  service = issueUser(hub.keystore, { account: "fleet", role: "service", name: "defects" }).creds ?? "";
-  nc = await connectAs(hub.urls, service);
-  h.defer(() => nc.close());
+  ({ service, nc, client } = await grpcTestbed(h, "defects"));
 });
-
-function client<C extends Client>(Ctor: new (address: string, creds: ChannelCredentials) => C): C {
-  const c = grpcClient(Ctor, hub.grpc ?? 0);
-  clients.push(c);
-  return c;
-}
 
 const refusal = (p: Promise<unknown>): Promise<ServiceError> => p.then(() => Promise.reject(new Error("expected a refusal")), (err: ServiceError) => err);
 const codes = (e: ServiceError): [status, string[]] => [e.code, e.metadata.get("fabric-error-code").map(String)];

@@ -13,31 +13,19 @@ import { CredentialServiceClient, NonceOperation } from "../../proto/gen/fabric/
 import { PublishServiceClient, PublishServiceService, type PublishRequest, type PublishResponse } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceClient, QueryServiceService, type WatchAggregatesResponse } from "../../proto/gen/fabric/v1/query.js";
 import { saveDefinition } from "../../streams/index.js";
-import { authFor, connectAs, grpcClient, Harness, startTestHub, type TestHub } from "../harness/index.js";
+import { authFor, connectAs, grpcTestbed, Harness, type GrpcTestbed, type TestHub } from "../harness/index.js";
 
 const h = new Harness();
 let hub: TestHub;
 let port: number;
 let service: string;
 let nc: NatsConnection;
-const clients: Client[] = [];
-afterAll(async () => {
-  for (const c of clients) c.close();
-  await h.dispose();
-});
+let client: GrpcTestbed["client"];
+afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { grpc: true });
+  ({ hub, service, nc, client } = await grpcTestbed(h, "backend"));
   port = hub.grpc ?? 0;
-  service = issueUser(hub.keystore, { account: "fleet", role: "service", name: "backend" }).creds ?? "";
-  nc = await connectAs(hub.urls, service);
-  h.defer(() => nc.close());
 });
-
-function client<C extends Client>(Ctor: new (address: string, creds: ChannelCredentials) => C): C {
-  const c = grpcClient(Ctor, port);
-  clients.push(c);
-  return c;
-}
 
 function publish(c: PublishServiceClient, req: Partial<PublishRequest>, md: Metadata): Promise<PublishResponse> {
   return new Promise((resolve, reject) => c.publish({ subject: "", data: Buffer.alloc(0), headers: {}, idempotencyKey: "", ...req }, md, (err, res) => (err === null ? resolve(res) : reject(err))));
