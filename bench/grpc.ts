@@ -1,7 +1,7 @@
 import { AckPolicy, jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { JetStreamPublisher, pollUntil } from "../fabric/core/index.js";
-import { ConsumerServiceClient, ConsumerServiceService, Settlement_Kind, type ConsumeResponse } from "../proto/gen/fabric/v1/consumer.js";
+import { ConsumerServiceClient, ConsumerServiceService, FlowControl, Settlement_Kind, type ConsumeResponse } from "../proto/gen/fabric/v1/consumer.js";
 import { readFileSync } from "node:fs";
 import { credentials } from "@grpc/grpc-js";
 import { authFor, connectAs, startCli, type Harness } from "../test/harness/index.js";
@@ -105,7 +105,7 @@ async function gatewayConsume(port: number, creds: string, subject: string, coun
     }
   });
   call.on("error", (e: Error) => (failure = e));
-  call.write({ frame: { $case: "open", value: { stream: "TELEMETRY", durable: `gw-${Math.round(performance.now())}`, filterSubjects: [subject], maxMessagesInFlight: 10_000, maxBytesInFlight: 0, ackWaitMs: 30_000 } } });
+  call.write({ frame: { $case: "open", value: { stream: "TELEMETRY", durable: `gw-${Math.round(performance.now())}`, filterSubjects: [subject], maxMessagesInFlight: 10_000, maxBytesInFlight: 0, ackWaitMs: 30_000, flowControl: FlowControl.FLOW_CONTROL_CREDITS, maxLeaseExtensionMs: 0, maxDeliveries: 0 } } });
   call.write({ frame: { $case: "credit", value: { messages: CREDIT, bytes: 0 } } });
   await pollUntil(() => (failure !== undefined ? Promise.reject(failure) : n >= count || undefined), { intervalMs: 2, timeoutMs: 300_000, what: "the gateway consume" });
   const rate = (count * 1000) / (performance.now() - t0);

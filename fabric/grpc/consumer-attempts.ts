@@ -16,6 +16,10 @@ export interface Attempt {
   readonly ackWaitMs: number;
   /** Bytes as JetStream counts them for max_bytes (subject, ack subject, headers and data). */
   readonly size: number;
+  /** When the gateway handed it out (epoch ms). */
+  readonly deliveredAt: number;
+  /** The consumer's max_deliver when its messages go to DEAD_LETTER after it, else 0. */
+  readonly deadLetterAfter: number;
   /** The gateway's view of when JetStream redelivers it: the delivery's arrival (or the last in-progress) plus ack wait. */
   leaseUntil: number;
   settled: boolean;
@@ -57,10 +61,10 @@ export class Attempts {
     return group;
   }
 
-  record(reply: string, a: AckSubject, ackWaitMs: number, size: number, now = Date.now()): Attempt {
+  record(reply: string, a: AckSubject, ackWaitMs: number, size: number, now = Date.now(), deadLetterAfter = 0): Attempt {
     this.sweep(now);
     const group = this.group(a.stream, a.consumer);
-    const x: Attempt = { group, seq: a.streamSeq, reply, attempt: a.attempt, ackWaitMs, size, leaseUntil: now + ackWaitMs, settled: false };
+    const x: Attempt = { group, seq: a.streamSeq, reply, attempt: a.attempt, ackWaitMs, size, deliveredAt: now, deadLetterAfter, leaseUntil: now + ackWaitMs, settled: false };
     group.set(x.seq, x); // a redelivery supersedes the earlier attempt
     return x;
   }
@@ -91,7 +95,6 @@ export class Attempts {
     if (x.group.get(x.seq) === x) x.group.delete(x.seq);
   }
 
-
   /** Forgets attempts whose lease ended (lazily, at most every few seconds). */
   private sweep(now: number): void {
     if (now - this.lastSweep < SWEEP_EVERY_MS) return;
@@ -105,9 +108,14 @@ export class Attempts {
 
 /** JetStream's ack protocol payloads, encoded once (they go out for every settlement). */
 const ACK = Buffer.from("+ACK");
-const WPI = Buffer.from("+WPI");
-const TERM = Buffer.from("+TERM");
+export const WPI = Buffer.from("+WPI");
+export const TERM = Buffer.from("+TERM");
 export const NAK = Buffer.from("-NAK");
+
+/** Whether settling `x` with `kind` is a nak at its last allowed delivery (the message goes to DEAD_LETTER). */
+export function isLastNak(x: Attempt, kind: Settlement_Kind): boolean {
+  return kind === Settlement_Kind.KIND_NACK && x.deadLetterAfter > 0 && x.attempt >= x.deadLetterAfter;
+}
 
 /** What settling publishes to an attempt's ack subject (JetStream's ack protocol), or undefined for no settlement. */
 export function settlementPayload(kind: Settlement_Kind, delayMs: number): Uint8Array | undefined {

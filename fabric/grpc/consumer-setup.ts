@@ -1,8 +1,6 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, JetStreamApiError, type ConsumerConfig, type ConsumerInfo, type JetStreamManager } from "@nats-io/jetstream";
 import type { StartPosition } from "../../proto/gen/fabric/v1/consumer.js";
-import { InvalidInputError, isValidSubject } from "../core/index.js";
-import type { Caller } from "./auth.js";
-import { assertMaySubscribe } from "./context.js";
+import { InvalidInputError } from "../core/index.js";
 import { GatewayError } from "./errors.js";
 
 /** A lease (ack wait) when the client asks for none, and its bounds. */
@@ -12,7 +10,12 @@ const MAX_ACK_WAIT_MS = 24 * 3_600_000;
 /** In-flight messages (the consumer's max_ack_pending) when the client asks for no cap, and the largest cap. */
 export const DEFAULT_MAX_IN_FLIGHT = 1_000;
 const MAX_IN_FLIGHT = 100_000;
-const MAX_FILTERS = 32;
+/** The most deliveries of a message a client may ask for (JetStream's max_deliver). */
+const MAX_DELIVERIES = 1_000;
+/** The longest automatic lease extension. */
+const MAX_LEASE_EXTENSION_MS = 24 * 3_600_000;
+/** Consumer metadata marking a consumer whose messages go to DEAD_LETTER after max_deliver. */
+export const DEAD_LETTER_METADATA = "fabric_dead_letter";
 /**
  * An ephemeral consumer is deleted when its stream closes; this threshold only reclaims those of a gateway that
  * died. It must outlast a client idling without credit (no pulls), hence generous.
@@ -30,16 +33,6 @@ export function assertDurableName(durable: string, field = "durable"): void {
   if (!NAME.test(durable)) throw new InvalidInputError(`${field} ${JSON.stringify(durable)} is not a consumer name (1-128 of letters, digits, '_' and '-')`);
 }
 
-/** At least one filter, each a valid subject the caller may read. */
-export function assertFilters(caller: Caller, filters: readonly string[], field = "filter_subjects"): string[] {
-  if (filters.length === 0) throw new InvalidInputError(`${field} needs at least one subject`);
-  if (filters.length > MAX_FILTERS) throw new InvalidInputError(`${field} holds more than ${MAX_FILTERS} subjects`);
-  for (const f of filters) if (!isValidSubject(f)) throw new InvalidInputError(`${field}: ${JSON.stringify(f)} is not a valid NATS subject`);
-  if (new Set(filters).size !== filters.length) throw new InvalidInputError(`${field} repeats a subject`);
-  for (const f of filters) assertMaySubscribe(caller, f);
-  return [...filters];
-}
-
 export function ackWaitOf(ms: number, field: string): number {
   if (ms === 0) return DEFAULT_ACK_WAIT_MS;
   if (ms < MIN_ACK_WAIT_MS || ms > MAX_ACK_WAIT_MS) throw new InvalidInputError(`${field} must be ${MIN_ACK_WAIT_MS} ms to ${MAX_ACK_WAIT_MS / 3_600_000} h (or 0 for ${DEFAULT_ACK_WAIT_MS / 1_000} s)`);
@@ -50,6 +43,16 @@ export function maxInFlightOf(n: number, field: string): number {
   if (n === 0) return DEFAULT_MAX_IN_FLIGHT;
   if (n > MAX_IN_FLIGHT) throw new InvalidInputError(`${field} must be at most ${MAX_IN_FLIGHT} (or 0 for ${DEFAULT_MAX_IN_FLIGHT})`);
   return n;
+}
+
+export function maxDeliveriesOf(n: number, field: string): number {
+  if (n > MAX_DELIVERIES) throw new InvalidInputError(`${field} must be at most ${MAX_DELIVERIES} (or 0 for unlimited)`);
+  return n;
+}
+
+export function leaseExtensionOf(ms: number, field: string): number {
+  if (ms > MAX_LEASE_EXTENSION_MS) throw new InvalidInputError(`${field} must be at most ${MAX_LEASE_EXTENSION_MS / 3_600_000} h (or 0 for none)`);
+  return ms;
 }
 
 /** A start position as JetStream's deliver policy; none means the whole stream (JetStream's default too). */
@@ -76,10 +79,10 @@ function isApiError(err: unknown, code: number): boolean {
   return err instanceof JetStreamApiError && err.code === code;
 }
 
-/** NOT_FOUND unless the stream exists. */
-export async function assertStreamExists(jsm: JetStreamManager, stream: string): Promise<void> {
+/** The stream's configured subjects; NOT_FOUND unless the stream exists. */
+export async function streamSubjects(jsm: JetStreamManager, stream: string): Promise<string[]> {
   try {
-    await jsm.streams.info(stream);
+    return [...((await jsm.streams.info(stream)).config.subjects ?? [])];
   } catch (err) {
     if (isApiError(err, JetStreamApiCodes.StreamNotFound)) throw new GatewayError("FABRIC_ERR_NOT_FOUND", `no stream ${stream}`);
     throw err;
@@ -114,6 +117,8 @@ export interface ConsumerSpec {
   /** The client's asks, 0 for the default (an existing durable keeps its own then). */
   ackWaitMs: number;
   maxInFlight: number;
+  /** 0: unlimited (an existing durable keeps its own); else JetStream's max_deliver, with dead-lettering. */
+  maxDeliveries: number;
 }
 
 /**
@@ -128,6 +133,7 @@ export async function ensureConsumer(jsm: JetStreamManager, spec: ConsumerSpec):
     ack_policy: AckPolicy.Explicit,
     ack_wait: ms2ns(ackWait),
     max_ack_pending: maxAckPending,
+    ...(spec.maxDeliveries > 0 ? { max_deliver: spec.maxDeliveries, metadata: { [DEAD_LETTER_METADATA]: "true" } } : {}),
     ...(spec.filters.length === 1 ? { filter_subject: spec.filters[0] } : { filter_subjects: spec.filters }),
     ...deliverPolicyOf(spec.start),
   };
@@ -156,10 +162,14 @@ export async function ensureConsumer(jsm: JetStreamManager, spec: ConsumerSpec):
   if (have.length !== spec.filters.length || !spec.filters.every((f) => have.includes(f))) {
     throw new GatewayError("FABRIC_ERR_FAILED_PRECONDITION", `durable ${spec.durable} of stream ${spec.stream} exists with other filter subjects (${have.join(", ") || "none"}): use those, or another durable`);
   }
-  const update: { ack_wait?: number; max_ack_pending?: number } = {};
+  const update: Partial<Pick<ConsumerConfig, "ack_wait" | "max_ack_pending" | "max_deliver" | "metadata">> = {};
   if (spec.ackWaitMs !== 0 && c.ack_wait !== ms2ns(ackWait)) update.ack_wait = ms2ns(ackWait);
   if (spec.maxInFlight !== 0 && c.max_ack_pending !== maxAckPending) update.max_ack_pending = maxAckPending;
-  if (update.ack_wait !== undefined || update.max_ack_pending !== undefined) {
+  if (spec.maxDeliveries !== 0 && (c.max_deliver !== spec.maxDeliveries || c.metadata?.[DEAD_LETTER_METADATA] !== "true")) {
+    update.max_deliver = spec.maxDeliveries;
+    update.metadata = { ...c.metadata, [DEAD_LETTER_METADATA]: "true" };
+  }
+  if (Object.keys(update).length > 0) {
     try {
       info = await jsm.consumers.update(spec.stream, spec.durable, update);
     } catch (err) {

@@ -28,6 +28,57 @@ export const protobufPackage = "fabric.v1";
 
 export const protobufFileName = "fabric/v1/consumer.proto";
 
+/** How a Consume stream decides how much to deliver. */
+export enum FlowControl {
+  /** FLOW_CONTROL_UNSPECIFIED - As FLOW_CONTROL_CREDITS. */
+  FLOW_CONTROL_UNSPECIFIED = 0,
+  /**
+   * FLOW_CONTROL_CREDITS - One-shot credits: the server delivers only what Credit frames allowed (a credit is used up by a delivery
+   * and is not given back by settling it), never more than the in-flight caps either.
+   */
+  FLOW_CONTROL_CREDITS = 1,
+  /**
+   * FLOW_CONTROL_WINDOW - A window: the server keeps up to max_messages_in_flight (and max_bytes_in_flight) deliveries outstanding,
+   * and every settlement that ends one (ack, nack, terminate) and every lease that runs out makes room for the
+   * next; no Credit frames are needed, and one is refused with INVALID_ARGUMENT (ending the stream). Heartbeats
+   * report the room left in the window as credit_messages (and credit_bytes with max_bytes_in_flight).
+   */
+  FLOW_CONTROL_WINDOW = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function flowControlFromJSON(object: any): FlowControl {
+  switch (object) {
+    case 0:
+    case "FLOW_CONTROL_UNSPECIFIED":
+      return FlowControl.FLOW_CONTROL_UNSPECIFIED;
+    case 1:
+    case "FLOW_CONTROL_CREDITS":
+      return FlowControl.FLOW_CONTROL_CREDITS;
+    case 2:
+    case "FLOW_CONTROL_WINDOW":
+      return FlowControl.FLOW_CONTROL_WINDOW;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FlowControl.UNRECOGNIZED;
+  }
+}
+
+export function flowControlToJSON(object: FlowControl): string {
+  switch (object) {
+    case FlowControl.FLOW_CONTROL_UNSPECIFIED:
+      return "FLOW_CONTROL_UNSPECIFIED";
+    case FlowControl.FLOW_CONTROL_CREDITS:
+      return "FLOW_CONTROL_CREDITS";
+    case FlowControl.FLOW_CONTROL_WINDOW:
+      return "FLOW_CONTROL_WINDOW";
+    case FlowControl.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Where a new consumer starts. */
 export interface StartPosition {
   position?:
@@ -53,19 +104,57 @@ export interface Open {
   stream: string;
   /** A durable consumer's name (it survives reconnects); empty for an ephemeral one. */
   durable: string;
-  /** Subjects within the caller's permissions. */
+  /**
+   * Subjects within the caller's permissions and the stream's subjects (at most 32). Empty: the whole stream
+   * within the caller's permissions, i.e. the intersections of the stream's subjects with the subjects the
+   * caller may subscribe to (PERMISSION_DENIED when that is nothing; INVALID_ARGUMENT when a deny rule of the
+   * role excludes part of it, since filters cannot express "all but", or it needs more than 32 filters: then
+   * give filters). A durable keeps the filters it was created with: opening it again with other ones (or,
+   * with empty filters, after the caller's permissions changed) is FAILED_PRECONDITION.
+   */
   filterSubjects: string[];
   start?:
     | StartPosition
     | undefined;
-  /** Caps on what may be in flight (delivered, not yet settled): 0 takes the default. */
+  /**
+   * Caps on what may be in flight (delivered, not yet settled): 0 takes the default (1 000 messages, no byte
+   * cap), at most 100 000 messages. JetStream's max_ack_pending of the consumer is set to the message cap.
+   */
   maxMessagesInFlight: number;
   maxBytesInFlight: number;
-  /** How long a delivery is leased before it is redelivered, milliseconds; 0 takes the default (30 s). */
+  /**
+   * How long a delivery is leased before it is redelivered, milliseconds: 100 ms to 24 h; 0 takes the default
+   * (30 s; an existing durable keeps its own).
+   */
   ackWaitMs: number;
+  /** Credits (the default) or a window: see FlowControl. */
+  flowControl: FlowControl;
+  /**
+   * Automatic lease extension, milliseconds (0: off; at most 24 h). The gateway renews the lease of every
+   * delivery this stream holds unsettled (JetStream in-progress) shortly before it ends, so a delivery is
+   * redelivered max(ack_wait_ms, max_lease_extension_ms) after it was delivered unless settled earlier, not
+   * after ack_wait_ms. Delivery.lease_expires_at_ms is then that final end. An IN_PROGRESS settlement renews
+   * the lease by another ack wait from then, as without extension (and can so go beyond it). Renewals stop
+   * when the stream ends (its unsettled deliveries are nak'ed then, see Consume).
+   */
+  maxLeaseExtensionMs: number;
+  /**
+   * The most deliveries of a message (0: unlimited; at most 1 000; JetStream's max_deliver of the consumer; an
+   * existing durable keeps its own when 0). A message delivered this often without being acked (nack'ed at
+   * its last delivery, or its last lease ran out) goes to the DEAD_LETTER stream on subject
+   * `deadletter.<stream>.<consumer>`, once (by Nats-Msg-Id, whatever the number of gateways), with its headers
+   * and data and the headers Fabric-Dead-Letter-Stream, -Sequence, -Subject, -Consumer, -Deliveries and
+   * -Reason; the consumer goes on with the next message (a TERMINATE at the last delivery does not
+   * dead-letter: it means "drop").
+   */
+  maxDeliveries: number;
 }
 
-/** Permission to receive this many more messages (and bytes). */
+/**
+ * Permission to receive this many more messages (and bytes); credits add up to at most 2^31-1 messages.
+ * Byte credits apply from the first Credit frame on or never (a stream that began counting messages only
+ * refuses them later). Refused in FLOW_CONTROL_WINDOW.
+ */
 export interface Credit {
   messages: number;
   bytes: number;
@@ -132,7 +221,11 @@ export function settlement_KindToJSON(object: Settlement_Kind): string {
   }
 }
 
-/** Settlements travel in batches: one frame per delivery would cost a transport write each. */
+/**
+ * Settlements travel in batches: one frame per delivery would cost a transport write each. A frame may hold
+ * any number (within the 4 MiB message limit, some 100 000 settlements): every one is applied, in order, and
+ * each one refused (unknown or stale token, no kind) comes back as a SettleError while the stream goes on.
+ */
 export interface Settlements {
   settlements: Settlement[];
 }
@@ -149,7 +242,11 @@ export interface Delivery {
   /** Opaque, valid for this attempt only: settling with a stale token is refused. */
   ackToken: string;
   attempt: number;
-  /** When the lease ends and the message is redelivered unless settled, epoch milliseconds. */
+  /**
+   * When the lease ends and the message is redelivered unless settled, epoch milliseconds (the gateway's
+   * clock). With Open.max_lease_extension_ms, the end after all automatic renewals. A settlement that reaches
+   * the gateway within a short margin of it (at most 1 s, ack wait / 20) is refused as stale.
+   */
   leaseExpiresAtMs: number;
   event?: Event | undefined;
 }
@@ -158,7 +255,10 @@ export interface Heartbeat {
   /** Messages on the filter not yet delivered, and delivered but not yet settled. */
   pending: number;
   ackPending: number;
-  /** Credits the server still holds for the client. */
+  /**
+   * Credits the server still holds for the client; in FLOW_CONTROL_WINDOW the room left in the window (and
+   * bytes only with max_bytes_in_flight).
+   */
   creditMessages: number;
   creditBytes: number;
 }
@@ -191,6 +291,7 @@ export interface ConsumeResponse {
 
 export interface TailRequest {
   stream: string;
+  /** As Open.filter_subjects: empty means the whole stream within the caller's permissions. */
   filterSubjects: string[];
   start?: StartPosition | undefined;
 }
@@ -201,13 +302,18 @@ export interface TailResponse {
 
 export interface FetchRequest {
   stream: string;
-  /** The durable consumer (created on first use with these filters). */
+  /** The durable consumer (created on first use with these filters), required. */
   durable: string;
+  /** As Open.filter_subjects: empty means the whole stream within the caller's permissions. */
   filterSubjects: string[];
+  /** At most this many deliveries (default 100, at most 1 000); a response stays under 3 MiB of messages. */
   maxMessages: number;
-  /** How long to wait for the first message, milliseconds (default 1 s, at most 30 s). */
+  /** How long to wait for the first message, milliseconds (default 1 s, at most 30 s, never past the deadline). */
   waitMs: number;
+  /** As Open.ack_wait_ms. */
   ackWaitMs: number;
+  /** As Open.max_deliveries (dead-lettering included). */
+  maxDeliveries: number;
 }
 
 export interface FetchResponse {
@@ -400,6 +506,9 @@ function createBaseOpen(): Open {
     maxMessagesInFlight: 0,
     maxBytesInFlight: 0,
     ackWaitMs: 0,
+    flowControl: 0,
+    maxLeaseExtensionMs: 0,
+    maxDeliveries: 0,
   };
 }
 
@@ -425,6 +534,15 @@ export const Open: MessageFns<Open> = {
     }
     if (message.ackWaitMs !== 0) {
       writer.uint32(56).uint32(message.ackWaitMs);
+    }
+    if (message.flowControl !== 0) {
+      writer.uint32(64).int32(message.flowControl);
+    }
+    if (message.maxLeaseExtensionMs !== 0) {
+      writer.uint32(72).uint32(message.maxLeaseExtensionMs);
+    }
+    if (message.maxDeliveries !== 0) {
+      writer.uint32(80).uint32(message.maxDeliveries);
     }
     return writer;
   },
@@ -498,6 +616,30 @@ export const Open: MessageFns<Open> = {
             message.ackWaitMs = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.flowControl = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.maxLeaseExtensionMs = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.maxDeliveries = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -535,6 +677,21 @@ export const Open: MessageFns<Open> = {
         : isSet(object.ack_wait_ms)
         ? globalThis.Number(object.ack_wait_ms)
         : 0,
+      flowControl: isSet(object.flowControl)
+        ? flowControlFromJSON(object.flowControl)
+        : isSet(object.flow_control)
+        ? flowControlFromJSON(object.flow_control)
+        : 0,
+      maxLeaseExtensionMs: isSet(object.maxLeaseExtensionMs)
+        ? globalThis.Number(object.maxLeaseExtensionMs)
+        : isSet(object.max_lease_extension_ms)
+        ? globalThis.Number(object.max_lease_extension_ms)
+        : 0,
+      maxDeliveries: isSet(object.maxDeliveries)
+        ? globalThis.Number(object.maxDeliveries)
+        : isSet(object.max_deliveries)
+        ? globalThis.Number(object.max_deliveries)
+        : 0,
     };
   },
 
@@ -561,6 +718,15 @@ export const Open: MessageFns<Open> = {
     if (message.ackWaitMs !== 0) {
       obj.ackWaitMs = Math.round(message.ackWaitMs);
     }
+    if (message.flowControl !== 0) {
+      obj.flowControl = flowControlToJSON(message.flowControl);
+    }
+    if (message.maxLeaseExtensionMs !== 0) {
+      obj.maxLeaseExtensionMs = Math.round(message.maxLeaseExtensionMs);
+    }
+    if (message.maxDeliveries !== 0) {
+      obj.maxDeliveries = Math.round(message.maxDeliveries);
+    }
     return obj;
   },
 
@@ -578,6 +744,9 @@ export const Open: MessageFns<Open> = {
     message.maxMessagesInFlight = object.maxMessagesInFlight ?? 0;
     message.maxBytesInFlight = object.maxBytesInFlight ?? 0;
     message.ackWaitMs = object.ackWaitMs ?? 0;
+    message.flowControl = object.flowControl ?? 0;
+    message.maxLeaseExtensionMs = object.maxLeaseExtensionMs ?? 0;
+    message.maxDeliveries = object.maxDeliveries ?? 0;
     return message;
   },
 };
@@ -1786,7 +1955,7 @@ export const TailResponse: MessageFns<TailResponse> = {
 };
 
 function createBaseFetchRequest(): FetchRequest {
-  return { stream: "", durable: "", filterSubjects: [], maxMessages: 0, waitMs: 0, ackWaitMs: 0 };
+  return { stream: "", durable: "", filterSubjects: [], maxMessages: 0, waitMs: 0, ackWaitMs: 0, maxDeliveries: 0 };
 }
 
 export const FetchRequest: MessageFns<FetchRequest> = {
@@ -1808,6 +1977,9 @@ export const FetchRequest: MessageFns<FetchRequest> = {
     }
     if (message.ackWaitMs !== 0) {
       writer.uint32(48).uint32(message.ackWaitMs);
+    }
+    if (message.maxDeliveries !== 0) {
+      writer.uint32(56).uint32(message.maxDeliveries);
     }
     return writer;
   },
@@ -1873,6 +2045,14 @@ export const FetchRequest: MessageFns<FetchRequest> = {
             message.ackWaitMs = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.maxDeliveries = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1909,6 +2089,11 @@ export const FetchRequest: MessageFns<FetchRequest> = {
         : isSet(object.ack_wait_ms)
         ? globalThis.Number(object.ack_wait_ms)
         : 0,
+      maxDeliveries: isSet(object.maxDeliveries)
+        ? globalThis.Number(object.maxDeliveries)
+        : isSet(object.max_deliveries)
+        ? globalThis.Number(object.max_deliveries)
+        : 0,
     };
   },
 
@@ -1932,6 +2117,9 @@ export const FetchRequest: MessageFns<FetchRequest> = {
     if (message.ackWaitMs !== 0) {
       obj.ackWaitMs = Math.round(message.ackWaitMs);
     }
+    if (message.maxDeliveries !== 0) {
+      obj.maxDeliveries = Math.round(message.maxDeliveries);
+    }
     return obj;
   },
 
@@ -1946,6 +2134,7 @@ export const FetchRequest: MessageFns<FetchRequest> = {
     message.maxMessages = object.maxMessages ?? 0;
     message.waitMs = object.waitMs ?? 0;
     message.ackWaitMs = object.ackWaitMs ?? 0;
+    message.maxDeliveries = object.maxDeliveries ?? 0;
     return message;
   },
 };
@@ -2161,10 +2350,26 @@ export const SettleResponse: MessageFns<SettleResponse> = {
   },
 };
 
-/** Consuming a stream with server-enforced credits, per-attempt ack tokens and leases. */
+/**
+ * Consuming a stream with server-enforced flow control (credits or a window), per-attempt ack tokens and leases.
+ *
+ * Limits that hold for every call:
+ * - every message either way is at most 4 MiB (the gateway's gRPC message limit), a frame of any size within
+ *   that is accepted;
+ * - stream and durable names: 1-128 of [A-Za-z0-9_-];
+ * - filter_subjects: at most 32, no repeats, each a valid NATS subject (`*` and `>` wildcards) that the caller's
+ *   role may subscribe to and that overlaps the stream's configured subjects (else INVALID_ARGUMENT); empty
+ *   means the whole stream within the caller's permissions (see Open.filter_subjects);
+ * - ack_wait_ms: 100 ms to 24 h, 0 for the default 30 s (an existing durable keeps its own when 0);
+ * - in-flight caps (max_messages_in_flight): default 1 000, at most 100 000;
+ * - max_deliveries: 0 for unlimited, at most 1 000.
+ */
 export type ConsumerServiceService = typeof ConsumerServiceService;
 export const ConsumerServiceService = {
-  /** The client's first frame opens; then it sends credits and settlements, the server deliveries and heartbeats. */
+  /**
+   * The client's first frame opens; then it sends credits and settlements, the server deliveries and heartbeats
+   * (a heartbeat every 2 s, and one when the credit runs out).
+   */
   consume: {
     path: "/fabric.v1.ConsumerService/Consume" as const,
     requestStream: true as const,
@@ -2194,7 +2399,7 @@ export const ConsumerServiceService = {
     responseSerialize: (value: FetchResponse): Buffer => Buffer.from(FetchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FetchResponse => FetchResponse.decode(value),
   },
-  /** Settles deliveries received through Fetch. */
+  /** Settles deliveries received through Fetch (at most 1 000 settlements per call). */
   settle: {
     path: "/fabric.v1.ConsumerService/Settle" as const,
     requestStream: false as const,
@@ -2207,18 +2412,24 @@ export const ConsumerServiceService = {
 } as const;
 
 export interface ConsumerServiceServer extends UntypedServiceImplementation {
-  /** The client's first frame opens; then it sends credits and settlements, the server deliveries and heartbeats. */
+  /**
+   * The client's first frame opens; then it sends credits and settlements, the server deliveries and heartbeats
+   * (a heartbeat every 2 s, and one when the credit runs out).
+   */
   consume: handleBidiStreamingCall<ConsumeRequest, ConsumeResponse>;
   /** Every message from a start position on, without acknowledgements. */
   tail: handleServerStreamingCall<TailRequest, TailResponse>;
   /** Up to max_messages deliveries of a durable consumer, for clients that cannot hold a stream. */
   fetch: handleUnaryCall<FetchRequest, FetchResponse>;
-  /** Settles deliveries received through Fetch. */
+  /** Settles deliveries received through Fetch (at most 1 000 settlements per call). */
   settle: handleUnaryCall<SettleRequest, SettleResponse>;
 }
 
 export interface ConsumerServiceClient extends Client {
-  /** The client's first frame opens; then it sends credits and settlements, the server deliveries and heartbeats. */
+  /**
+   * The client's first frame opens; then it sends credits and settlements, the server deliveries and heartbeats
+   * (a heartbeat every 2 s, and one when the credit runs out).
+   */
   consume(): ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
   consume(options: Partial<CallOptions>): ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
   consume(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ConsumeRequest, ConsumeResponse>;
@@ -2241,7 +2452,7 @@ export interface ConsumerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FetchResponse) => void,
   ): ClientUnaryCall;
-  /** Settles deliveries received through Fetch. */
+  /** Settles deliveries received through Fetch (at most 1 000 settlements per call). */
   settle(
     request: SettleRequest,
     callback: (error: ServiceError | null, response: SettleResponse) => void,
