@@ -63,6 +63,8 @@ export class ProvisionError extends FabricError {
       | "FABRIC_ERR_CREDENTIAL_REVOKED"
       | "FABRIC_ERR_PERMISSION_DENIED"
       | "FABRIC_ERR_ALREADY_PROVISIONED"
+      | "FABRIC_ERR_UNAVAILABLE"
+      | "FABRIC_ERR_INTERNAL"
       | "FABRIC_ERR_PROVISION",
     message: string,
     options: FabricErrorOptions = {},

@@ -64,7 +64,7 @@ export class UsedNonces {
       if (isRevisionConflict(err)) {
         throw new ProvisionError("FABRIC_ERR_NONCE_USED", "nonce was used already: ask for a new one for every request");
       }
-      throw new ProvisionError("FABRIC_ERR_PROVISION", "the nonce could not be recorded as used (JetStream unavailable?): try again", { cause: err });
+      throw new ProvisionError("FABRIC_ERR_UNAVAILABLE", "the nonce could not be recorded as used (JetStream unavailable?): try again with a new nonce", { cause: err });
     }
   }
 }

@@ -177,7 +177,8 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
         Promise.resolve()
           .then(() => handler(msg))
           .catch((e: unknown): CredentialReply => {
-            const code = isFabricError(e) ? e.code : "FABRIC_ERR_PROVISION";
+            // a fault of the service is not the caller's bad input
+            const code = isFabricError(e) ? e.code : "FABRIC_ERR_INTERNAL";
             if (!isFabricError(e)) log.error({ err: errorMessage(e), subject }, "identity request failed");
             else log.info({ code, subject }, "identity request refused");
             return { error: { code, message: errorMessage(e) } };
