@@ -33,7 +33,7 @@ function payload(): Buffer {
 }
 const sentAt = (data: Uint8Array): number => Number(Buffer.from(data.subarray(0, 24)).toString().trim());
 
-async function publishAll(nc: NatsConnection, subject: string, count: number): Promise<void> {
+export async function publishAll(nc: NatsConnection, subject: string, count: number): Promise<void> {
   const pub = new JetStreamPublisher(nc);
   const batch: Promise<unknown>[] = [];
   for (let i = 0; i < count; i++) {
@@ -81,7 +81,7 @@ async function rawConsume(nc: NatsConnection, subject: string, count: number, la
 }
 
 /** The gateway's Consume with a durable: CREDIT credits, topped up as deliveries are acked. */
-async function gatewayConsume(port: number, creds: string, subject: string, count: number, latencies?: number[]): Promise<number> {
+export async function gatewayConsume(port: number, creds: string, subject: string, count: number, latencies?: number[]): Promise<number> {
   // HTTP/2's default 64 KiB receive window holds ~400 deliveries: a consumer wants more in flight than that
   const client = new ConsumerServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), { "grpc-node.flow_control_window": CLIENT_WINDOW_BYTES });
   const call = client.consume(authFor(creds, ConsumerServiceService.consume.path));
@@ -118,7 +118,7 @@ async function gatewayConsume(port: number, creds: string, subject: string, coun
 export async function benchGrpc(h: Harness): Promise<GrpcBench> {
   // the hub and its gateway as `fabric up` runs them, in a process of their own; the clients here
   const home = h.tempDir("fabric-bench-grpc-");
-  const up = startCli("fabric", ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--no-mqtt", "--no-windows", "--grpc-port", "0", "--json"], { env: { FABRIC_HOME: home, FABRIC_LOG_LEVEL: "warn" } });
+  const up = startCli("fabric", ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--no-mqtt", "--no-windows", "--grpc-port", "0", "--no-status-page", "--json"], { env: { FABRIC_HOME: home, FABRIC_LOG_LEVEL: "warn" } });
   h.defer(async () => void (await up.signal("SIGINT")));
   const ready = await up.json<{ urls: string[]; grpc: number; devCreds: string }>();
   const creds = readFileSync(ready.devCreds, "utf8");

@@ -7,6 +7,7 @@ import { benchMqtt, mqttMarkdown } from "./mqtt.js";
 import { benchGrpc, grpcMarkdown } from "./grpc.js";
 import { benchWindows, windowsMarkdown } from "./windows.js";
 import { benchEdge, edgeMarkdown } from "./edge.js";
+import { benchMetrics, metricsMarkdown } from "./metrics.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
   identity: async (h) => {
@@ -44,6 +45,26 @@ const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
       revocationMarkdown(revocation),
     ].join("\n");
   },
+};
+
+BENCHES["metrics"] = async (h) => {
+  console.log("metrics: MQTT QoS 1 and gRPC Consume throughput with metrics on and off (FABRIC_METRICS=off), alternating…");
+  const md = metricsMarkdown(await benchMetrics(h));
+  console.log(md);
+  return [
+    "## Metrics cost (issue 11)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- metrics\`.`,
+    "",
+    `Each row runs ${3} rounds; each round starts the component twice in a process of its own (the ingress against one`,
+    "hub; `fabric up` on a fresh data directory), once with `FABRIC_METRICS=off` (no metric counts anything, nothing is",
+    "served) and once with metrics on and `/metrics` scraped every second during the measurement, the order alternating",
+    "from round to round. Throughput is measured as in the MQTT and gRPC benchmarks (load generator and clients in the",
+    "benchmark process), with the CPU the component's process used per message (/proc). Ratios are per round (on against",
+    "off, measured one after the other), the median over the rounds.",
+    "",
+    md,
+  ].join("\n");
 };
 
 BENCHES["edge"] = async (h) => {

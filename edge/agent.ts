@@ -8,7 +8,9 @@ import {
   ensurePrivateDir,
   errorMessage,
   lockHolder,
+  monitorNatsServers,
   parseInput,
+  SERVER_PID_FILE,
   subjects,
   superviseNatsServer,
   type Logger,
@@ -27,6 +29,7 @@ import { EdgeError } from "./errors.js";
 import { edgeOptionsSchema, type EdgeOptions, type EdgeOptionsInput } from "./options.js";
 import { DropCounter, ensureSiteStreams, streamReport } from "./site-streams.js";
 import { SiteLink } from "./site-link.js";
+import { monitorSite } from "./metrics.js";
 import { applyToServer, keepSiteCredentials, loadSiteCredentials, loadTrust, mergeTrust, saveTrust, type KeptTrust } from "./trust.js";
 
 /** Room the site's JetStream keeps beyond the buffers (consumer state, metadata). */
@@ -102,7 +105,9 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
   const workers: WindowWorker[] = [];
   const ingresses: Ingress[] = [];
   const links: SiteLink[] = [];
+  const unmonitor: (() => void)[] = [];
   const stop = async (): Promise<void> => {
+    for (const u of unmonitor.splice(0)) u();
     for (const t of timers.splice(0)) clearInterval(t);
     for (const l of links.splice(0)) l.stop();
     for (const s of subs.splice(0)) s.unsubscribe();
@@ -151,6 +156,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
     supervisor = await superviseNatsServer({
       name: `edge-${o.site}`,
       logger: log,
+      pidFile: join(dataDir, SERVER_PID_FILE),
       spawnOptions: () => {
         writeEdgeServerConfig(configFile, spec());
         return { configFile, portsDir: join(dataDir, "run"), logFile: join(dataDir, "nats-server.log") };
@@ -159,6 +165,8 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       onStart: (proc) => void (ports = { client: proc.ports.client, monitor: proc.ports.monitoring }),
     });
     const sup = supervisor;
+    // the leaf server's figures in this process's metrics (read from its monitoring port at each scrape)
+    unmonitor.push(monitorNatsServers(() => [{ name: `edge-${o.site}`, port: sup.current().ports.monitoring }]));
     const serverPorts = sup.current().ports;
     const url = `nats://127.0.0.1:${serverPorts.client}`;
 
@@ -241,6 +249,7 @@ export async function startEdge(input: EdgeOptionsInput, logger: Logger): Promis
       }),
     );
     for (const t of timers) t.unref();
+    unmonitor.push(monitorSite(report));
     await link.start();
     log.info({ url, monitor: serverPorts.monitoring }, "site up");
     return {

@@ -9,6 +9,7 @@ import { encodeJwt } from "./jwt.js";
 import type { AccountRecord, Keystore, UserRecord } from "./keystore.js";
 import { createKeyPair, isPublicKey } from "./nkeys.js";
 import { BUILTIN_ROLES, roleDefinitionSchema, type RoleDefinitionInput } from "./roles.js";
+import { identityMetrics } from "./metrics.js";
 
 export interface IssueOptions {
   account: string;
@@ -97,6 +98,7 @@ export function issueUser(ks: Keystore, options: IssueOptions): IssueResult {
     issueCount: (previous?.issueCount ?? 0) + 1,
   };
   if (options.ephemeral !== true) ks.saveUser(record);
+  identityMetrics.issued(options.role);
   return seed === undefined ? { record, jwt } : { record, jwt, seed, creds: formatCreds(jwt, seed) };
 }
 

@@ -7,6 +7,7 @@ import { issueUser } from "./issue.js";
 import type { Keystore } from "./keystore.js";
 import { SYSTEM_ACCOUNT_NAME } from "./init.js";
 import { peekJwt } from "./jwt.js";
+import { identityMetrics } from "./metrics.js";
 
 export const CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE";
 export const SERVER_PING_SUBJECT = "$SYS.REQ.SERVER.PING";
@@ -142,8 +143,16 @@ export async function openClaimsPusher(ks: Keystore, options: { servers: string[
       push: async (name) => {
         const jwt = ks.accountJwt(name);
         const iat = Number(peekJwt(jwt)["iat"]);
-        const results = await pushClaims(nc, jwt, expected, timeoutMs);
+        const started = performance.now();
+        let results: ServerPushResult[];
+        try {
+          results = await pushClaims(nc, jwt, expected, timeoutMs);
+        } catch (err) {
+          identityMetrics.pushed("failed", (performance.now() - started) / 1000);
+          throw err;
+        }
         const complete = results.length >= expected && results.every((r) => r.ok);
+        identityMetrics.pushed(complete ? "complete" : "incomplete", (performance.now() - started) / 1000);
         if (complete) ks.markPushed(name, iat);
         log.info({ account: name, iat, servers: results.length, expected, complete }, "account JWT pushed");
         return { account: name, iat, servers: results, complete };

@@ -4,6 +4,7 @@ import { errorMessage, isFabricError, subjects, type Logger } from "../fabric/co
 import { ProvisionError } from "./errors.js";
 import { bootstrapTokenSchema, hashToken, issueUser } from "./issue.js";
 import type { Keystore } from "./keystore.js";
+import { identityMetrics } from "./metrics.js";
 import { isPublicKey } from "./nkeys.js";
 import { checkNonce, makeNonce, nonceKey, UsedNonces, type NonceOperation } from "./nonces.js";
 import { nonceRequestSchema, provisionRequestSchema, renewRequestSchema, siteTrustRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
@@ -166,8 +167,9 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     };
   };
 
-  const serve = (subject: string, handler: (msg: Msg) => unknown): Subscription =>
-    nc.subscribe(subject, {
+  const serve = (subject: string, handler: (msg: Msg) => unknown): Subscription => {
+    const operation = subject.slice(subject.lastIndexOf(".") + 1);
+    return nc.subscribe(subject, {
       queue: IDENTITY_QUEUE_GROUP,
       callback: (err, msg) => {
         if (err !== null) {
@@ -176,17 +178,25 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
         }
         Promise.resolve()
           .then(() => handler(msg))
-          .catch((e: unknown): CredentialReply => {
-            // a fault of the service is not the caller's bad input
-            const code = isFabricError(e) ? e.code : "FABRIC_ERR_INTERNAL";
-            if (!isFabricError(e)) log.error({ err: errorMessage(e), subject }, "identity request failed");
-            else log.info({ code, subject }, "identity request refused");
-            return { error: { code, message: errorMessage(e) } };
-          })
+          .then(
+            (reply) => {
+              identityMetrics.request(operation, "ok");
+              return reply;
+            },
+            (e: unknown): CredentialReply => {
+              // a fault of the service is not the caller's bad input
+              const code = isFabricError(e) ? e.code : "FABRIC_ERR_INTERNAL";
+              if (!isFabricError(e)) log.error({ err: errorMessage(e), subject }, "identity request failed");
+              else log.info({ code, subject }, "identity request refused");
+              identityMetrics.request(operation, isFabricError(e) ? "refused" : "error", code);
+              return { error: { code, message: errorMessage(e) } };
+            },
+          )
           .then((reply) => msg.respond(JSON.stringify(reply)))
           .catch((e: unknown) => log.warn({ err: errorMessage(e) }, "could not reply"));
       },
     });
+  };
 
   const subs = [
     serve(subjects.identity.nonce, (msg) => ({ nonce: makeNonce(key, parse(nonceRequestSchema, msg).operation) })),

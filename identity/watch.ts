@@ -1,6 +1,7 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { errorMessage, type Logger } from "../fabric/core/index.js";
 import type { AccountClaims } from "./claims.js";
+import { identityMetrics } from "./metrics.js";
 import { validateAccountJwt, type TrustAnchors } from "./validate.js";
 
 export const ACCOUNT_LOOKUP_TIMEOUT_MS = 2_000; // 2 s
@@ -46,6 +47,7 @@ export function watchAccounts(options: AccountWatcherOptions): AccountWatcher {
     if (held !== undefined && held.claims.iat > claims.iat) return; // never go back to an older one
     if (held?.jwt === jwt) return;
     jwts.set(claims.sub, { jwt, claims });
+    identityMetrics.accountUpdated(claims);
     for (const l of listeners) {
       try {
         l(claims);

@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { generate, parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from "mqtt-packet";
 import type { Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
-import { errorMessage, isFabricError, PublishError, type Logger } from "../fabric/core/index.js";
+import { continueTrace, endSpan, endWhenSettled, errorMessage, isFabricError, PublishError, SPAN, SpanKind, tracingEnabled, type Logger } from "../fabric/core/index.js";
 import type { ValidatedUser } from "../identity/index.js";
 import { FABRIC_AUTH_METHOD } from "./auth.js";
 import type { IngressContext } from "./context.js";
@@ -11,6 +11,7 @@ import { connackV3For, MqttError, ReasonCode, type ReasonCodeValue } from "./err
 import { DurableSessionConsumers, streamFor } from "./durable.js";
 import { Framer } from "./framer.js";
 import { headersFromPublish, propertiesFromHeaders } from "./headers.js";
+import { ingressMetrics } from "./metrics.js";
 import { mayPublish, maySubscribe } from "./permissions.js";
 import type { SessionRecord, StoredSubscription } from "./store.js";
 import { filterToSubjects, parseSharedFilter, subjectMatches, subjectToTopic, topicFilterProblem, topicMatches, topicNameProblem } from "./topics.js";
@@ -224,6 +225,7 @@ export class MqttConnection {
     if (this.closed) return;
     if (err instanceof MqttError) {
       if (!this.connected) {
+        ingressMetrics.connectRefused(err);
         this.refuseConnect(err.reason, err.message);
         return;
       }
@@ -454,6 +456,8 @@ export class MqttConnection {
       this.write({ cmd: "connack", returnCode: 0, sessionPresent });
     }
     this.log.info({ clientId: this.clientId, user: user.name, role: user.role, version: this.version, sessionPresent }, "client connected");
+    ingressMetrics.connected(this.version);
+    this.counted = true;
     if (this.keepaliveMs > 0) {
       this.keepaliveTimer = setInterval(() => {
         if (Date.now() - this.lastPacketAt > this.keepaliveMs * 1.5) this.kick(ReasonCode.KeepAliveTimeout, "keepalive timeout");
@@ -471,6 +475,8 @@ export class MqttConnection {
   }
 
   private connackSent = false;
+  /** Counted in the open connections (ingressMetrics) until cleaned up. */
+  private counted = false;
   /** The frame being parsed, for checks of the raw bytes. */
   private lastFrame: Buffer = Buffer.alloc(0);
   private readonly early: [Msg, StoredSubscription][] = [];
@@ -582,6 +588,7 @@ export class MqttConnection {
     }
     const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     if (packet.properties?.payloadFormatIndicator === true && !isUtf8(payload)) {
+      ingressMetrics.published(qos, "refused");
       this.settleInbound(qos, pid, ReasonCode.PayloadFormatInvalid, "payload is not UTF-8 though its format indicator says so");
       return;
     }
@@ -589,13 +596,16 @@ export class MqttConnection {
     const mapped = this.ctx.mapper.inbound(topic, payload, now);
     if (!this.mayPublishCached(user, topic, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
       this.log.info({ clientId: this.clientId, subject: mapped.subject }, "publish refused by permissions");
+      ingressMetrics.published(qos, "refused");
       this.settleInbound(qos, pid, ReasonCode.NotAuthorized, `not allowed to publish to ${topic}`);
       return;
     }
     const headers = headersFromPublish(this.clientId, packet, now);
+    // tracing on: the message goes on with this span's traceparent, a child of the device's (ends once stored)
+    const span = tracingEnabled() ? continueTrace(headers, SPAN.mqttPublish, mapped.subject, SpanKind.SERVER, { "mqtt.client_id": this.clientId, "mqtt.qos": qos }) : undefined;
     if (mapped.rejected !== undefined) {
       const stored = this.ctx.rejected(mapped.subject, payload, headers, mapped.rejected);
-      this.chainAck(qos, pid, stored.then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: mapped.rejected })));
+      this.chainAck(qos, pid, endWhenSettled(span, stored.then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: mapped.rejected }))));
       return;
     }
     let retained: Promise<void> | undefined;
@@ -603,12 +613,14 @@ export class MqttConnection {
       retained = this.ctx.store.retain(mapped.subject, payload, qos, headers);
       if (payload.length === 0) {
         // clearing a retained message publishes nothing else
-        this.chainAck(qos, pid, retained.then(() => ({ reason: ReasonCode.Success })));
+        this.chainAck(qos, pid, endWhenSettled(span, retained.then(() => ({ reason: ReasonCode.Success }))));
         return;
       }
     }
     if (qos === 0) {
       this.ctx.nc.publish(mapped.subject, mapped.payload, { headers });
+      ingressMetrics.published(0, "forwarded");
+      endSpan(span?.span);
       retained?.catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "retained message not stored"));
       return;
     }
@@ -622,7 +634,7 @@ export class MqttConnection {
       return Promise.resolve({ reason: ReasonCode.Success });
     };
     const stored = located instanceof Promise ? located.then(store) : store(located.stream);
-    this.chainAck(qos, pid, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r));
+    this.chainAck(qos, pid, endWhenSettled(span, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r)));
   }
 
   /** Publish permissions per (valid) topic, remembered: a device publishes to few topics, many times. */
@@ -690,14 +702,20 @@ export class MqttConnection {
    * Acknowledgements go out in the order the publishes came in (MQTT 4.6), each once its message is stored:
    * a queue of outcomes, flushed from the head as far as they are known.
    */
-  private readonly ackQueue: { qos: 1 | 2; pid: number; result?: { reason: ReasonCodeValue; message?: string | undefined } | Error }[] = [];
+  private readonly ackQueue: { qos: 1 | 2; pid: number; at: number; result?: { reason: ReasonCodeValue; message?: string | undefined } | Error }[] = [];
 
   private chainAck(qos: QoS, pid: number, outcome: Promise<{ reason: ReasonCodeValue; message?: string | undefined }>): void {
     if (qos === 0) {
-      outcome.catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, "QoS 0 message not stored"));
+      outcome.then(
+        (r) => ingressMetrics.published(0, publishResultOf(r.reason)),
+        (err: unknown) => {
+          ingressMetrics.published(0, "failed");
+          this.log.warn({ err: errorMessage(err) }, "QoS 0 message not stored");
+        },
+      );
       return;
     }
-    const entry: (typeof this.ackQueue)[number] = { qos, pid };
+    const entry: (typeof this.ackQueue)[number] = { qos, pid, at: performance.now() };
     this.ackQueue.push(entry);
     outcome.then(
       (r) => {
@@ -717,6 +735,8 @@ export class MqttConnection {
       if (head?.result === undefined) return;
       this.ackQueue.shift();
       const r = head.result;
+      ingressMetrics.published(head.qos, r instanceof Error ? "failed" : publishResultOf(r.reason));
+      ingressMetrics.acknowledged(head.qos, head.at);
       if (r instanceof Error) {
         // not stored: never acknowledged. MQTT 5 is told; MQTT 3 can only be disconnected, and retries.
         this.log.warn({ clientId: this.clientId, err: errorMessage(r) }, "publish not stored");
@@ -920,6 +940,7 @@ export class MqttConnection {
     if (qos === 0) {
       if (this.socket.writableLength > MAX_WRITE_BUFFER) {
         this.droppedQoS0++;
+        ingressMetrics.droppedDelivery();
         return;
       }
       this.write(packet);
@@ -986,6 +1007,7 @@ export class MqttConnection {
   private async cleanup(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;
+    if (this.counted) ingressMetrics.disconnected(this.version);
     clearTimeout(this.connectTimer);
     clearInterval(this.keepaliveTimer);
     clearTimeout(this.expiryTimer);
@@ -1109,3 +1131,8 @@ function isUtf8(b: Buffer): boolean {
 }
 
 export type { Will };
+
+/** The metrics' result of a settled publish: stored, or kept in REJECTED (a refused payload, no stream). */
+function publishResultOf(reason: ReasonCodeValue): "stored" | "rejected" {
+  return reason === ReasonCode.Success ? "stored" : "rejected";
+}

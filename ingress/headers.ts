@@ -1,10 +1,13 @@
 import { headers as natsHeaders, type MsgHdrs } from "@nats-io/transport-node";
 import type { IPublishPacket, UserProperties } from "mqtt-packet";
+import { carryTraceContext, TRACEPARENT, TRACESTATE } from "../fabric/core/index.js";
 
 /**
  * MQTT 5 publish properties ↔ NATS headers. User properties whose name is a valid header token become
  * headers of that name (so NATS consumers see them as they are); other names travel percent-encoded in
- * `Fabric-Mqtt-Up`. Headers a NATS publisher set come back to MQTT 5 subscribers as user properties.
+ * `Fabric-Mqtt-Up`. Headers a NATS publisher set come back to MQTT 5 subscribers as user properties. The user
+ * properties `traceparent` and `tracestate` (W3C trace context) become those headers when well formed, and are
+ * dropped when the traceparent is not (see fabric/core/tracing.ts).
  */
 export const H = {
   client: "Fabric-Mqtt-Client",
@@ -36,12 +39,18 @@ export function headersFromPublish(clientId: string, packet: IPublishPacket, now
   if (p.payloadFormatIndicator === true) h.set(H.payloadFormat, "1");
   if (p.responseTopic !== undefined) h.set(H.responseTopic, p.responseTopic);
   if (p.correlationData !== undefined) h.set(H.correlation, Buffer.from(p.correlationData).toString("base64"));
+  let traceparent: string | undefined;
+  let tracestate: string | undefined;
   for (const [k, v] of Object.entries(p.userProperties ?? {})) {
     for (const value of Array.isArray(v) ? v : [v]) {
-      if (TOKEN.test(k) && !RESERVED.test(k) && !/[\r\n]/.test(value)) h.append(k, value);
+      if (k === TRACEPARENT) traceparent ??= value;
+      else if (k === TRACESTATE) tracestate ??= value;
+      else if (TOKEN.test(k) && !RESERVED.test(k) && !/[\r\n]/.test(value)) h.append(k, value);
       else h.append(H.userProperty, `${encodeURIComponent(k)}=${encodeURIComponent(value)}`);
     }
   }
+  // the W3C trace context becomes the `traceparent`/`tracestate` headers; a malformed one is dropped
+  if (traceparent !== undefined) carryTraceContext(h, traceparent, tracestate);
   return h;
 }
 

@@ -7,3 +7,4 @@ export { topicToSubject, subjectToTopic, filterToSubjects, topicMatches } from "
 export { topicMappingSchema, telemetryProblem } from "./mapping.js";
 export type { TopicMapping } from "./mapping.js";
 export { ReasonCode, MqttError } from "./errors.js";
+export { DurableWills } from "./wills.js";

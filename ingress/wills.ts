@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
+import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { errorMessage, type Logger } from "../fabric/core/index.js";
 import type { ValidatedUser } from "../identity/index.js";
-import { MQTT_INSTANCE_TTL_MS, MQTT_INSTANCES_BUCKET, MQTT_WILLS_BUCKET } from "../streams/index.js";
+import { kvKeys, MQTT_INSTANCE_TTL_MS, MQTT_INSTANCES_BUCKET, MQTT_WILLS_BUCKET } from "../streams/index.js";
 import type { Will } from "./connection.js";
 
 const HEARTBEAT_MS = MQTT_INSTANCE_TTL_MS / 3;
@@ -50,6 +51,7 @@ export class DurableWills {
   private readonly timers: NodeJS.Timeout[] = [];
 
   private constructor(
+    private readonly jsm: JetStreamManager,
     private readonly wills: KV,
     private readonly instances: KV,
     private readonly instanceId: string,
@@ -58,7 +60,7 @@ export class DurableWills {
 
   static async open(nc: NatsConnection, instanceId: string, log: Logger): Promise<DurableWills> {
     const kvm = new Kvm(nc);
-    const w = new DurableWills(await kvm.open(MQTT_WILLS_BUCKET), await kvm.open(MQTT_INSTANCES_BUCKET), instanceId, log.child({ wills: "durable" }));
+    const w = new DurableWills(await jetstreamManager(nc), await kvm.open(MQTT_WILLS_BUCKET), await kvm.open(MQTT_INSTANCES_BUCKET), instanceId, log.child({ wills: "durable" }));
     await w.beat();
     return w;
   }
@@ -105,17 +107,31 @@ export class DurableWills {
     if (!parsed.success || parsed.data.conn === conn) await this.wills.delete(key(clientId), { previousSeq: e.revision }).catch(() => undefined);
   }
 
-  private async sweep(publish: (user: ValidatedUser, will: Will) => Promise<void>, validate: (jwt: string) => ValidatedUser): Promise<void> {
-    const alive = new Set<string>();
-    for await (const k of await this.instances.keys()) alive.add(k);
-    for await (const k of await this.wills.keys()) {
+  /**
+   * One round of the janitor (`start` runs one every 3 s). The keys come from the streams' subject counts
+   * (`kvKeys`, one request) and instances are looked up by key: `kv.keys()` would create an ordered consumer
+   * each round, living 5 minutes, about a hundred per bucket on an idle hub.
+   */
+  async sweep(publish: (user: ValidatedUser, will: Will) => Promise<void>, validate: (jwt: string) => ValidatedUser): Promise<void> {
+    const seen = new Map<string, boolean>();
+    const alive = async (instance: string): Promise<boolean> => {
+      let a = seen.get(instance);
+      if (a === undefined) {
+        const hb = await this.instances.get(instance); // a stopped instance leaves a delete marker, an expired one nothing
+        a = hb !== null && hb.operation === "PUT";
+        seen.set(instance, a);
+      }
+      return a;
+    };
+    for (const k of await kvKeys(this.jsm, MQTT_WILLS_BUCKET, ">")) {
       const e = await this.wills.get(k);
       if (e === null || e.operation !== "PUT") continue;
       const parsed = storedWillSchema.safeParse(e.json());
       if (!parsed.success) continue;
       const w = parsed.data;
-      if (alive.has(w.instance) && w.instance !== this.instanceId) continue;
-      if (w.instance === this.instanceId && w.orphanedAt === undefined) continue; // a client of ours
+      if (w.instance === this.instanceId) {
+        if (w.orphanedAt === undefined) continue; // a client of ours
+      } else if (await alive(w.instance)) continue;
       const orphanedAt = w.orphanedAt ?? Date.now();
       if (w.instance !== this.instanceId) {
         try {

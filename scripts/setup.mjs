@@ -9,10 +9,14 @@
 //      authentication examples (examples/python, examples/go): found on the machine, else Debian bookworm's
 //      python3-grpcio / golang-go + golang-google-grpc-dev and what they need unpacked into tools/python/
 //      and tools/go/ (Go builds in GOPATH mode, GOCACHE in tools/go-cache/).
+//   5. with --prometheus, a Prometheus server for the metrics tests: found through PROMETHEUS_BIN, then PATH,
+//      then tools/prometheus/; where missing, Debian bookworm's prometheus package (a Go binary) unpacked there.
+//   6. with --chromium, a headless Chromium for the status page test: FABRIC_CHROMIUM, then chromium or
+//      chromium-browser on PATH, else Debian bookworm's chromium and the libraries it lacks in tools/chromium/.
 // Plain Node with no dependencies: it runs before node_modules exists. Progress goes to stderr.
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { delimiter, dirname, join, resolve } from "node:path";
+import { basename, delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -170,7 +174,8 @@ function installDebs(packages, suite, target, { withDependencies = false } = {})
     log("apt-get or dpkg-deb is not available: cannot download Debian packages");
     return false;
   }
-  const apt = join(TOOLS, `apt-${suite}`);
+  // one private apt state per target: two setups (or two flags) downloading at once do not share it
+  const apt = join(TOOLS, `apt-${suite}-${basename(target)}`);
   rmSync(apt, { recursive: true, force: true });
   for (const d of ["lists/partial", "cache/archives/partial", "etc", "debs"]) mkdirSync(join(apt, d), { recursive: true });
   const keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
@@ -387,10 +392,103 @@ function ensureExamples() {
   if (failed) process.exit(1);
 }
 
+/**
+ * Prometheus for the metrics tests (test/harness/prometheus.ts imports findPrometheus): PROMETHEUS_BIN, then
+ * PATH, then tools/prometheus/ (Debian bookworm's package unpacked, without its web UI dependencies: the tests
+ * use only the HTTP API). Returns `{ bin, where, version }` or undefined.
+ */
+const PROMETHEUS_DIR = join(TOOLS, "prometheus");
+
+export function findPrometheus() {
+  const candidates = [
+    ["PROMETHEUS_BIN", process.env.PROMETHEUS_BIN],
+    ["PATH", onPath("prometheus")],
+    ["tools", join(PROMETHEUS_DIR, "usr", "bin", "prometheus")],
+  ];
+  for (const [where, bin] of candidates) {
+    if (!bin || !existsSync(bin)) continue;
+    const r = run(bin, ["--version"]);
+    const version = r.ok ? parseVersion(r.out) : undefined;
+    if (version) return { bin, where, version: version.join(".") };
+  }
+  return undefined;
+}
+
+function ensurePrometheus() {
+  let found = findPrometheus();
+  if (!found) {
+    log("prometheus not found: downloading Debian's prometheus package into tools/prometheus (system packages untouched)");
+    if (installDebs(["prometheus"], "bookworm", PROMETHEUS_DIR)) found = findPrometheus();
+  }
+  if (!found) {
+    log("prometheus could not be found or installed into tools/prometheus: install Debian's prometheus package, or set PROMETHEUS_BIN (the metrics tests use it)");
+    process.exit(1);
+  }
+  log(`prometheus ${found.version} (${found.where}): ${found.bin}`);
+}
+
+/**
+ * A headless Chromium for the status page's browser test (test/harness/chromium.ts imports findChromium):
+ * FABRIC_CHROMIUM, then `chromium` / `chromium-browser` on PATH, then tools/chromium/ (Debian bookworm's
+ * chromium and the shared libraries, fonts and fontconfig it needs that the machine lacks, unpacked there).
+ * Returns `{ bin, env, where, version }` (`env`: what to add to the environment) or undefined.
+ */
+const CHROMIUM_DIR = join(TOOLS, "chromium");
+
+function chromiumVersion(bin, env) {
+  const r = run(bin, ["--version"], { env: { ...process.env, ...env }, timeout: 30_000 });
+  return r.ok ? parseVersion(r.out) : undefined;
+}
+
+export function findChromium() {
+  const candidates = [
+    ["FABRIC_CHROMIUM", process.env.FABRIC_CHROMIUM, {}],
+    ["PATH", onPath("chromium"), {}],
+    ["PATH", onPath("chromium-browser"), {}],
+  ];
+  const toolsBin = join(CHROMIUM_DIR, "usr", "lib", "chromium", "chromium");
+  if (existsSync(toolsBin)) {
+    // libpulse keeps its private library in a subfolder (the package's RUNPATH names /usr/lib/…/pulseaudio)
+    const pulse = libraryDirs(CHROMIUM_DIR).map((d) => join(d, "pulseaudio")).filter((d) => existsSync(d));
+    const env = { LD_LIBRARY_PATH: joinPaths(...libraryDirs(CHROMIUM_DIR), ...pulse, process.env.LD_LIBRARY_PATH) };
+    // fontconfig unpacked here too: its config names the fonts unpacked here and the system's
+    const fontsConf = join(CHROMIUM_DIR, "fonts.conf");
+    if (existsSync(fontsConf)) env.FONTCONFIG_FILE = fontsConf;
+    candidates.push(["tools/chromium", toolsBin, env]);
+  }
+  for (const [where, bin, env] of candidates) {
+    if (!bin || !existsSync(bin)) continue;
+    const version = chromiumVersion(bin, env);
+    if (version) return { bin, env, where, version: version.join(".") };
+  }
+  return undefined;
+}
+
+function ensureChromium() {
+  let found = findChromium();
+  if (!found) {
+    log("chromium not found: downloading Debian's chromium and what it needs into tools/chromium (system packages untouched)");
+    if (installDebs(["chromium", "fonts-dejavu-core"], "bookworm", CHROMIUM_DIR, { withDependencies: true })) {
+      // the fonts unpacked here and the system's, with the aliases (sans-serif…) of either fontconfig
+      const fonts = [join(CHROMIUM_DIR, "usr", "share", "fonts"), "/usr/share/fonts"].map((d) => `  <dir>${d}</dir>\n`).join("");
+      const aliases = [join(CHROMIUM_DIR, "etc", "fonts", "conf.d"), "/etc/fonts/conf.d"].map((d) => `  <include ignore_missing="yes">${d}</include>\n`).join("");
+      writeFileSync(join(CHROMIUM_DIR, "fonts.conf"), `<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "urn:fontconfig:fonts.dtd">\n<fontconfig>\n${fonts}${aliases}  <cachedir>${join(CHROMIUM_DIR, "fontconfig-cache")}</cachedir>\n</fontconfig>\n`);
+      found = findChromium();
+    }
+  }
+  if (!found) {
+    log("chromium could not be found or installed into tools/chromium: install Debian's chromium package, or set FABRIC_CHROMIUM (the status page test uses it)");
+    process.exit(1);
+  }
+  log(`chromium ${found.version} (${found.where}): ${found.bin}`);
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
   if (!args.has("--no-npm")) ensureNpmPackages();
   if (!args.has("--no-nats")) ensureNatsServer();
   if (args.has("--mosquitto")) ensureMosquitto();
   if (args.has("--examples")) ensureExamples();
+  if (args.has("--prometheus")) ensurePrometheus();
+  if (args.has("--chromium")) ensureChromium();
 }

@@ -41,3 +41,4 @@ export { partitionOf } from "./partition.js";
 export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers, windowStatus } from "./registry.js";
 export type { PartitionStatus, WindowStatus } from "./registry.js";
 export { dataSubjectStream } from "./data-subjects.js";
+export { kvKeys } from "./kv-keys.js";

@@ -40,6 +40,7 @@ export async function readSource(nc: NatsConnection, options: SourceReaderOption
 
   const open = async (): Promise<void> => {
     const info = await jsm.consumers.add(stream, {
+      description: "windows source reader", // `fabric status` counts consumers by purpose
       ack_policy: AckPolicy.None,
       deliver_policy: DeliverPolicy.StartSequence,
       opt_start_seq: lastSeq + 1,

@@ -1,11 +1,13 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { errorMessage, isFabricError, JetStreamPublisher, type AckSubject, type Logger } from "../fabric/core/index.js";
+import { endWhenSettled, errorMessage, isFabricError, JetStreamPublisher, messagingAttributes, SPAN, SpanKind, startChildSpan, TRACEPARENT, tracingEnabled, type AckSubject, type Logger } from "../fabric/core/index.js";
 import { CheckpointStore, FencedError } from "./checkpoint-store.js";
 import { CHECKPOINTS_BUCKET, LATEST_BUCKET, REJECT_REASON_HEADER } from "./definitions.js";
 import type { WindowDefinition } from "./definition.js";
 import { createOperator, restoreOperator, type Emission, type Operator, type OperatorState, type PartialWindow } from "./operator.js";
+import { KeyTraces } from "./key-traces.js";
+import { windowMetrics } from "./metrics.js";
 import { partitionOf } from "./partition.js";
 import { readSource, type SourceReader } from "./source-reader.js";
 
@@ -27,6 +29,8 @@ interface Partition {
   clock: number;
   /** Changed since its last checkpoint. */
   dirty: boolean;
+  /** When its checkpoint was last written or claimed (performance.now()). */
+  savedAt: number;
 }
 
 /**
@@ -56,6 +60,10 @@ export class WindowRunner {
   private stopped = false;
   private checkpointQueued = false;
   private readonly routes = new Map<string, { key: string; partition: number }>();
+  /** Source messages handled since the last scrape (windowMetrics adds them up). */
+  private eventsIn = 0;
+  private readonly unregisterMetrics: () => void;
+  private readonly traces = new KeyTraces();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -70,6 +78,27 @@ export class WindowRunner {
     this.publisher = new JetStreamPublisher(nc);
     this.timer = setInterval(() => this.idle(), TICK_EVERY_MS);
     this.timer.unref();
+    this.unregisterMetrics = windowMetrics.register({
+      window: def.name,
+      takeEvents: () => {
+        const n = this.eventsIn;
+        this.eventsIn = 0;
+        return n;
+      },
+      partitions: () => this.partitionFigures(),
+    });
+  }
+
+  /** Each owned partition's lag behind the source (as of the last delivery) and checkpoint age. */
+  private partitionFigures(): { partition: number; lagMessages: number; checkpointAgeSeconds: number }[] {
+    const last = this.reader?.last();
+    const head = last === undefined ? 0 : last.seq + last.pending;
+    const now = performance.now();
+    return [...this.parts.values()].map((p) => ({
+      partition: p.index,
+      lagMessages: last === undefined ? 0 : Math.max(0, head - Math.max(p.seq, last.seq)),
+      checkpointAgeSeconds: (now - p.savedAt) / 1000,
+    }));
   }
 
   static async create(nc: NatsConnection, def: WindowDefinition, logger: Logger, checkpointEveryMs: number, onLost: (index: number) => void): Promise<WindowRunner> {
@@ -131,6 +160,7 @@ export class WindowRunner {
       await this.checkpointNow([...this.parts.values()]);
       this.parts.clear();
       this.stopped = true;
+      this.unregisterMetrics();
       this.publisher.close();
     });
   }
@@ -173,6 +203,7 @@ export class WindowRunner {
   }
 
   private handle(m: JsMsg, d: AckSubject): void {
+    this.eventsIn++;
     const seq = d.streamSeq;
     // processing time is the message's stored timestamp: a function of the position, so a replay sees it again
     this.clock = d.storedAtMs;
@@ -188,6 +219,7 @@ export class WindowRunner {
     if (p !== undefined && seq > p.seq) {
       p.seq = seq;
       p.dirty = true;
+      this.traces.note(route.key, m);
       const body = parseBody(m);
       if (this.def.source.partials) {
         this.addPartial(m, seq, p.op, route.key, body);
@@ -276,6 +308,7 @@ export class WindowRunner {
   }
 
   private reject(m: JsMsg, seq: number, reason: string): void {
+    windowMetrics.rejected(this.def.name);
     const h = natsHeaders();
     h.set(REJECT_REASON_HEADER, reason);
     this.track(this.publisher.publish(`rejected.${m.subject}`, m.data, { msgId: `rej:${this.def.name}:${seq}`, headers: h }));
@@ -291,6 +324,7 @@ export class WindowRunner {
   private emit(e: Emission, seq?: number): void {
     const def = this.def;
     if (e.kind === "late") {
+      windowMetrics.late(def.name);
       const h = natsHeaders();
       h.set(REJECT_REASON_HEADER, `late for window ${def.name}: ${e.reason}`);
       const body = e.partial === undefined ? { value: e.value, ts: e.ts } : e.partial;
@@ -309,8 +343,19 @@ export class WindowRunner {
       ...e.results,
       ...(e.states === undefined ? {} : { states: e.states }),
     });
+    windowMetrics.result(def.name, e.kind);
     const id = e.kind === "early" ? `${def.name}:${e.key}:${e.windowStart}:early:${e.count}` : `${def.name}:${e.key}:${e.windowStart}:${e.revision}`;
-    this.track(this.publisher.publish(`agg.${def.name}.${e.key}`, Buffer.from(body), { msgId: id }));
+    const subject = `agg.${def.name}.${e.key}`;
+    const trace = this.traces.take(e.key);
+    if (trace === undefined) {
+      this.track(this.publisher.publish(subject, Buffer.from(body), { msgId: id }));
+    } else {
+      // the result carries a reading's trace (see KeyTraces); tracing on: a `window result` span, its child
+      const span = tracingEnabled() ? startChildSpan(SPAN.windowResult, trace.traceparent, { ...messagingAttributes(subject), "fabric.window.kind": e.kind, "fabric.window.start": e.windowStart, "fabric.window.count": e.count }, SpanKind.PRODUCER, trace.links) : undefined;
+      const headers = natsHeaders();
+      headers.set(TRACEPARENT, span?.traceparent ?? trace.traceparent);
+      this.track(endWhenSettled(span, this.publisher.publish(subject, Buffer.from(body), { msgId: id, headers })));
+    }
     // the latest result per key: a KV put is a JetStream publish to $KV.<bucket>.<key>, pipelined like the rest
     if (e.kind !== "early") this.track(this.publisher.publish(`$KV.${LATEST_BUCKET}.${def.name}.${e.key}`, Buffer.from(body)));
   }
@@ -336,6 +381,7 @@ export class WindowRunner {
     for (const s of snaps) {
       try {
         await s.p.store.save(s.state, s.seq, s.clock);
+        s.p.savedAt = performance.now();
       } catch (err) {
         if (err instanceof FencedError) {
           this.log.warn({ partition: s.p.index }, "checkpoint fenced: another worker owns the partition now");
@@ -355,7 +401,7 @@ export class WindowRunner {
     const store = new CheckpointStore(this.checkpoints, `${this.def.name}.p${index}`);
     const cp = await store.claim();
     const op = cp.state === undefined ? createOperator(this.def) : restoreOperator(this.def, JSON.parse(cp.state) as OperatorState);
-    const p: Partition = { index, store, op, seq: cp.seq, clock: cp.clock, dirty: false };
+    const p: Partition = { index, store, op, seq: cp.seq, clock: cp.clock, dirty: false, savedAt: performance.now() };
     this.parts.set(index, p);
     return p;
   }

@@ -5,7 +5,9 @@ import { Option } from "commander";
 import { z } from "zod";
 import { parse as parseYaml } from "yaml";
 import {
+  addMetricsOptions,
   createLogger,
+  DEFAULT_EDGE_METRICS_PORT,
   fabricHome,
   InvalidInputError,
   newProgram,
@@ -17,9 +19,11 @@ import {
   readJsonFile,
   runCli,
   say,
+  startMetricsFromFlags,
   subjects,
   untilSignal,
   writeFileAtomic,
+  type MetricsFlags,
 } from "../../fabric/core/index.js";
 import { connectWithCreds } from "../../identity/index.js";
 import { DEFAULT_EDGE_CLIENT_PORT, DEFAULT_EDGE_MONITOR_PORT, OVERFLOW_POLICIES, siteReportSchema, type OverflowPolicy, type SiteReport } from "../../leafnode-config/index.js";
@@ -33,7 +37,7 @@ const runStateSchema = z.strictObject({ site: z.string(), url: z.string(), pid: 
 const overflowOption = (flag: string, what: string, def: OverflowPolicy): Option =>
   new Option(flag, `what a full ${what} buffer does`).choices(OVERFLOW_POLICIES).default(def);
 
-interface UpFlags {
+interface UpFlags extends MetricsFlags {
   site: string;
   hub: string[];
   creds: string;
@@ -68,8 +72,7 @@ function readDefinitions(file: string): unknown[] {
 
 const program = newProgram("fabric-edge", "an edge site: a supervised leaf nats-server that buffers while the WAN is down and forwards in order");
 
-program
-  .command("up")
+addMetricsOptions(program.command("up"), DEFAULT_EDGE_METRICS_PORT)
   .description("run the site's leaf server and keep its streams flowing to the hub until Ctrl-C")
   .requiredOption("--site <name>", "the site's name (its JetStream domain and subject token)")
   .requiredOption("--hub <url...>", "the hub's leaf URL(s), e.g. nats-leaf://hub.example:7422")
@@ -113,11 +116,18 @@ program
       },
       logger,
     );
+    const metrics = await startMetricsFromFlags(flags, logger, DEFAULT_EDGE_METRICS_PORT).catch(async (err: unknown) => {
+      await edge.stop();
+      throw err;
+    });
     writeFileAtomic(join(dataDir, "edge.json"), `${JSON.stringify({ site: edge.site, url: edge.url, pid: process.pid })}\n`, 0o600);
-    const summary = { site: edge.site, url: edge.url, ports: edge.ports, mqtt: edge.mqttPort, link: edge.linkUp() ? "up" : "down", data: dataDir };
+    const summary = { site: edge.site, url: edge.url, ports: edge.ports, mqtt: edge.mqttPort, metrics: metrics?.port, link: edge.linkUp() ? "up" : "down", data: dataDir };
     if (flags.json === true) outJson(summary);
-    else say(`site ${edge.site} up: devices connect to ${edge.url.replace("127.0.0.1", flags.host)} (monitoring :${edge.ports.monitoring}${edge.mqttPort > 0 ? `, MQTT :${edge.mqttPort}` : ""}); link ${summary.link}`);
-    await untilSignal(() => edge.stop());
+    else say(`site ${edge.site} up: devices connect to ${edge.url.replace("127.0.0.1", flags.host)} (monitoring :${edge.ports.monitoring}${edge.mqttPort > 0 ? `, MQTT :${edge.mqttPort}` : ""}${metrics === undefined ? "" : `, metrics ${metrics.url}`}); link ${summary.link}`);
+    await untilSignal(async () => {
+      await edge.stop();
+      await metrics?.stop();
+    });
     say("site stopped");
   });
 

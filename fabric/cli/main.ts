@@ -1,11 +1,17 @@
 #!/usr/bin/env node
+import cluster from "node:cluster";
 import { Option, type Command } from "commander";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import {
+  addMetricsOptions,
+  clusterMetrics,
   createLogger,
+  DEFAULT_INGRESS_METRICS_PORT,
+  DEFAULT_METRICS_PORT,
   defaultHubDataDir,
   defaultKeystoreDir,
+  initTracing,
   InvalidInputError,
   newProgram,
   out,
@@ -13,7 +19,9 @@ import {
   portOption,
   runCli,
   say,
+  startMetricsFromFlags,
   untilSignal,
+  type MetricsFlags,
 } from "../core/index.js";
 import { Keystore } from "../../identity/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, serveHub, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
@@ -45,6 +53,7 @@ addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
     const services = serviceOptionsFromFlags(flags);
     const leafTls = leafTlsFromFlags(flags, (f) => resolve(f));
     const logger = createLogger({ name: "fabric" });
+    const tracing = await initTracing({ serviceName: "fabric", logger });
     const nodes = Number(flags.nodes);
     if (!Number.isInteger(nodes)) throw new InvalidInputError(`--nodes ${JSON.stringify(flags.nodes)} is not a whole number`);
     const hub = await startHub(
@@ -62,10 +71,16 @@ addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
       },
       logger,
     );
+    const metrics = await startMetricsFromFlags(flags, logger, DEFAULT_METRICS_PORT).catch(async (err: unknown) => {
+      await hub.stop();
+      throw err;
+    });
     const summary = {
       urls: hub.urls,
       mqtt: hub.mqtt,
       grpc: hub.grpc,
+      statusPage: hub.statusPage,
+      metrics: metrics === undefined ? undefined : { port: metrics.port, url: metrics.url },
       nodes: hub.nodes.map((n) => ({ name: n.name, url: n.url, ports: n.ports, log: n.logFile })),
       keystore: hub.keystore.dir,
       keystoreCreated: hub.keystoreCreated,
@@ -74,7 +89,11 @@ addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
     };
     if (flags.json === true) outJson(summary);
     else say(renderReady(summary));
-    await untilSignal(() => hub.stop());
+    await untilSignal(async () => {
+      await hub.stop();
+      await metrics?.stop();
+      await tracing?.shutdown();
+    });
     say("hub stopped");
   });
 
@@ -85,6 +104,7 @@ addServiceOptions(program.command("serve"))
   .action(async (flags: ServiceFlags & { server: string[]; replicas: string }) => {
     const services = serviceOptionsFromFlags(flags);
     const logger = createLogger({ name: "fabric" });
+    const tracing = await initTracing({ serviceName: "fabric", logger });
     const running = await serveHub(
       {
         dataDir: resolve(flags.data ?? defaultHubDataDir()),
@@ -96,10 +116,18 @@ addServiceOptions(program.command("serve"))
       },
       logger,
     );
-    const summary = { urls: running.urls, mqtt: running.mqtt, grpc: running.grpc, streams: running.streams };
+    const metrics = await startMetricsFromFlags(flags, logger, DEFAULT_METRICS_PORT).catch(async (err: unknown) => {
+      await running.stop();
+      throw err;
+    });
+    const summary = { urls: running.urls, mqtt: running.mqtt, grpc: running.grpc, statusPage: running.statusPage, metrics: metrics === undefined ? undefined : { port: metrics.port, url: metrics.url }, streams: running.streams };
     if (flags.json === true) outJson(summary);
-    else say(`fabric services up against ${running.urls.join(", ")}${running.grpc === undefined ? "" : `; gRPC API :${running.grpc}`}${running.mqtt === undefined ? "" : `; MQTT :${running.mqtt.tcp}`}`);
-    await untilSignal(() => running.stop());
+    else say(`fabric services up against ${running.urls.join(", ")}${running.grpc === undefined ? "" : `; gRPC API :${running.grpc}`}${running.mqtt === undefined ? "" : `; MQTT :${running.mqtt.tcp}`}${running.statusPage === undefined ? "" : `; status page ${running.statusPage.url}`}${metrics === undefined ? "" : `; metrics ${metrics.url}`}`);
+    await untilSignal(async () => {
+      await running.stop();
+      await metrics?.stop();
+      await tracing?.shutdown();
+    });
     say("services stopped");
   });
 
@@ -121,8 +149,7 @@ program
     if (status.servers.some((s) => !s.healthy)) process.exitCode = 1;
   });
 
-program
-  .command("ingress")
+addMetricsOptions(program.command("ingress"), DEFAULT_INGRESS_METRICS_PORT)
   .description("run an MQTT ingress process of its own against a running hub (several may serve one hub)")
   .option("--server <url...>", "hub URL(s) (default: what fabric up recorded)")
   .option("--host <addr>", "listen address", DEFAULT_HOST)
@@ -138,7 +165,7 @@ program
   .option("--workers <n>", "worker processes sharing the listeners (more cores); default 1", "1")
   .option("--json", "print the ports as JSON on stdout once listening")
   .action(
-    async (flags: {
+    async (flags: MetricsFlags & {
       workers: string;
       server?: string[];
       host: string;
@@ -156,30 +183,38 @@ program
       const workers = Number(flags.workers);
       if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw new InvalidInputError(`--workers ${JSON.stringify(flags.workers)} must be a whole number from 1 to 64`);
       const logger = createLogger({ name: "fabric-ingress" });
+      const tracing = await initTracing({ serviceName: "fabric-ingress", logger });
       const remote = flags.creds !== undefined;
       const keystoreDir = resolve(flags.store ?? defaultKeystoreDir());
       const servers = flags.server ?? (remote ? [] : Keystore.open(keystoreDir).storeFile().hubUrls);
-      await runWorkers(
-        workers,
-        () =>
-          startStandaloneIngress(
-            {
-              servers,
-              host: flags.host,
-              port: flags.mqttPort,
-              wsPort: flags.mqttWsPort,
-              ...(flags.config === undefined ? {} : { configFile: resolve(flags.config) }),
-              ...(remote
-                ? { credsFile: flags.creds, watcherCredsFile: flags.watcherCreds, operatorKey: flags.operator }
-                : { keystoreDir, dataDir: resolve(flags.data ?? defaultHubDataDir()), ...(flags.account === undefined ? {} : { account: flags.account }) }),
-            },
-            logger,
-          ),
-        (ports) => {
-          if (flags.json === true) outJson(ports);
-          else say(`MQTT ingress listening: mqtt://${flags.host}:${ports.tcp}${ports.ws > 0 ? ` ws://${flags.host}:${ports.ws}/mqtt` : ""}`);
-        },
-      );
+      // one metrics port: the process itself, or with --workers N the primary, summing its workers' metrics
+      const metrics = cluster.isWorker ? undefined : await startMetricsFromFlags(flags, logger, DEFAULT_INGRESS_METRICS_PORT, workers > 1 ? { metrics: clusterMetrics() } : {});
+      try {
+        await runWorkers(
+          workers,
+          () =>
+            startStandaloneIngress(
+              {
+                servers,
+                host: flags.host,
+                port: flags.mqttPort,
+                wsPort: flags.mqttWsPort,
+                ...(flags.config === undefined ? {} : { configFile: resolve(flags.config) }),
+                ...(remote
+                  ? { credsFile: flags.creds, watcherCredsFile: flags.watcherCreds, operatorKey: flags.operator }
+                  : { keystoreDir, dataDir: resolve(flags.data ?? defaultHubDataDir()), ...(flags.account === undefined ? {} : { account: flags.account }) }),
+              },
+              logger,
+            ),
+          (ports) => {
+            if (flags.json === true) outJson({ ...ports, metrics: metrics?.port });
+            else say(`MQTT ingress listening: mqtt://${flags.host}:${ports.tcp}${ports.ws > 0 ? ` ws://${flags.host}:${ports.ws}/mqtt` : ""}${metrics === undefined ? "" : `; metrics ${metrics.url}`}`);
+          },
+        );
+      } finally {
+        await metrics?.stop();
+        await tracing?.shutdown();
+      }
     },
   );
 

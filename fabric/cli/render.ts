@@ -5,6 +5,9 @@ export interface ReadySummary {
   urls: string[];
   mqtt: { tcp: number; tls: number; ws: number } | undefined;
   grpc: number | undefined;
+  statusPage: { url: string; tokenFile: string | undefined } | undefined;
+  /** Where Prometheus scrapes this process (undefined with --no-metrics). */
+  metrics: { port: number; url: string } | undefined;
   nodes: { name: string; url: string; ports: ServerPorts; log: string }[];
   keystore: string;
   keystoreCreated: boolean;
@@ -22,6 +25,10 @@ export function renderReady(s: ReadySummary): string {
   if (s.grpc !== undefined) lines.push(`  gRPC API: 127.0.0.1:${s.grpc} (fabric.v1, reflection on; see the README for buf curl)`);
   if (s.mqtt !== undefined) {
     lines.push(`  MQTT ingress: mqtt://127.0.0.1:${s.mqtt.tcp}${s.mqtt.ws > 0 ? `  ws://127.0.0.1:${s.mqtt.ws}/mqtt` : ""}${s.mqtt.tls > 0 ? `  mqtts://127.0.0.1:${s.mqtt.tls}` : ""}`);
+  }
+  if (s.metrics !== undefined) lines.push(`  metrics (Prometheus): ${s.metrics.url}`);
+  if (s.statusPage !== undefined) {
+    lines.push(`  status page: ${s.statusPage.url}${s.statusPage.tokenFile === undefined ? "" : ` (it asks for the token in ${s.statusPage.tokenFile}: HTTP Basic password, or Authorization: Bearer)`}`);
   }
   lines.push(`  keystore ${s.keystore}${s.keystoreCreated ? " (created now: a dev operator with account 'fleet')" : ""}`);
   if (s.devCreds !== undefined) lines.push(`  a service credential to try it: ${s.devCreds}`);
@@ -55,6 +62,7 @@ export function renderHubStatus(s: HubStatus): string {
   for (const st of s.streams) {
     lines.push(`  ${st.account}/${st.name.padEnd(24)} ${String(st.messages).padStart(10)} msgs  ${mb(st.bytes)}`);
     for (const c of st.consumers) lines.push(`    consumer ${c.name}: lag ${c.pending}, ack pending ${c.ackPending}, redelivered ${c.redelivered}`);
+    for (const g of st.consumerGroups) lines.push(`    ${g.count} × ${g.purpose}: lag ${g.pending}, ack pending ${g.ackPending}`);
   }
   if (s.ingress !== undefined) {
     lines.push("MQTT ingress:");

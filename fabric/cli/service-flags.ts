@@ -1,12 +1,12 @@
 import type { Command, Option } from "commander";
 import { resolve } from "node:path";
-import { InvalidInputError, portOption } from "../core/index.js";
+import { addMetricsOptions, DEFAULT_METRICS_PORT, InvalidInputError, portOption, type MetricsFlags } from "../core/index.js";
 import { DEFAULT_GRPC_PORT } from "../grpc/server.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
-import { DEFAULT_HOST, type HubServicesOptions } from "../hub/index.js";
+import { DEFAULT_HOST, DEFAULT_STATUS_HOST, DEFAULT_STATUS_PORT, type HubServicesOptions } from "../hub/index.js";
 
 /** The flags of the hub's services, shared by `fabric up` and `fabric serve`. */
-export interface ServiceFlags {
+export interface ServiceFlags extends MetricsFlags {
   data?: string;
   store?: string;
   host: string;
@@ -22,15 +22,18 @@ export interface ServiceFlags {
   grpcTlsCert?: string;
   grpcTlsKey?: string;
   grpcTlsCa?: string;
+  statusPage: boolean;
+  statusHost: string;
+  statusPort: number;
   json?: boolean;
 }
 
 export const mqttPortOption = (): Option => portOption("--mqtt-port <port>", "MQTT port of the ingress (0: pick one)", DEFAULT_MQTT_PORT);
 export const mqttWsPortOption = (): Option => portOption("--mqtt-ws-port <port>", "MQTT over WebSocket port (0: pick one)", DEFAULT_MQTT_WS_PORT);
 
-/** Data and keystore directories, listen address, MQTT ingress, gRPC gateway, window workers, JSON output. */
+/** Data and keystore directories, listen address, MQTT ingress, gRPC gateway, window workers, metrics, JSON output. */
 export function addServiceOptions(cmd: Command): Command {
-  return cmd
+  return addMetricsOptions(cmd, DEFAULT_METRICS_PORT)
     .option("--data <dir>", "data directory (default: $FABRIC_HOME/hub or ~/.local/share/fabric/hub)")
     .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
     .option("--host <addr>", "listen address", DEFAULT_HOST)
@@ -46,16 +49,20 @@ export function addServiceOptions(cmd: Command): Command {
     .option("--grpc-tls-ca <file>", "PEM CA whose client certificates the gRPC API requires (mTLS)")
     .option("--no-grpc", "do not run the gRPC gateway")
     .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
+    .addOption(portOption("--status-port <port>", "status page port (0: pick one)", DEFAULT_STATUS_PORT))
+    .option("--status-host <addr>", "status page listen address (beyond loopback it asks for the token in <data>/status-page.token)", DEFAULT_STATUS_HOST)
+    .option("--no-status-page", "do not serve the status page")
     .option("--json", "print the ready summary as JSON on stdout");
 }
 
 /** The services the flags ask for (files resolved); refuses half-given TLS settings. */
-export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOptions, "windows" | "mqtt" | "grpc"> {
+export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOptions, "windows" | "mqtt" | "grpc" | "statusPage"> {
   if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
   if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
   if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
   return {
     windows: flags.windows,
+    ...(flags.statusPage ? { statusPage: { host: flags.statusHost, port: flags.statusPort } } : {}),
     ...(flags.grpc
       ? {
           grpc: {

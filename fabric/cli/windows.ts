@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
-import { assertToken, createLogger, InvalidInputError, out, outJson, say, untilSignal } from "../core/index.js";
+import { addMetricsOptions, assertToken, createLogger, DEFAULT_WORKER_METRICS_PORT, initTracing, InvalidInputError, out, outJson, say, startMetricsFromFlags, untilSignal, type MetricsFlags } from "../core/index.js";
 import { DEFAULT_CHECKPOINT_EVERY_MS, listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition, windowStatus } from "../../streams/index.js";
 import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
 
@@ -76,18 +76,27 @@ export function addWindowCommands(program: Command): void {
       await nc.close();
     }
   });
-  withConnection(program.command("worker").description("run window workers for every definition, as a process of its own (several share the partitions)"))
+  addMetricsOptions(withConnection(program.command("worker").description("run window workers for every definition, as a process of its own (several share the partitions)")), DEFAULT_WORKER_METRICS_PORT)
     .option("--member <id>", "static membership: a worker restarted with the same id takes its partitions back at once (never run two with one id)")
     .option("--checkpoint-every-ms <ms>", "checkpoint interval in ms: shorter means less to replay after a crash", String(DEFAULT_CHECKPOINT_EVERY_MS))
-    .action(async (flags: ConnFlags & { checkpointEveryMs: string; member?: string }) => {
+    .action(async (flags: ConnFlags & MetricsFlags & { checkpointEveryMs: string; member?: string }) => {
     const checkpointEveryMs = Number(flags.checkpointEveryMs);
     if (!Number.isInteger(checkpointEveryMs) || checkpointEveryMs < 10) throw new InvalidInputError(`--checkpoint-every-ms ${JSON.stringify(flags.checkpointEveryMs)} is not a whole number of milliseconds ≥ 10`);
+    const logger = createLogger({ name: "fabric-worker" });
+    const tracing = await initTracing({ serviceName: "fabric-worker", logger });
     const nc = await tenantConnection(flags);
-    const runner = await runDefinedWorkers(nc, createLogger({ name: "fabric-worker" }), { checkpointEveryMs, ...(flags.member === undefined ? {} : { memberId: assertToken(flags.member, "--member") }) });
-    say("window workers running; Ctrl-C stops them");
+    const runner = await runDefinedWorkers(nc, logger, { checkpointEveryMs, ...(flags.member === undefined ? {} : { memberId: assertToken(flags.member, "--member") }) });
+    const metrics = await startMetricsFromFlags(flags, logger, DEFAULT_WORKER_METRICS_PORT).catch(async (err: unknown) => {
+      await runner.stop();
+      await nc.drain();
+      throw err;
+    });
+    say(`window workers running${metrics === undefined ? "" : `; metrics ${metrics.url}`}; Ctrl-C stops them`);
     await untilSignal(async () => {
       await runner.stop();
       await nc.drain();
+      await metrics?.stop();
+      await tracing?.shutdown();
     });
   });
 }

@@ -41,9 +41,9 @@ export class ConfigError extends FabricError {
   }
 }
 
-/** nats-server is missing, too old or failed to start. */
+/** nats-server is missing, too old or failed to start (or one left over from an earlier run would not stop). */
 export class NatsServerError extends FabricError {
-  constructor(code: "FABRIC_ERR_NATS_SERVER_MISSING" | "FABRIC_ERR_NATS_SERVER_TOO_OLD" | "FABRIC_ERR_NATS_SERVER_START", message: string, options: FabricErrorOptions = {}) {
+  constructor(code: "FABRIC_ERR_NATS_SERVER_MISSING" | "FABRIC_ERR_NATS_SERVER_TOO_OLD" | "FABRIC_ERR_NATS_SERVER_START" | "FABRIC_ERR_NATS_SERVER_LEFTOVER", message: string, options: FabricErrorOptions = {}) {
     super(code, message, options);
   }
 }

@@ -1,43 +1,49 @@
 import { closeSync, openSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { pollUntil } from "./poll.js";
+import { processAlive, processStartTime } from "./process-info.js";
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 15_000; // 15 s
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+/**
+ * A lock file holds "<pid> <start time>" of its owner. The start time tells a live owner from a process that got
+ * its pid after the owner died (a container restarted, a crashed `fabric up` whose pid came round again), so a
+ * dead owner's lock never blocks a restart. A file with a pid only (older versions) is judged by the pid.
+ */
+function holderOf(text: string): number | undefined {
+  const [pidText, started] = text.trim().split(/\s+/);
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  if (!processAlive(pid)) return -1;
+  if (started !== undefined && started !== processStartTime(pid)) return -1;
+  return pid;
 }
 
 function tryTake(path: string): boolean {
   try {
     const fd = openSync(path, "wx", 0o600);
-    writeSync(fd, String(process.pid));
+    writeSync(fd, `${process.pid} ${processStartTime(process.pid) ?? ""}`.trim());
     closeSync(fd);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
   }
-  let holder: number;
+  let holder: number | undefined;
   try {
-    holder = Number(readFileSync(path, "utf8"));
+    holder = holderOf(readFileSync(path, "utf8"));
     // A lock file seen empty may be in the middle of being written: only an old one counts as stale.
-    if (!Number.isInteger(holder) || holder <= 0) holder = Date.now() - statSync(path).mtimeMs > 1_000 ? -1 : 0;
+    if (holder === undefined) holder = Date.now() - statSync(path).mtimeMs > 1_000 ? -1 : 0;
   } catch {
     return false; // released meanwhile
   }
-  if (holder === -1 || (holder > 0 && !pidAlive(holder))) rmSync(path, { force: true });
+  if (holder === -1) rmSync(path, { force: true });
   return false;
 }
 
 /** The pid holding a lock file, if a live process does. */
 export function lockHolder(path: string): number | undefined {
   try {
-    const pid = Number(readFileSync(path, "utf8"));
-    return Number.isInteger(pid) && pid > 0 && pidAlive(pid) ? pid : undefined;
+    const pid = holderOf(readFileSync(path, "utf8"));
+    return pid !== undefined && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
   }

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, existsSync, readFileSync, type WriteStream } from "node:fs";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { NatsServerError, errorMessage } from "./errors.js";
 import { findNatsServer } from "./nats-server.js";
 import { pollUntil } from "./poll.js";
@@ -26,6 +26,8 @@ export interface SpawnNatsServerOptions {
   logFile?: string;
   bin?: string;
   startTimeoutMs?: number;
+  /** Called with the pid right after the spawn, before the server listens (a supervisor records it). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface NatsServerProcess {
@@ -77,7 +79,8 @@ interface Varz {
  */
 export async function spawnNatsServer(options: SpawnNatsServerOptions): Promise<NatsServerProcess> {
   const bin = options.bin ?? findNatsServer().path;
-  const child: ChildProcess = spawn(bin, ["-c", options.configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  // the config path is absolute on the command line: a leftover server is recognised by it (server-pid-file.ts)
+  const child: ChildProcess = spawn(bin, ["-c", resolvePath(options.configFile)], { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   let logStream: WriteStream | undefined;
   if (options.logFile !== undefined) logStream = createWriteStream(options.logFile, { flags: "a", mode: 0o600 });
@@ -108,6 +111,7 @@ export async function spawnNatsServer(options: SpawnNatsServerOptions): Promise<
 
   let ports: ServerPorts;
   try {
+    if (pid > 0) options.onSpawn?.(pid);
     const pf = await pollUntil<PortsFile>(
       () => {
         if (!running) throw new Error("exited");

@@ -1,6 +1,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { errorMessage } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { removeServerPidFile, stopLeftoverServer, writeServerPidFile } from "./server-pid-file.js";
 import { spawnNatsServer, type NatsServerProcess, type SpawnNatsServerOptions } from "./server-process.js";
 
 export const SUPERVISOR_MIN_BACKOFF_MS = 250; // 250 ms
@@ -13,6 +14,11 @@ export interface SupervisorOptions {
   logger: Logger;
   /** Called before every start (first and restarts) for the spawn options: configs may change between runs. */
   spawnOptions: () => SpawnNatsServerOptions;
+  /**
+   * The server's pid file (SERVER_PID_FILE in its node's data directory), written at every start and removed when
+   * it stops. A server an earlier supervisor left running (it was SIGKILLed) is found by it and stopped before a start.
+   */
+  pidFile: string;
   /** Called after every successful (re)start. */
   onStart?: (proc: NatsServerProcess, restart: boolean) => void | Promise<void>;
 }
@@ -31,7 +37,14 @@ export async function superviseNatsServer(options: SupervisorOptions): Promise<S
   const log = options.logger.child({ server: options.name });
   let stopping = false;
   let restarts = 0;
-  let proc = await spawnNatsServer(options.spawnOptions());
+  const spawn = async (): Promise<NatsServerProcess> => {
+    const so = options.spawnOptions();
+    await stopLeftoverServer({ pidFile: options.pidFile, configFile: so.configFile, portsDir: so.portsDir, logger: log });
+    const p = await spawnNatsServer({ ...so, onSpawn: (pid) => writeServerPidFile(options.pidFile, pid, so.configFile, so.portsDir) });
+    void p.exited.then(() => removeServerPidFile(options.pidFile, p.pid));
+    return p;
+  };
+  let proc = await spawn();
   await options.onStart?.(proc, false);
   log.info({ pid: proc.pid, ports: proc.ports }, "nats-server started");
 
@@ -48,7 +61,7 @@ export async function superviseNatsServer(options: SupervisorOptions): Promise<S
         backoff = Math.min(backoff * 2, SUPERVISOR_MAX_BACKOFF_MS);
         if (stopping) return;
         try {
-          proc = await spawnNatsServer(options.spawnOptions());
+          proc = await spawn();
           if (stopping) {
             await proc.stop();
             return;

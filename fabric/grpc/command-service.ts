@@ -1,15 +1,16 @@
 import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders, nuid, type Msg } from "@nats-io/transport-node";
+import { headers as natsHeaders, nuid, type Msg, type MsgHdrs } from "@nats-io/transport-node";
 import { z } from "zod";
 import { CommandServiceService, CommandState, type CommandServiceServer, type SendCommandResponse, type WatchCommandResponse } from "../../proto/gen/fabric/v1/command.js";
 import { COMMAND_KEYS_TTL_MS } from "../../streams/index.js";
-import { assertToken, InvalidInputError, isToken } from "../core/index.js";
+import { assertToken, continueTrace, endWhenSettled, InvalidInputError, isToken, SPAN, SpanKind, tracingEnabled } from "../core/index.js";
 import { CommandKeys, commandKeyOf, fingerprintOf, type CommandKeyRecord } from "./command-keys.js";
 import { assertMayPublish, assertMaySubscribe, type GatewayContext } from "./context.js";
 import { GatewayError } from "./errors.js";
 import { serverStream, timeLeft, unary, write } from "./handlers.js";
 import { assertFits, assertIdempotencyKey } from "./input.js";
 import { readRange } from "./stream-range.js";
+import { traceFromCall } from "./tracing.js";
 
 /** The header a command carries its id in (`<site>.<device>.<ms>-<unique>`): the device echoes it in its acknowledgement. */
 export const COMMAND_ID_HEADER = "Fabric-Command-Id";
@@ -88,8 +89,8 @@ export function commandService(ctx: GatewayContext): CommandServiceServer {
     return found;
   };
 
-  const publishCommand = async (subject: string, payload: Uint8Array, commandId: string, msgId: string): Promise<{ sequence: number; commandId: string; duplicate: boolean }> => {
-    const h = natsHeaders();
+  /** `h`: the command's headers besides its id (the caller's trace context). */
+  const publishCommand = async (subject: string, payload: Uint8Array, commandId: string, msgId: string, h: MsgHdrs): Promise<{ sequence: number; commandId: string; duplicate: boolean }> => {
     h.set(COMMAND_ID_HEADER, commandId);
     const ack = await ctx.publisher.publish(subject, payload, { msgId, headers: h });
     if (!ack.duplicate) return { sequence: ack.seq, commandId, duplicate: false };
@@ -99,14 +100,14 @@ export function commandService(ctx: GatewayContext): CommandServiceServer {
   };
 
   /** Sends under an idempotency key: the key's own send publishes, every repeat answers from the record. */
-  const sendKeyed = async (subject: string, payload: Uint8Array, kvKey: string, fingerprint: string, deadline: number): Promise<SendCommandResponse> => {
+  const sendKeyed = async (subject: string, payload: Uint8Array, kvKey: string, fingerprint: string, deadline: number, h: MsgHdrs): Promise<SendCommandResponse> => {
     const [, site = "", device = ""] = subject.split(".");
     const msgId = `cmd.${kvKey}`;
     /** Publishes as the holder of the key at `revision`, recording the outcome for the repeats. */
     const send = async (record: CommandKeyRecord, revision: number): Promise<SendCommandResponse> => {
       let r;
       try {
-        r = await publishCommand(subject, payload, record.commandId, msgId);
+        r = await publishCommand(subject, payload, record.commandId, msgId, h);
       } catch (err) {
         await keys.update(kvKey, { ...record, failed: true }, revision).catch(() => undefined);
         throw err;
@@ -146,13 +147,15 @@ export function commandService(ctx: GatewayContext): CommandServiceServer {
       assertToken(req.device, "device");
       assertToken(req.name, "name");
       assertIdempotencyKey(req.idempotencyKey);
-      assertFits(ctx.nc, req.payload.length, 160, "payload");
+      const h = natsHeaders();
+      assertFits(ctx.nc, req.payload.length, 160 + traceFromCall(call.metadata, h), "payload");
       const subject = `cmd.${req.site}.${req.device}.${req.name}`;
       assertMayPublish(caller, subject);
       const deadline = Date.now() + timeLeft(call);
-      if (req.idempotencyKey !== "") return sendKeyed(subject, req.payload, commandKeyOf(req.site, req.device, req.idempotencyKey), fingerprintOf(req.name, req.payload), deadline);
+      const span = tracingEnabled() ? continueTrace(h, SPAN.commandSend, subject, SpanKind.PRODUCER, { "rpc.system": "grpc", "fabric.caller": caller.name }) : undefined;
+      if (req.idempotencyKey !== "") return endWhenSettled(span, sendKeyed(subject, req.payload, commandKeyOf(req.site, req.device, req.idempotencyKey), fingerprintOf(req.name, req.payload), deadline, h));
       const id = `${req.site}.${req.device}.${Date.now()}-${nuid.next()}`;
-      return publishCommand(subject, req.payload, id, id);
+      return endWhenSettled(span, publishCommand(subject, req.payload, id, id, h));
     }),
 
     watchCommand: serverStream(ctx, CommandServiceService.watchCommand.path, async (req, caller, call, signal) => {

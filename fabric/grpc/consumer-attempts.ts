@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { MsgHdrs } from "@nats-io/transport-node";
 import { Settlement_Kind } from "../../proto/gen/fabric/v1/consumer.js";
 import type { Event } from "../../proto/gen/fabric/v1/event.js";
-import { parseAckSubject, type AckSubject } from "../core/index.js";
+import { endSpan, messagingAttributes, parseAckSubject, SPAN, SpanKind, startChildSpan, TRACEPARENT, tracingEnabled, type AckSubject } from "../core/index.js";
 
 /** What a JetStream ack subject (a delivery's reply subject) says about that delivery attempt. */
 /** One delivery attempt handed to a client, until it is settled, superseded by a redelivery, or its lease ends. */
@@ -184,7 +184,20 @@ export function eventTimeOf(data: Uint8Array): number {
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 export function toEvent(stream: string, sequence: number, subject: string, hdrs: MsgHdrs | undefined, storedAtMs: number, data: Uint8Array): Event {
-  return { stream, sequence, subject, headers: hdrs === undefined ? NO_HEADERS : headersOf(hdrs), storedAtMs, eventTimeMs: eventTimeOf(data), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+  const headers = hdrs === undefined ? NO_HEADERS : headersOf(hdrs);
+  if (tracingEnabled() && headers !== NO_HEADERS) traceDelivery(headers, stream, sequence, subject);
+  return { stream, sequence, subject, headers, storedAtMs, eventTimeMs: eventTimeOf(data), data: Buffer.from(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+/**
+ * Tracing on: a `grpc deliver` span, child of the stored traceparent, and the event carries the span's own
+ * traceparent (the consumer's work is its child). The span covers the hand-over to the gRPC stream.
+ */
+function traceDelivery(headers: Record<string, string>, stream: string, sequence: number, subject: string): void {
+  const child = startChildSpan(SPAN.grpcDeliver, headers[TRACEPARENT], { ...messagingAttributes(subject), "messaging.operation.type": "receive", "fabric.stream": stream, "fabric.sequence": sequence }, SpanKind.CONSUMER);
+  if (child === undefined) return;
+  headers[TRACEPARENT] = child.traceparent;
+  endSpan(child.span);
 }
 
 /** NATS headers as a map (a repeated header keeps its last value). */

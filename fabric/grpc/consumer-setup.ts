@@ -139,7 +139,7 @@ export async function ensureConsumer(jsm: JetStreamManager, spec: ConsumerSpec):
   };
   if (spec.durable === "") {
     try {
-      return await jsm.consumers.add(spec.stream, { ...config, inactive_threshold: ms2ns(Math.max(EPHEMERAL_INACTIVE_MS, 2 * ackWait)) });
+      return await jsm.consumers.add(spec.stream, { ...config, description: "gateway ephemeral consumer", inactive_threshold: ms2ns(Math.max(EPHEMERAL_INACTIVE_MS, 2 * ackWait)) });
     } catch (err) {
       throw refused(err, "the consumer");
     }

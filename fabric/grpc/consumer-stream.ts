@@ -21,6 +21,7 @@ import { assertFilters, resolveFilters } from "./consumer-filters.js";
 import { ackWaitMsOf, ackWaitOf, assertDurableName, assertStreamName, deliverPolicyOf, ensureConsumer, leaseExtensionOf, maxDeliveriesOf, maxInFlightOf, streamSubjects } from "./consumer-setup.js";
 import { callerOf } from "./context.js";
 import { GatewayError, toServiceError } from "./errors.js";
+import { consumeMetrics } from "./metrics.js";
 
 /** How often a Consume stream reports pending, ack pending and credit (and once its credit is used up). */
 export const CONSUME_HEARTBEAT_MS = 2_000;
@@ -247,6 +248,7 @@ export class ConsumeStream {
   }
 
   private refuse(ackToken: string, code: string, message: string): void {
+    this.settleCounts[0] = (this.settleCounts[0] ?? 0) + 1;
     this.send({ frame: { $case: "settleError", value: { ackToken, code, message } } });
   }
 
@@ -263,6 +265,7 @@ export class ConsumeStream {
       }
       const end = Math.min(settlements.length, i + SETTLE_CHUNK);
       for (let k = i; k < end; k++) this.settle(settlements[k] as Settlement);
+      consumeMetrics.settled(this.settleCounts);
     }
     this.refill(); // once per frame (chunk): settlements freed room for more in flight
   }
@@ -278,6 +281,7 @@ export class ConsumeStream {
       this.tokens.delete(st.ackToken);
       return this.refuse(st.ackToken, "FABRIC_ERR_STALE_TOKEN", why);
     }
+    this.settleCounts[st.kind] = (this.settleCounts[st.kind] ?? 0) + 1;
     if (st.kind === Settlement_Kind.KIND_IN_PROGRESS) {
       publishQuietly(this.s.nc, x.reply, payload);
       this.s.attempts.extend(x);
@@ -388,6 +392,7 @@ export class ConsumeStream {
       if (this.byteMode === true) this.creditBytes = Math.max(0, this.creditBytes - size);
       const now = Date.now();
       const x = this.s.attempts.record(reply, a, this.ackWaitMs, size, now, this.deadLetterAfter);
+      if (a.attempt > 1) this.redeliveredInBatch++;
       // valid on this stream only (its own map): a random prefix and a counter, no random bytes per delivery
       const token = `${this.tokenPrefix}${(++this.tokenSeq).toString(36)}`;
       this.tokens.set(token, x);
@@ -460,6 +465,11 @@ export class ConsumeStream {
    * Deliveries are written in batches: what JetStream handed over in one go (one event-loop turn) becomes one
    * frame, where a frame per delivery would cost a transport write each.
    */
+  /** Settlements of the frame being applied, by kind (index 0: refused), added to the metrics per chunk. */
+  private readonly settleCounts: number[] = [0, 0, 0, 0, 0];
+  /** Redeliveries among the deliveries of the batch being gathered. */
+  private redeliveredInBatch = 0;
+
   private deliver(d: Delivery): void {
     this.batch.push(d);
     if (this.batch.length === 1) queueMicrotask(() => this.flush());
@@ -470,6 +480,8 @@ export class ConsumeStream {
     const deliveries = this.batch;
     this.batch = [];
     if (this.closed || this.call.cancelled) return;
+    consumeMetrics.delivered(this.stream, deliveries.length, this.redeliveredInBatch);
+    this.redeliveredInBatch = 0;
     this.call.write({ frame: { $case: "deliveries", value: { deliveries } } });
   }
 

@@ -11,6 +11,7 @@ import { errorMessage, JetStreamPublisher, projectRoot, type Logger } from "../c
 import { CallerAuth } from "./auth.js";
 import type { GatewayContext } from "./context.js";
 import { GatewayError, toServiceError } from "./errors.js";
+import { metricsInterceptor } from "./metrics.js";
 import { GATEWAY_SERVICES } from "./services.js";
 
 /** The gRPC API's default port (DESIGN.md). */
@@ -40,6 +41,8 @@ export interface StartGatewayOptions extends TenantServerOptions {
 
 export interface Gateway {
   port: number;
+  /** Calls in progress and open streams now (the status page shows them). */
+  activity(): { calls: number; streams: number };
   /** Ends open streams with UNAVAILABLE, reports NOT_SERVING, lets calls finish, then stops. */
   stop(): Promise<void>;
 }
@@ -108,6 +111,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
       "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
       "grpc.keepalive_permit_without_calls": 1,
       "grpc.http2.min_ping_interval_without_data_ms": 10_000,
+      interceptors: [metricsInterceptor],
     });
     const health = new HealthImplementation({ "": "SERVING" });
     health.addToServer(server);
@@ -160,7 +164,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
       });
       await close();
     };
-    return { port, stop };
+    return { port, activity: () => ({ calls, streams: streams.size }), stop };
   } catch (err) {
     await close();
     throw err;

@@ -20,7 +20,7 @@ export async function readRange(
   range: { stream: string; filter: string; start: Pick<ConsumerConfig, "deliver_policy"> & Partial<Pick<ConsumerConfig, "opt_start_time" | "opt_start_seq">>; deadline: number },
   onMessage: (m: JsMsg) => boolean,
 ): Promise<void> {
-  const ci = await jsm.consumers.add(range.stream, { ack_policy: AckPolicy.None, filter_subject: range.filter, ...range.start, inactive_threshold: ms2ns(RANGE_INACTIVE_MS), mem_storage: true, num_replicas: 1 });
+  const ci = await jsm.consumers.add(range.stream, { description: "gateway range reader", ack_policy: AckPolicy.None, filter_subject: range.filter, ...range.start, inactive_threshold: ms2ns(RANGE_INACTIVE_MS), mem_storage: true, num_replicas: 1 });
   try {
     let remaining = ci.num_pending;
     const c = await jetstream(nc).consumers.get(range.stream, ci.name);

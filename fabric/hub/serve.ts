@@ -17,6 +17,7 @@ export const serveOptionsSchema = z.strictObject({
   windows: z.boolean().default(true),
   mqtt: hubOptionsSchema.shape.mqtt,
   grpc: hubOptionsSchema.shape.grpc,
+  statusPage: hubOptionsSchema.shape.statusPage,
 });
 export type ServeOptions = z.input<typeof serveOptionsSchema>;
 

@@ -20,6 +20,7 @@ import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../st
 import { startIngress, type Ingress } from "../../ingress/index.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 import { serveSites } from "./sites.js";
+import { createStatusSource, startStatusPage, type StatusPage } from "./status-page/index.js";
 
 /** How long the servers may take to have JetStream ready for every account. */
 export const HUB_READY_TIMEOUT_MS = 60_000; // 60 s
@@ -51,13 +52,29 @@ export interface HubServicesOptions {
   windows: boolean;
   mqtt?: { port: number; wsPort?: number | undefined; tls?: { port: number; cert: string; key: string } | undefined; ingress: Record<string, unknown> };
   grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
+  /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
+  statusPage?: { host: string; port: number };
 }
 
-type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "mqtt" | "grpc">;
+type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "mqtt" | "grpc" | "statusPage">;
 
 /** The service settings out of `fabric up`'s or `fabric serve`'s parsed options. */
-export function serviceSettings(o: { host: string; identityService: boolean; windows: boolean; mqtt?: HubServicesOptions["mqtt"] | undefined; grpc?: HubServicesOptions["grpc"] | undefined }): ServiceSettings {
-  return { host: o.host, identityService: o.identityService, windows: o.windows, ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }), ...(o.grpc === undefined ? {} : { grpc: o.grpc }) };
+export function serviceSettings(o: {
+  host: string;
+  identityService: boolean;
+  windows: boolean;
+  mqtt?: HubServicesOptions["mqtt"] | undefined;
+  grpc?: HubServicesOptions["grpc"] | undefined;
+  statusPage?: HubServicesOptions["statusPage"] | undefined;
+}): ServiceSettings {
+  return {
+    host: o.host,
+    identityService: o.identityService,
+    windows: o.windows,
+    ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
+    ...(o.grpc === undefined ? {} : { grpc: o.grpc }),
+    ...(o.statusPage === undefined ? {} : { statusPage: o.statusPage }),
+  };
 }
 
 export interface RunningHubServices {
@@ -66,6 +83,8 @@ export interface RunningHubServices {
   mqtt: Ingress["ports"] | undefined;
   /** The gRPC gateway's port, when it runs. */
   grpc: number | undefined;
+  /** The status page, when it runs: its URL and, off loopback, the file of the token it asks for. */
+  statusPage: Pick<StatusPage, "url" | "port" | "tokenFile"> | undefined;
   /** A service credential for trying the fabric, created with the keystore. */
   devCreds: string | undefined;
   streams: EnsureResult;
@@ -86,7 +105,9 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
   const ingresses: Ingress[] = [];
   const gateways: Gateway[] = [];
   const windowRunners: { stop(): Promise<void> }[] = [];
+  const pages: StatusPage[] = [];
   const stop = async (): Promise<void> => {
+    for (const p of pages.splice(0)) await p.stop().catch(() => undefined);
     for (const g of gateways.splice(0)) await g.stop().catch(() => undefined);
     for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
     for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
@@ -163,6 +184,19 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       gateways.push(gateway);
       grpc = gateway.port;
     }
+    let statusPage: StatusPage | undefined;
+    if (o.statusPage !== undefined) {
+      const gateway = gateways[0];
+      const source = createStatusSource({
+        keystore: ks,
+        servers: urls,
+        ...(tenant === undefined ? {} : { tenantCreds: await hubCreds(ks, o.dataDir, tenant.name, log) }),
+        ...(gateway === undefined ? {} : { grpcActivity: () => gateway.activity() }),
+        logger: log,
+      });
+      statusPage = await startStatusPage({ host: o.statusPage.host, port: o.statusPage.port, dataDir: o.dataDir, source, logger: log });
+      pages.push(statusPage);
+    }
     let devCreds: string | undefined;
     if (tenant !== undefined) {
       const devPath = join(o.dataDir, "creds", `${tenant.name}-dev-service.creds`);
@@ -172,7 +206,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       }
       if (existsSync(devPath)) devCreds = devPath;
     }
-    return { urls, mqtt, grpc, devCreds, streams, push, stop };
+    return { urls, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
   } catch (err) {
     await stop();
     throw err;

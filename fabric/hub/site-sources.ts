@@ -20,7 +20,7 @@ function siteEntry(sources: readonly StreamSource[] | undefined, site: string): 
 async function lastSourced(nc: NatsConnection, site: string, kind: SiteStreamKind, entry: StreamSource): Promise<{ seq: number; sameSource: boolean; data: Uint8Array } | undefined> {
   const s = EDGE_STREAMS[kind];
   const jsm = await jetstreamManager(nc);
-  const ci = await jsm.consumers.add(s.hub, { filter_subject: s.subject(site), deliver_policy: DeliverPolicy.Last, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: 10_000_000_000 });
+  const ci = await jsm.consumers.add(s.hub, { description: "hub site source check", filter_subject: s.subject(site), deliver_policy: DeliverPolicy.Last, ack_policy: AckPolicy.None, mem_storage: true, inactive_threshold: 10_000_000_000 });
   let header: string;
   let data: Uint8Array;
   try {

@@ -1,8 +1,10 @@
 import { z } from "zod";
 import { errorMessage } from "../core/index.js";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { adminConnection, connectWithCreds, pingServers, type Keystore } from "../../identity/index.js";
-import { MQTT_INSTANCES_BUCKET } from "../../streams/index.js";
+import { kvKeys, MQTT_INSTANCES_BUCKET } from "../../streams/index.js";
+import { consumerDetailSchema, groupConsumers, type ConsumerGroup } from "./consumer-purpose.js";
 import { listSites, type SiteInfo } from "./sites.js";
 
 export const STATUS_TIMEOUT_MS = 3_000; // 3 s
@@ -23,7 +25,10 @@ export interface StreamStatus {
   name: string;
   messages: number;
   bytes: number;
+  /** Durable consumers, by name. */
   consumers: { name: string; pending: number; ackPending: number; redelivered: number }[];
+  /** The other consumers (KV watches, ordered and ephemeral readers, MQTT sessions) counted per purpose. */
+  consumerGroups: ConsumerGroup[];
 }
 
 export interface IngressInstanceStatus {
@@ -52,12 +57,11 @@ const statzSchema = z.looseObject({
   statsz: z.looseObject({ connections: z.number().default(0), mem: z.number().default(0) }).optional(),
   data: z.looseObject({ connections: z.number().default(0), mem: z.number().default(0) }).optional(),
 });
-const consumerSchema = z.looseObject({ name: z.string(), num_pending: z.number().default(0), num_ack_pending: z.number().default(0), num_redelivered: z.number().default(0) });
 const streamSchema = z.looseObject({
   name: z.string(),
   state: z.looseObject({ messages: z.number().default(0), bytes: z.number().default(0) }),
   cluster: z.looseObject({ leader: z.string().optional() }).optional(),
-  consumer_detail: z.array(consumerSchema).optional(),
+  consumer_detail: z.array(consumerDetailSchema).optional(),
 });
 const jszSchema = z.looseObject({
   server: serverSchema,
@@ -85,7 +89,8 @@ async function tenantView(servers: string[], creds: string): Promise<{ ingress: 
   try {
     const kv = await new Kvm(nc).open(MQTT_INSTANCES_BUCKET);
     const out: IngressInstanceStatus[] = [];
-    for await (const k of await kv.keys()) {
+    // the keys from the stream's subject counts: kv.keys() would leave an ordered consumer behind for 5 minutes
+    for (const k of await kvKeys(await jetstreamManager(nc), MQTT_INSTANCES_BUCKET, ">")) {
       const e = await kv.get(k);
       if (e === null || e.operation !== "PUT") continue;
       const hb = heartbeatSchema.safeParse(e.json());
@@ -129,7 +134,7 @@ export async function hubStatus(ks: Keystore, servers: string[], tenantCreds?: s
       const s = statzSchema.safeParse(r);
       if (s.success) statz.set(s.data.server.name, s.data);
     }
-    const jsz = (await ask("JSZ", { accounts: true, streams: true, consumer: true })).flatMap((r) => {
+    const jsz = (await ask("JSZ", { accounts: true, streams: true, consumer: true, config: true })).flatMap((r) => {
       const j = jszSchema.safeParse(r);
       return j.success ? [j.data] : [];
     });
@@ -156,12 +161,14 @@ export async function hubStatus(ks: Keystore, servers: string[], tenantCreds?: s
           const key = `${acc.name}/${st.name}`;
           const leader = st.cluster?.leader === undefined || st.cluster.leader === j.server.name;
           if (streams.has(key) && !leader) continue;
+          const { named, groups } = groupConsumers(st.name, st.consumer_detail ?? []);
           streams.set(key, {
             account: names.get(acc.name) ?? acc.name,
             name: st.name,
             messages: st.state.messages,
             bytes: st.state.bytes,
-            consumers: (st.consumer_detail ?? []).map((c) => ({ name: c.name, pending: c.num_pending, ackPending: c.num_ack_pending, redelivered: c.num_redelivered })),
+            consumers: named,
+            consumerGroups: groups,
             leader,
           });
         }

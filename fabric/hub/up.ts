@@ -6,8 +6,11 @@ import {
   ensurePrivateDir,
   errorMessage,
   parseInput,
+  monitorNatsServers,
   pickFreePorts,
   readJsonFile,
+  SERVER_PID_FILE,
+  stopLeftoverServer,
   superviseNatsServer,
   waitHealthy,
   writeFileAtomic,
@@ -55,6 +58,8 @@ export const hubOptionsSchema = z.strictObject({
       tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1), ca: z.string().min(1).optional() }).optional(),
     })
     .optional(),
+  /** The read-only status page: open on loopback, elsewhere it asks for the token in `<dataDir>/status-page.token`. */
+  statusPage: z.strictObject({ host: z.string().min(1), port: portSchema }).optional(),
 });
 export type HubOptions = z.input<typeof hubOptionsSchema>;
 
@@ -91,7 +96,9 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
   const release = await lockDataDir(o.dataDir, "fabric up");
   const supervisors: Supervisor[] = [];
   let servicesStop: (() => Promise<void>) | undefined;
+  let unmonitor: (() => void) | undefined;
   const stop = async (): Promise<void> => {
+    unmonitor?.();
     await servicesStop?.();
     servicesStop = undefined;
     for (const s of supervisors.splice(0).reverse()) await s.stop();
@@ -166,6 +173,11 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       writeServerConfig(configFile, config);
       return { configFile, portsDir: join(dir, "run"), logFile: join(dir, "nats-server.log") };
     };
+    // servers an earlier `fabric up` left running (it was killed) go first, all of them: a new node must not
+    // join the routes of the old ones
+    await Promise.all(
+      names.map((_, i) => stopLeftoverServer({ pidFile: join(nodeDir(i), SERVER_PID_FILE), configFile: join(nodeDir(i), "nats-server.conf"), portsDir: join(nodeDir(i), "run"), logger: log })),
+    );
     const nodes: HubNode[] = [];
     for (let i = 0; i < o.nodes; i++) {
       const start = () =>
@@ -173,6 +185,7 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
           name: names[i] ?? "hub",
           logger: log,
           spawnOptions: spawnOptions(i),
+          pidFile: join(nodeDir(i), SERVER_PID_FILE),
           onStart: (proc) => {
             // Keep the ports the server picked, so a restart (and the other nodes' routes) find it again.
             known[i] = { client: proc.ports.client, monitor: proc.ports.monitoring, leaf: proc.ports.leafnode, cluster: proc.ports.cluster > 0 ? proc.ports.cluster : -1 };
@@ -195,6 +208,8 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       nodes.push({ name: names[i] ?? "hub", url: `nats://${routeHost}:${p.client}`, ports: p, logFile: join(nodeDir(i), "nats-server.log") });
     }
     for (const n of nodes) await waitHealthy(n.ports.monitoring, HUB_READY_TIMEOUT_MS);
+    // the servers' figures in this process's metrics, read from their monitoring ports at each scrape
+    unmonitor = monitorNatsServers(() => nodes.map((n, i) => ({ name: n.name, port: supervisors[i]?.current().ports.monitoring ?? 0 })));
     const urls = nodes.map((n) => n.url);
 
     const running = await startHubServices(

@@ -35,6 +35,8 @@ export async function startTestHub(
     ingress?: Record<string, unknown>;
     /** TLS (mTLS with a CA) on the leaf node listener. */
     leafTls?: { cert: string; key: string; ca?: string };
+    /** Serve the status page on this address (on a port the system picks). */
+    statusPage?: { host: string };
   } = {},
 ): Promise<TestHub> {
   const root = h.tempDir("fabric-hub-");
@@ -55,6 +57,7 @@ export async function startTestHub(
       ...(options.leafTls === undefined ? {} : { leafTls: options.leafTls }),
       windows: options.windows ?? true,
       ...(options.grpc === true ? { grpc: { port: 0 } } : {}),
+      ...(options.statusPage === undefined ? {} : { statusPage: { host: options.statusPage.host, port: 0 } }),
       ...(options.mqtt === true
         ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
         : {}),

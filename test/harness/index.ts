@@ -12,3 +12,4 @@ export { startTcpProxy } from "./tcp-proxy.js";
 export { makeTestCerts } from "./certs.js";
 export type { TestCerts } from "./certs.js";
 export type { TcpProxy } from "./tcp-proxy.js";
+export { nodeServerPids, reapOnDispose, unrelatedProcess } from "./leftover.js";

@@ -17,7 +17,7 @@ describe("fabric serve", () => {
   it("runs the identity service, sites and the gRPC gateway against running servers, and stops on SIGINT", async () => {
     // servers whose own process runs no identity service: what a site needs from one comes from `fabric serve`
     const hub = await startTestHub(h, { windows: false, identityService: false });
-    const serve = startCli("fabric", ["serve", "--server", ...hub.urls, "--store", hub.keystoreDir, "--data", h.tempDir("fabric-serve-"), "--host", "127.0.0.1", "--no-mqtt", "--grpc-port", "0", "--json"]);
+    const serve = startCli("fabric", ["serve", "--server", ...hub.urls, "--store", hub.keystoreDir, "--data", h.tempDir("fabric-serve-"), "--host", "127.0.0.1", "--no-mqtt", "--grpc-port", "0", "--status-port", "0", "--json"]);
     h.defer(async () => void (await serve.signal("SIGKILL")));
     const ready = await serve.json<{ urls: string[]; grpc: number; streams: { created: string[]; unchanged: string[] } }>();
     expect(ready.urls).toEqual(hub.urls);

@@ -15,9 +15,10 @@ interface Ready {
   nodes: { name: string; log: string; ports: { client: number; monitoring: number; leafnode: number } }[];
   streams: { created: string[]; unchanged: string[] };
   grpc: number;
+  statusPage: { url: string; tokenFile?: string };
 }
 
-const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0", "--grpc-port", "0", "--json"];
+const UP_ARGS = ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--mqtt-port", "0", "--mqtt-ws-port", "0", "--grpc-port", "0", "--status-port", "0", "--json"];
 
 function up(home: string, extra: string[] = []): RunningCli {
   const cli = startCli("fabric", [...UP_ARGS, ...extra], { env: { FABRIC_HOME: home } });
@@ -43,6 +44,10 @@ describe("fabric up", () => {
     const ready = await first.json<Ready>();
     expect(ready.keystoreCreated).toBe(true);
     expect(ready.grpc).toBeGreaterThan(0); // the gRPC gateway runs, on the port the system picked
+    // the status page, on loopback (no token) and the port the system picked
+    expect(ready.statusPage.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
+    expect(ready.statusPage.tokenFile).toBeUndefined();
+    expect((await fetch(ready.statusPage.url)).status).toBe(200);
     expect(ready.streams.created).toEqual(expect.arrayContaining(["TELEMETRY", "EVENTS", "AGGREGATES", "COMMANDS", "REJECTED"]));
     const url = ready.urls[0] ?? "";
     const creds = readFileSync(ready.devCreds, "utf8");
@@ -72,7 +77,7 @@ describe("fabric up", () => {
     const st = JSON.parse(status.stdout) as {
       ingress: { connections: number }[];
       servers: { healthy: boolean }[];
-      streams: { name: string; messages: number; consumers: { name: string; pending: number }[] }[];
+      streams: { name: string; messages: number; consumers: { name: string; pending: number }[]; consumerGroups: { purpose: string; count: number }[] }[];
       clientsByRole: Record<string, number>;
     };
     expect(st.servers).toHaveLength(1);
@@ -83,6 +88,14 @@ describe("fabric up", () => {
     expect(st.clientsByRole["hub"]).toBe(2); // the hub's own connection and the gRPC gateway's
     // the MQTT ingress fabric up runs is there, with its connections
     expect(st.ingress).toEqual([expect.objectContaining({ connections: 0 })]);
+    // the fabric's own consumers by purpose: durables by name, no `oc_…` lines; KV watches counted; listing the
+    // ingress instances (the status itself, the will janitor) leaves no ordered consumer behind
+    expect(st.streams.flatMap((x) => x.consumers.map((c) => c.name)).filter((n) => n.startsWith("oc_"))).toEqual([]);
+    expect(st.streams.find((x) => x.name === "KV_window_defs")?.consumerGroups).toEqual([expect.objectContaining({ purpose: "kv watch (ordered)", count: expect.any(Number) as number })]);
+    for (const bucket of ["KV_mqtt_instances", "KV_mqtt_wills"]) expect(st.streams.find((x) => x.name === bucket)?.consumerGroups.map((g) => g.purpose) ?? []).not.toContain("kv keys (ordered)");
+    const text = await runCli("fabric", ["status"], { env: { FABRIC_HOME: home } });
+    expect(text.stdout).toMatch(/KV_window_defs[^\n]*\n\s+\d+ × kv watch \(ordered\): lag 0/);
+    expect(text.stdout).not.toMatch(/oc_/);
 
     expect(await first.signal("SIGINT")).toBe(0);
     expect(first.stderr()).toMatch(/hub stopped/);

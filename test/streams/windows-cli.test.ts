@@ -11,7 +11,7 @@ afterAll(() => h.dispose());
 describe("fabric windows and the workers of fabric up", () => {
   it("a definition added from YAML is run by the hub and its results land in AGGREGATES", async () => {
     const home = h.tempDir("fabric-home-");
-    const up = startCli("fabric", ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--no-mqtt", "--no-grpc", "--json"], { env: { FABRIC_HOME: home } });
+    const up = startCli("fabric", ["up", "--host", "127.0.0.1", "--port", "0", "--monitor-port", "0", "--leaf-port", "0", "--no-mqtt", "--no-grpc", "--no-status-page", "--json"], { env: { FABRIC_HOME: home } });
     h.defer(async () => {
       await up.signal("SIGKILL");
     });
