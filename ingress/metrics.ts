@@ -1,4 +1,4 @@
-import { counter, gauge, histogram, isFabricError } from "../fabric/core/index.js";
+import { counter, fastCounter, fastHistogram, gauge, isFabricError, type FastCounterChild } from "../fabric/core/index.js";
 import { ReasonCode, type MqttError, type ReasonCodeValue } from "./errors.js";
 
 /**
@@ -20,30 +20,30 @@ const authFailures = counter<"reason">({
   help: "MQTT connections refused for their credential, by reason (the credential check's code, else the MQTT reason)",
   labelNames: ["reason"],
 });
-const publishes = counter<"qos" | "result">({
+const publishes = fastCounter<"qos" | "result">({
   name: "fabric_mqtt_publishes_total",
   help: "PUBLISH packets from clients by QoS and result: stored (acknowledged once in a stream), forwarded (QoS 0, sent on), rejected (kept in REJECTED), refused (not allowed, bad payload), failed (not stored)",
   labelNames: ["qos", "result"],
 });
-const ackLatency = histogram<"qos">({
+const ackLatency = fastHistogram<"qos">({
   name: "fabric_mqtt_publish_ack_seconds",
   help: "time from a QoS 1/2 PUBLISH read to its PUBACK/PUBREC written (the store in JetStream included)",
   labelNames: ["qos"],
 });
 const droppedDeliveries = counter({ name: "fabric_mqtt_dropped_deliveries_total", help: "QoS 0 deliveries dropped because the client did not read fast enough" });
 
-// the per-message paths use bound children (no label lookup per message)
-const publishChildren = new Map<string, { inc(): void }>();
-function publishChild(qos: number, result: PublishResult): { inc(): void } {
+// the per-message paths use plain slots (fast-metrics.ts), bound once per label set
+const publishChildren = new Map<string, FastCounterChild>();
+function publishChild(qos: number, result: PublishResult): FastCounterChild {
   const key = `${qos}:${result}`;
   let c = publishChildren.get(key);
   if (c === undefined) {
-    c = publishes.labels({ qos: String(qos), result });
+    c = publishes.child({ qos: String(qos), result });
     publishChildren.set(key, c);
   }
   return c;
 }
-const ackChildren = [undefined, ackLatency.labels({ qos: "1" }), ackLatency.labels({ qos: "2" })] as const;
+const ackChildren = [undefined, ackLatency.child({ qos: "1" }), ackLatency.child({ qos: "2" })] as const;
 
 /** The reasons counted as authentication failures (the others are protocol errors). */
 const AUTH_REASONS: ReadonlySet<ReasonCodeValue> = new Set([ReasonCode.BadUserNameOrPassword, ReasonCode.NotAuthorized, ReasonCode.BadAuthenticationMethod]);

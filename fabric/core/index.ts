@@ -32,6 +32,8 @@ export { isApiError, isRevisionConflict } from "./js-errors.js";
 export { initTracing, tracingEnabled, parseTraceparent, isValidTracestate, formatTraceparent, startChildSpan, continueTrace, carryTraceContext, endSpan, endWhenSettled, messagingAttributes, SpanKind, TRACEPARENT, TRACESTATE, SPAN } from "./tracing.js";
 export type { Tracing, TracingOptions, TraceParent, ChildSpan } from "./tracing.js";
 export { metricsRegistry, counter, gauge, histogram, renderMetrics, clusterMetrics, secondsSince, LATENCY_BUCKETS_SECONDS, METRICS_OFF } from "./metrics.js";
+export { fastCounter, fastHistogram } from "./fast-metrics.js";
+export type { FastCounterChild, FastHistogramChild } from "./fast-metrics.js";
 export { startMetricsServer, DEFAULT_METRICS_PORT, DEFAULT_EDGE_METRICS_PORT, DEFAULT_INGRESS_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT, DEFAULT_METRICS_HOST } from "./metrics-server.js";
 export type { MetricsServer, MetricsServerOptions, MetricsRoute } from "./metrics-server.js";
 export { addMetricsOptions, startMetricsFromFlags } from "./metrics-cli.js";
