@@ -7,7 +7,7 @@ import { benchMqtt, mqttMarkdown } from "./mqtt.js";
 import { benchGrpc, grpcMarkdown } from "./grpc.js";
 import { benchWindows, windowsMarkdown } from "./windows.js";
 import { benchEdge, edgeMarkdown } from "./edge.js";
-import { benchMetrics, metricsMarkdown } from "./metrics.js";
+import { benchMetrics, metricsMarkdown, METRICS_ROUNDS } from "./metrics.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
   identity: async (h) => {
@@ -56,7 +56,7 @@ BENCHES["metrics"] = async (h) => {
     "",
     `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- metrics\`.`,
     "",
-    `Each row runs ${3} rounds; each round starts the component twice in a process of its own (the ingress against one`,
+    `Each row runs ${METRICS_ROUNDS} rounds; each round starts the component twice in a process of its own (the ingress against one`,
     "hub; `fabric up` on a fresh data directory), once with `FABRIC_METRICS=off` (no metric counts anything, nothing is",
     "served) and once with metrics on and `/metrics` scraped every second during the measurement, the order alternating",
     "from round to round. Throughput is measured as in the MQTT and gRPC benchmarks (load generator and clients in the",
