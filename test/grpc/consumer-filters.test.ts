@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -6,9 +5,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ConsumerServiceClient, type TailResponse } from "../../proto/gen/fabric/v1/consumer.js";
 import { isFabricError, pollUntil } from "../../fabric/core/index.js";
 import { intersectSubjects, wholeStreamFilters, withoutContained } from "../../fabric/grpc/consumer-filters.js";
-import { hubCredsPath } from "../../fabric/hub/index.js";
+
 import { addRole, issueUser, pushAccounts } from "../../identity/index.js";
-import { authFor, connectAs, grpcClient, Harness, startTestHub, type TestHub } from "../harness/index.js";
+import { authFor, grpcClient, grpcTestbed, Harness, type TestHub } from "../harness/index.js";
 import { Consume, fetchMsgs, PATHS, refused, seqOf } from "./consumer-client.js";
 
 function codeOf(fn: () => unknown): string | undefined {
@@ -54,11 +53,7 @@ let nc: NatsConnection;
 let svc: string;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { grpc: true, windows: false });
-  nc = await connectAs(hub.urls, readFileSync(hubCredsPath(hub.dataDir, "fleet"), "utf8"));
-  h.defer(() => nc.close());
-  const r = issueUser(hub.keystore, { account: "fleet", role: "service", name: "filters-svc" });
-  svc = r.creds ?? "";
+  ({ hub, nc, service: svc } = await grpcTestbed(h, "filters-svc", { windows: false }));
 });
 
 function client(): ConsumerServiceClient {

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status } from "@grpc/grpc-js";
 import { jetstream, jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
@@ -7,9 +6,8 @@ import { ConsumerServiceClient, FlowControl, Settlement_Kind, type Delivery } fr
 import { pollUntil } from "../../fabric/core/index.js";
 import { DEAD_LETTER_HEADERS } from "../../fabric/grpc/consumer-dead-letter.js";
 import { startGateway } from "../../fabric/grpc/server.js";
-import { hubCredsPath, tenantServerOptions } from "../../fabric/hub/index.js";
-import { issueUser } from "../../identity/index.js";
-import { connectAs, grpcClient, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
+import { tenantServerOptions } from "../../fabric/hub/index.js";
+import { grpcClient, grpcTestbed, Harness, testLogger, type TestHub } from "../harness/index.js";
 import { Consume, fetchMsgs, range, seqOf, settle } from "./consumer-client.js";
 
 const h = new Harness();
@@ -18,10 +16,7 @@ let nc: NatsConnection;
 let svc: string;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { grpc: true, windows: false });
-  nc = await connectAs(hub.urls, readFileSync(hubCredsPath(hub.dataDir, "fleet"), "utf8"));
-  h.defer(() => nc.close());
-  svc = issueUser(hub.keystore, { account: "fleet", role: "service", name: "flow-svc" }).creds ?? "";
+  ({ hub, nc, service: svc } = await grpcTestbed(h, "flow-svc", { windows: false }));
 });
 
 function client(port = hub.grpc ?? 0): ConsumerServiceClient {

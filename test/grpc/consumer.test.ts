@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -6,9 +5,9 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { ConsumerServiceClient, Settlement_Kind, type Delivery, type TailResponse } from "../../proto/gen/fabric/v1/consumer.js";
 import { pollUntil } from "../../fabric/core/index.js";
 import { startGateway } from "../../fabric/grpc/server.js";
-import { hubCredsPath, tenantServerOptions } from "../../fabric/hub/index.js";
+import { tenantServerOptions } from "../../fabric/hub/index.js";
 import { addRole, issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
-import { authFor, connectAs, grpcClient, Harness, startTestHub, testLogger, type TestHub } from "../harness/index.js";
+import { authFor, grpcClient, grpcTestbed, Harness, testLogger, type TestHub } from "../harness/index.js";
 import { byNumber, Consume, fetchMsgs, PATHS, range, refused, seqOf, settle } from "./consumer-client.js";
 
 const h = new Harness();
@@ -17,10 +16,7 @@ let nc: NatsConnection;
 let svc: string;
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { grpc: true, windows: false });
-  nc = await connectAs(hub.urls, readFileSync(hubCredsPath(hub.dataDir, "fleet"), "utf8"));
-  h.defer(() => nc.close());
-  svc = creds("service", "consumer-svc");
+  ({ hub, nc, service: svc } = await grpcTestbed(h, "consumer-svc", { windows: false }));
 });
 
 function creds(role: string, name: string, expiresInSec?: number): string {
