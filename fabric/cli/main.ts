@@ -13,6 +13,7 @@ import {
   defaultKeystoreDir,
   initTracing,
   InvalidInputError,
+  monitorNatsServers,
   newProgram,
   out,
   outJson,
@@ -27,6 +28,7 @@ import { Keystore } from "../../identity/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, serveHub, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers } from "./workers.js";
+import { monitoredServersOf } from "./monitor-urls.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
 import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
@@ -101,8 +103,10 @@ addServiceOptions(program.command("serve"))
   .description("run the hub's services (identity service, sites, window workers, MQTT ingress, gRPC gateway) against servers started elsewhere, e.g. from `fabric config hub`")
   .requiredOption("--server <url...>", "the hub's servers (nats://host:port)")
   .addOption(new Option("--replicas <n>", "replicas of the hub's streams: 1, or 3 on a cluster of 3 or more").default("1"))
-  .action(async (flags: ServiceFlags & { server: string[]; replicas: string }) => {
+  .option("--monitor <url...>", "the servers' monitoring listeners (http://host:8222): their figures (connections, streams, consumer lag) join this process's /metrics")
+  .action(async (flags: ServiceFlags & { server: string[]; replicas: string; monitor?: string[] }) => {
     const services = serviceOptionsFromFlags(flags);
+    const monitored = monitoredServersOf(flags.monitor ?? []);
     const logger = createLogger({ name: "fabric" });
     const tracing = await initTracing({ serviceName: "fabric", logger });
     const running = await serveHub(
@@ -120,10 +124,12 @@ addServiceOptions(program.command("serve"))
       await running.stop();
       throw err;
     });
+    const unmonitor = metrics === undefined || monitored.length === 0 ? undefined : monitorNatsServers(() => monitored);
     const summary = { urls: running.urls, mqtt: running.mqtt, grpc: running.grpc, statusPage: running.statusPage, metrics: metrics === undefined ? undefined : { port: metrics.port, url: metrics.url }, streams: running.streams };
     if (flags.json === true) outJson(summary);
     else say(`fabric services up against ${running.urls.join(", ")}${running.grpc === undefined ? "" : `; gRPC API :${running.grpc}`}${running.mqtt === undefined ? "" : `; MQTT :${running.mqtt.tcp}`}${running.statusPage === undefined ? "" : `; status page ${running.statusPage.url}`}${metrics === undefined ? "" : `; metrics ${metrics.url}`}`);
     await untilSignal(async () => {
+      unmonitor?.();
       await running.stop();
       await metrics?.stop();
       await tracing?.shutdown();

@@ -18,8 +18,10 @@ const SNAPSHOT_TTL_MS = 250;
 export interface MonitoredServer {
   /** The server's name, the `server` label. */
   name: string;
-  /** Its monitoring port on 127.0.0.1 (looked up at each scrape: a restarted server may have another). */
+  /** Its monitoring port (looked up at each scrape: a restarted server may have another). */
   port: number;
+  /** Where it listens for monitoring: 127.0.0.1 (a server of this process) unless given. */
+  host?: string;
 }
 
 const varzSchema = z.looseObject({
@@ -61,9 +63,10 @@ interface ServerReading {
 const sources = new Set<() => readonly MonitoredServer[]>();
 let cached: { at: number; readings: Promise<ServerReading[]> } | undefined;
 
-async function fetchJson<S extends z.ZodType>(port: number, path: string, schema: S): Promise<z.infer<S> | undefined> {
+async function fetchJson<S extends z.ZodType>(s: MonitoredServer, path: string, schema: S): Promise<z.infer<S> | undefined> {
+  const host = s.host ?? "127.0.0.1";
   try {
-    const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(NATS_MONITOR_TIMEOUT_MS) });
+    const res = await fetch(`http://${host.includes(":") ? `[${host}]` : host}:${s.port}${path}`, { signal: AbortSignal.timeout(NATS_MONITOR_TIMEOUT_MS) });
     if (!res.ok) return undefined;
     const parsed = schema.safeParse(await res.json());
     return parsed.success ? parsed.data : undefined;
@@ -74,7 +77,7 @@ async function fetchJson<S extends z.ZodType>(port: number, path: string, schema
 
 async function read(s: MonitoredServer): Promise<ServerReading> {
   if (s.port <= 0) return { server: s.name };
-  const [varz, jsz] = await Promise.all([fetchJson(s.port, "/varz", varzSchema), fetchJson(s.port, "/jsz?accounts=true&streams=true&consumers=true", jszSchema)]);
+  const [varz, jsz] = await Promise.all([fetchJson(s, "/varz", varzSchema), fetchJson(s, "/jsz?accounts=true&streams=true&consumers=true", jszSchema)]);
   return { server: s.name, ...(varz === undefined ? {} : { varz }), ...(jsz === undefined ? {} : { jsz }) };
 }
 

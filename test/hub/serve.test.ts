@@ -17,13 +17,18 @@ describe("fabric serve", () => {
   it("runs the identity service, sites and the gRPC gateway against running servers, and stops on SIGINT", async () => {
     // servers whose own process runs no identity service: what a site needs from one comes from `fabric serve`
     const hub = await startTestHub(h, { windows: false, identityService: false });
-    const serve = startCli("fabric", ["serve", "--server", ...hub.urls, "--store", hub.keystoreDir, "--data", h.tempDir("fabric-serve-"), "--host", "127.0.0.1", "--no-mqtt", "--grpc-port", "0", "--status-port", "0", "--json"]);
+    const monitor = hub.nodes[0]?.ports.monitoring ?? 0;
+    const serve = startCli("fabric", ["serve", "--server", ...hub.urls, "--store", hub.keystoreDir, "--data", h.tempDir("fabric-serve-"), "--host", "127.0.0.1", "--no-mqtt", "--grpc-port", "0", "--status-port", "0", "--metrics-port", "0", "--monitor", `http://127.0.0.1:${monitor}`, "--json"]);
     h.defer(async () => void (await serve.signal("SIGKILL")));
-    const ready = await serve.json<{ urls: string[]; grpc: number; streams: { created: string[]; unchanged: string[] } }>();
+    const ready = await serve.json<{ urls: string[]; grpc: number; metrics: { url: string }; streams: { created: string[]; unchanged: string[] } }>();
     expect(ready.urls).toEqual(hub.urls);
     expect(ready.streams.created).toEqual([]);
     expect(ready.streams.unchanged).toContain("TELEMETRY");
     expect(children(serve.pid)).toBe(""); // no nats-server of its own
+    // its /metrics carries the figures of the servers it was given with --monitor
+    const scraped = await (await fetch(ready.metrics.url)).text();
+    expect(scraped).toContain(`nats_server_up{server="127.0.0.1:${monitor}"} 1`);
+    expect(scraped).toMatch(new RegExp(`nats_jetstream_stream_messages\\{[^}]*stream="TELEMETRY"[^}]*\\} \\d+`));
     // a site's first start fetches its trust from the identity service (here only serve's) and registers
     const s = await startTestSite(h, hub, "served");
     await s.edge.caughtUp();
@@ -47,5 +52,10 @@ describe("fabric serve", () => {
     const badReplicas = await runCli("fabric", ["serve", "--server", "nats://127.0.0.1:1", "--replicas", "2", "--data", `${home}/data`], { env: { FABRIC_HOME: home } });
     expect(badReplicas.code).toBe(2);
     expect(badReplicas.stderr).toMatch(/serve options\.replicas: replicas are 1, 3 or 5/);
+    const badMonitor = await runCli("fabric", ["serve", "--server", "nats://127.0.0.1:1", "--monitor", "127.0.0.1:8222", "--data", `${home}/data`], { env: { FABRIC_HOME: home } });
+    expect(badMonitor.code).toBe(2);
+    expect(badMonitor.stderr).toMatch(/--monitor "127\.0\.0\.1:8222" is not a URL/);
+    const notHttp = await runCli("fabric", ["serve", "--server", "nats://127.0.0.1:1", "--monitor", "nats://127.0.0.1:8222", "--data", `${home}/data`], { env: { FABRIC_HOME: home } });
+    expect(notHttp.stderr).toMatch(/--monitor "nats:\/\/127\.0\.0\.1:8222" must be http:\/\/host:port/);
   });
 });
