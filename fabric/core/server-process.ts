@@ -79,8 +79,10 @@ interface Varz {
  */
 export async function spawnNatsServer(options: SpawnNatsServerOptions): Promise<NatsServerProcess> {
   const bin = options.bin ?? findNatsServer().path;
-  // the config path is absolute on the command line: a leftover server is recognised by it (server-pid-file.ts)
-  const child: ChildProcess = spawn(bin, ["-c", resolvePath(options.configFile)], { stdio: ["ignore", "pipe", "pipe"] });
+  // the config path is absolute on the command line: a leftover server is recognised by it (server-pid-file.ts).
+  // A process group of its own: a terminal's Ctrl-C (SIGINT to the foreground group) reaches the fabric only,
+  // which then stops its servers in order, instead of each server exiting under the supervisor's feet.
+  const child: ChildProcess = spawn(bin, ["-c", resolvePath(options.configFile)], { stdio: ["ignore", "pipe", "pipe"], detached: true });
   let output = "";
   let logStream: WriteStream | undefined;
   if (options.logFile !== undefined) logStream = createWriteStream(options.logFile, { flags: "a", mode: 0o600 });

@@ -26,11 +26,12 @@ interface Spawned {
   exited: Promise<number | null>;
 }
 
-function spawnCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string }): Spawned {
+function spawnCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; group?: boolean }): Spawned {
   const child = spawn(process.execPath, [cliPath(cli), ...args], {
     cwd: options.cwd ?? projectRoot(),
     env: { ...process.env, FABRIC_LOG_LEVEL: "info", ...options.env },
     stdio: ["pipe", "pipe", "pipe"],
+    detached: options.group === true,
   });
   child.stdin.end();
   let stdout = "";
@@ -64,11 +65,16 @@ export interface RunningCli {
   stderr(): string;
   /** Sends a signal and resolves with the exit code once it has exited. */
   signal(sig: NodeJS.Signals): Promise<number | null>;
+  /** With `group`: sends a signal to its whole process group, as a terminal's Ctrl-C does; resolves as signal does. */
+  signalGroup(sig: NodeJS.Signals): Promise<number | null>;
   exited: Promise<number | null>;
 }
 
-/** Starts a long-running CLI (`fabric up`); killed on dispose by the caller's harness. */
-export function startCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningCli {
+/**
+ * Starts a long-running CLI (`fabric up`); killed on dispose by the caller's harness. `group`: the leader of a
+ * process group of its own, like a command started from a terminal (see signalGroup).
+ */
+export function startCli(cli: CliName, args: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; group?: boolean } = {}): RunningCli {
   const { child, stdout: out, stderr, exited } = spawnCli(cli, args, options);
   return {
     pid: child.pid ?? -1,
@@ -92,6 +98,11 @@ export function startCli(cli: CliName, args: string[], options: { env?: NodeJS.P
     },
     signal: async (sig) => {
       if (child.exitCode === null && child.signalCode === null) child.kill(sig);
+      return exited;
+    },
+    signalGroup: async (sig) => {
+      if (options.group !== true) throw new Error("signalGroup needs startCli(…, { group: true })");
+      if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(-child.pid, sig);
       return exited;
     },
   };

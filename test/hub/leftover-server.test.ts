@@ -33,6 +33,20 @@ async function publishEvent(ready: Ready): Promise<{ duplicate: boolean; message
   }
 }
 
+describe("fabric up stopped from a terminal", () => {
+  it("Ctrl-C (SIGINT to its whole process group) stops it cleanly: its servers are not hit by the signal, nothing restarts, nothing is left", async () => {
+    const home = h.tempDir("fabric-home-");
+    const cli = startCli("fabric", ["up", ...LEAN, "--port", "0", "--monitor-port", "0"], { env: { FABRIC_HOME: home }, group: true });
+    h.defer(async () => void (await cli.signal("SIGKILL")));
+    await cli.json<Ready>();
+    const servers = nodeServerPids(join(home, "hub", "hub"));
+    expect(servers.length).toBe(1);
+    expect(await cli.signalGroup("SIGINT")).toBe(0);
+    expect(cli.stderr()).not.toMatch(/nats-server exited; restarting/);
+    for (const pid of servers) expect(processAlive(pid)).toBe(false);
+  });
+});
+
 describe("fabric up after a crash", () => {
   it("stops the nats-server a SIGKILLed fabric up left, binds the same ports and keeps the data; an unrelated pid is left alone", async () => {
     const home = h.tempDir("fabric-home-");
