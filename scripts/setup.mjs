@@ -13,9 +13,12 @@
 //      then tools/prometheus/; where missing, Debian bookworm's prometheus package (a Go binary) unpacked there.
 //   6. with --chromium, a headless Chromium for the status page test: FABRIC_CHROMIUM, then chromium or
 //      chromium-browser on PATH, else Debian bookworm's chromium and the libraries it lacks in tools/chromium/.
+//   7. with --postgres, PostgreSQL's server programs for the sink tests (initdb, pg_ctl, postgres): FABRIC_PG_BINDIR,
+//      then PATH, then /usr/lib/postgresql/*/bin, then tools/postgres/; where missing, Debian bookworm's
+//      postgresql-15 and what it needs that the machine lacks unpacked there.
 // Plain Node with no dependencies: it runs before node_modules exists. Progress goes to stderr.
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -483,6 +486,62 @@ function ensureChromium() {
   log(`chromium ${found.version} (${found.where}): ${found.bin}`);
 }
 
+/**
+ * PostgreSQL's server programs for the sink tests (test/harness/postgres.ts imports findPostgres): the folder
+ * holding initdb, pg_ctl and postgres, from FABRIC_PG_BINDIR, then PATH (symlinks followed), then the newest
+ * /usr/lib/postgresql/<major>/bin, then tools/postgres/ (Debian bookworm's postgresql-15 and the libraries it
+ * lacks, unpacked there: postgres finds its share/ and lib/ relative to its own folder, so it runs from there).
+ * Returns `{ binDir, env, where, version }` (`env`: what to add to the environment) or undefined.
+ */
+const POSTGRES_DIR = join(TOOLS, "postgres");
+const POSTGRES_PACKAGES = ["postgresql-15"];
+const POSTGRES_PROGRAMS = ["initdb", "pg_ctl", "postgres"];
+
+function newestPostgresBinDir(root) {
+  const lib = join(root, "usr", "lib", "postgresql");
+  if (!existsSync(lib)) return undefined;
+  const majors = readdirSync(lib).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a));
+  for (const m of majors) {
+    const dir = join(lib, m, "bin");
+    if (POSTGRES_PROGRAMS.every((p) => existsSync(join(dir, p)))) return dir;
+  }
+  return undefined;
+}
+
+export function findPostgres() {
+  const onPathDir = () => {
+    const bin = onPath("initdb");
+    return bin === undefined ? undefined : dirname(realpathSync(bin));
+  };
+  const candidates = [
+    ["FABRIC_PG_BINDIR", process.env.FABRIC_PG_BINDIR, {}],
+    ["PATH", onPathDir(), {}],
+    ["system", newestPostgresBinDir("/"), {}],
+  ];
+  const toolsDir = newestPostgresBinDir(POSTGRES_DIR);
+  if (toolsDir) candidates.push(["tools/postgres", toolsDir, { LD_LIBRARY_PATH: joinPaths(...libraryDirs(POSTGRES_DIR), process.env.LD_LIBRARY_PATH) }]);
+  for (const [where, binDir, env] of candidates) {
+    if (!binDir || !POSTGRES_PROGRAMS.every((p) => existsSync(join(binDir, p)))) continue;
+    const r = run(join(binDir, "postgres"), ["--version"], { env: { ...process.env, ...env }, timeout: 30_000 });
+    const m = r.ok ? /\(PostgreSQL\) (\d+(?:\.\d+)?)/.exec(r.out) : null;
+    if (m) return { binDir, env, where, version: m[1] };
+  }
+  return undefined;
+}
+
+function ensurePostgres() {
+  let found = findPostgres();
+  if (!found) {
+    log(`postgres not found: downloading Debian's ${POSTGRES_PACKAGES.join(", ")} and what it needs into tools/postgres (system packages untouched)`);
+    if (installDebs(POSTGRES_PACKAGES, "bookworm", POSTGRES_DIR, { withDependencies: true })) found = findPostgres();
+  }
+  if (!found) {
+    log("postgres could not be found or installed into tools/postgres: install Debian's postgresql-15, or set FABRIC_PG_BINDIR to the folder holding initdb, pg_ctl and postgres (the sink tests use them)");
+    process.exit(1);
+  }
+  log(`postgres ${found.version} (${found.where}): ${found.binDir}`);
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
   if (!args.has("--no-npm")) ensureNpmPackages();
@@ -491,4 +550,5 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   if (args.has("--examples")) ensureExamples();
   if (args.has("--prometheus")) ensurePrometheus();
   if (args.has("--chromium")) ensureChromium();
+  if (args.has("--postgres")) ensurePostgres();
 }

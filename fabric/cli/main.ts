@@ -31,6 +31,7 @@ import { runWorkers } from "./workers.js";
 import { monitoredServersOf } from "./monitor-urls.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
+import { addSinkCommands } from "./sinks.js";
 import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
 import { addServiceOptions, mqttPortOption, mqttWsPortOption, serviceOptionsFromFlags, type ServiceFlags } from "./service-flags.js";
 
@@ -226,6 +227,7 @@ addMetricsOptions(program.command("ingress"), DEFAULT_INGRESS_METRICS_PORT)
 
 addWindowCommands(program);
 addSiteCommands(program);
+addSinkCommands(program);
 
 const config = program.command("config").description("generate configs");
 addLeafTlsOptions(config.command("hub"), ": an absolute path on each host")

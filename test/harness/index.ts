@@ -13,3 +13,5 @@ export { makeTestCerts } from "./certs.js";
 export type { TestCerts } from "./certs.js";
 export type { TcpProxy } from "./tcp-proxy.js";
 export { nodeServerPids, reapOnDispose, unrelatedProcess } from "./leftover.js";
+export { startPostgres } from "./postgres.js";
+export type { TestPostgres } from "./postgres.js";

@@ -1,0 +1,116 @@
+import type pg from "pg";
+import type { PostgresSinkConfig } from "./options.js";
+import type { TableSpec } from "./table-spec.js";
+
+/** How a table is laid out in time: TimescaleDB hypertable, or native range partitions the sink creates. */
+export type TimeLayout = "timescaledb" | "partitioned";
+
+export const tableName = (config: Pick<PostgresSinkConfig, "tablePrefix">, spec: TableSpec): string => `${config.tablePrefix}${spec.stream}`;
+export const stageName = (spec: TableSpec): string => `fabric_sink_stage_${spec.stream}`;
+export const retentionFunction = (config: Pick<PostgresSinkConfig, "tablePrefix">): string => `${config.tablePrefix}drop_partitions_before`;
+
+/** TimescaleDB is used when its extension is installed in the database (CREATE EXTENSION timescaledb). */
+export async function detectLayout(client: pg.Client): Promise<TimeLayout> {
+  const r = await client.query("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'");
+  return r.rowCount === 0 ? "partitioned" : "timescaledb";
+}
+
+/**
+ * Drops the partitions of `parent` whose upper bound is at or before `cutoff`, returning their names: the
+ * retention job of natively partitioned tables (`SELECT * FROM fabric_drop_partitions_before('fabric_telemetry',
+ * now() - interval '30 days')` by hand, or the sink's --retention-days).
+ */
+function retentionFunctionSql(name: string): string {
+  return `CREATE OR REPLACE FUNCTION ${name}(parent regclass, cutoff timestamptz) RETURNS SETOF text LANGUAGE plpgsql AS $fn$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.oid::regclass::text AS part, pg_get_expr(c.relpartbound, c.oid) AS bound
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = parent LOOP
+    IF r.bound LIKE 'FOR VALUES FROM%' AND substring(r.bound FROM 'TO \\(''([^'']+)''\\)')::timestamptz <= cutoff THEN
+      EXECUTE format('DROP TABLE %s', r.part);
+      RETURN NEXT r.part;
+    END IF;
+  END LOOP;
+END
+$fn$`;
+}
+
+/**
+ * Creates (idempotently, under an advisory lock so two sinks starting at once do not race) the table of `spec`,
+ * as a hypertable with compression and retention policies or as a range-partitioned table, its indexes and the
+ * retention function.
+ */
+export async function ensureTable(client: pg.Client, config: PostgresSinkConfig, spec: TableSpec, layout: TimeLayout): Promise<void> {
+  const table = tableName(config, spec);
+  const columns = spec.columns.map((c) => `${c.name} ${c.type}`).join(", ");
+  const unique = `CONSTRAINT ${table}_key UNIQUE (${spec.uniqueKey.join(", ")})`;
+  await client.query("BEGIN");
+  try {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`fabric-sink:${table}`]);
+    if (layout === "partitioned") {
+      await client.query(`CREATE TABLE IF NOT EXISTS ${table} (${columns}, ${unique}) PARTITION BY RANGE (${spec.timeColumn})`);
+      await client.query(retentionFunctionSql(retentionFunction(config)));
+    } else {
+      await client.query(`CREATE TABLE IF NOT EXISTS ${table} (${columns}, ${unique})`);
+      await client.query(`SELECT create_hypertable('${table}', '${spec.timeColumn}', chunk_time_interval => interval '1 ${config.partition}', if_not_exists => true)`);
+      if (config.compressAfterDays > 0) {
+        await client.query(`ALTER TABLE ${table} SET (timescaledb.compress, timescaledb.compress_segmentby = '${spec.segmentBy.join(",")}')`);
+        await client.query(`SELECT add_compression_policy('${table}', interval '${config.compressAfterDays} days', if_not_exists => true)`);
+      }
+      if (config.retentionDays > 0) await client.query(`SELECT add_retention_policy('${table}', interval '${config.retentionDays} days', if_not_exists => true)`);
+    }
+    for (const [i, cols] of spec.indexes.entries()) await client.query(`CREATE INDEX IF NOT EXISTS ${table}_idx${i} ON ${table} (${cols.join(", ")})`);
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The staging table of a connection: COPY goes there, then one INSERT … SELECT merges it into the table. */
+export async function ensureStage(client: pg.Client, spec: TableSpec): Promise<void> {
+  await client.query(`CREATE TEMP TABLE IF NOT EXISTS ${stageName(spec)} (${spec.columns.map((c) => `${c.name} ${c.type.replace(" NOT NULL", "")}`).join(", ")})`);
+}
+
+/** The partition holding `ms`: its name suffix and bounds, by UTC day or month. */
+export function partitionOf(ms: number, interval: "day" | "month"): { suffix: string; from: string; to: string } {
+  const d = new Date(ms);
+  const y = d.getUTCFullYear();
+  const m = d.getUTCMonth();
+  const from = interval === "day" ? new Date(Date.UTC(y, m, d.getUTCDate())) : new Date(Date.UTC(y, m, 1));
+  const to = interval === "day" ? new Date(Date.UTC(y, m, d.getUTCDate() + 1)) : new Date(Date.UTC(y, m + 1, 1));
+  const suffix = from.toISOString().slice(0, interval === "day" ? 10 : 7).replace(/-/g, "");
+  return { suffix, from: from.toISOString(), to: to.toISOString() };
+}
+
+/**
+ * Creates the partitions rows need before they are written (each once per process; forget() after partitions
+ * were dropped). A partition is created in a transaction of its own, before the batch's.
+ */
+export class Partitions {
+  private readonly known = new Set<string>();
+
+  constructor(
+    private readonly table: string,
+    private readonly interval: "day" | "month",
+  ) {}
+
+  async ensure(client: pg.Client, times: Iterable<number>): Promise<void> {
+    const wanted = new Map<string, { from: string; to: string }>();
+    for (const ms of times) {
+      const p = partitionOf(ms, this.interval);
+      if (!this.known.has(p.suffix)) wanted.set(p.suffix, p);
+    }
+    for (const [suffix, p] of wanted) {
+      await client.query(`CREATE TABLE IF NOT EXISTS ${this.table}_p${suffix} PARTITION OF ${this.table} FOR VALUES FROM ('${p.from}') TO ('${p.to}')`).catch((err: unknown) => {
+        // created by another sink meanwhile (a concurrent CREATE … IF NOT EXISTS can still collide)
+        if ((err as { code?: string }).code !== "42P07" && (err as { code?: string }).code !== "23505") throw err;
+      });
+      this.known.add(suffix);
+    }
+  }
+
+  forget(): void {
+    this.known.clear();
+  }
+}

@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { pollUntil } from "../../fabric/core/index.js";
+import { startPostgresSink } from "../../sink/index.js";
+import { Harness, testLogger } from "../harness/index.js";
+import { startPostgres, type TestPostgres } from "../harness/postgres.js";
+import { publishReadings, rowCount, sinkTestHub, tableSummary } from "./sink-helpers.js";
+
+const N = 30_000;
+const h = new Harness();
+let nc: NatsConnection;
+let db: TestPostgres;
+
+beforeAll(async () => {
+  [{ nc }, db] = await Promise.all([sinkTestHub(h), startPostgres(h)]);
+});
+afterAll(() => h.dispose());
+
+describe("PostgreSQL sink: database outage", () => {
+  it("PostgreSQL SIGKILLed during load: the sink holds the backlog, retries, and drains when it is back", async () => {
+    const sink = await startPostgresSink({ nc, logger: testLogger(), url: db.url, streams: ["telemetry"], retryMaxMs: 500 });
+    h.defer(() => sink.stop());
+    const load = publishReadings(nc, N);
+    await pollUntil(async () => (await rowCount(db)) >= 5_000, { timeoutMs: 30_000, what: "5000 rows" });
+    await db.kill();
+    await load;
+    // down: nothing acknowledged that is not committed, the backlog waits in the stream
+    const down = await pollUntil(async () => {
+      const [s] = await sink.status();
+      return s?.database === "down" && (s.pending ?? 0) > 0 ? s : undefined;
+    }, { timeoutMs: 20_000, what: "the sink to see the database down" });
+    expect(down.lastError).toBeDefined();
+    expect(down.lastError).not.toContain(db.password);
+    const pendingWhileDown = (down.pending ?? 0) + (down.ackPending ?? 0);
+    await db.restart();
+    const before = await rowCount(db);
+    expect(before + pendingWhileDown).toBeLessThanOrEqual(N + 2_000); // what was committed plus what waited is the stream (a batch may be in both)
+    await pollUntil(async () => (await rowCount(db)) >= N, { timeoutMs: 40_000, intervalMs: 100, what: `all ${N} rows after the restart` });
+    expect(await tableSummary(db)).toEqual({ rows: N, distinct: N, min: 1, max: N });
+    const [after] = await pollUntil(async () => {
+      const s = await sink.status();
+      return s[0]?.pending === 0 && s[0].ackPending === 0 ? s : undefined;
+    }, { what: "the consumer drained" });
+    expect(after).toMatchObject({ database: "up", lastError: undefined, rejected: 0 });
+  });
+});
