@@ -8,6 +8,7 @@ import { benchGrpc, grpcMarkdown } from "./grpc.js";
 import { benchWindows, windowsMarkdown } from "./windows.js";
 import { benchEdge, edgeMarkdown } from "./edge.js";
 import { benchMetrics, metricsMarkdown, METRICS_ROUNDS } from "./metrics.js";
+import { benchSink, sinkMarkdown } from "./sink.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
   identity: async (h) => {
@@ -62,6 +63,23 @@ BENCHES["metrics"] = async (h) => {
     "from round to round. Throughput is measured as in the MQTT and gRPC benchmarks (load generator and clients in the",
     "benchmark process), with the CPU the component's process used per message (/proc). Ratios are per round (on against",
     "off, measured one after the other), the median over the rounds.",
+    "",
+    md,
+  ].join("\n");
+};
+
+BENCHES["sink"] = async (h) => {
+  console.log("sink: TELEMETRY into PostgreSQL against psql \\copy, and the lag at 10 000 msg/s…");
+  const md = sinkMarkdown(await benchSink(h));
+  console.log(md);
+  return [
+    "## PostgreSQL sink (issue 12)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- sink\`.`,
+    "",
+    "The hub (one nats-server), PostgreSQL 15 (a private cluster the harness starts, default settings) and the sink",
+    "(in the benchmark's process) share these 2 cores. The anchor loads the rows the sink wrote, exported to CSV, into a",
+    "table with the same columns and indexes (not partitioned) with `psql \\copy`: the database's own bulk path.",
     "",
     md,
   ].join("\n");

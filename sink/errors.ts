@@ -1,9 +1,9 @@
 import { FabricError, type FabricErrorOptions } from "../fabric/core/index.js";
 
 /** Stable codes of the sink's errors. */
-export type SinkErrorCode = "FABRIC_ERR_SINK_DATABASE" | "FABRIC_ERR_SINK_SCHEMA" | "FABRIC_ERR_SINK_CONSUMER" | "FABRIC_ERR_SINK_STOPPED";
+export type SinkErrorCode = "FABRIC_ERR_SINK_DATABASE" | "FABRIC_ERR_SINK_SCHEMA" | "FABRIC_ERR_SINK_CONSUMER" | "FABRIC_ERR_SINK_STOPPED" | "FABRIC_ERR_SINK_CREDENTIAL";
 
-/** A sink failure: the database (unreachable, refused a statement), its schema, or the JetStream consumer. */
+/** A sink failure: the database (unreachable, refused a statement), its schema, the JetStream consumer, or the database password a definition names (missing file or variable). */
 export class SinkError extends FabricError {
   constructor(code: SinkErrorCode, message: string, options: FabricErrorOptions = {}) {
     super(code, message, options);

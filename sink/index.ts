@@ -17,3 +17,9 @@ export {
 export type { PostgresSinkConfig, PostgresSinkConfigInput, SinkStream } from "./options.js";
 export { SinkError } from "./errors.js";
 export type { SinkErrorCode } from "./errors.js";
+export { sinkDefinitionSchema, sinkConfigOf } from "./definition.js";
+export type { SinkDefinition, SinkDefinitionInput } from "./definition.js";
+export { sinkDefinitions, runDefinedSinks, sinkStatus, removeSink, DEFAULT_SINK_STATUS_EVERY_MS, DEFAULT_REMOVE_WAIT_MS } from "./service.js";
+export type { RunDefinedSinksOptions, SinkRunnerReport, SinkConsumerStatus, SinkStatus } from "./service.js";
+export { sinkMetrics } from "./metrics.js";
+export type { SinkMetricsSource, SinkRowResult, SinkBatchResult } from "./metrics.js";

@@ -4,6 +4,7 @@ import { errorMessage, JetStreamPublisher, parseInput, type Logger } from "../fa
 import { AGGREGATES_TABLE } from "./aggregates-table.js";
 import { EVENTS_TABLE } from "./events-table.js";
 import { postgresSinkConfigSchema, redactUrl, type PostgresSinkConfig, type PostgresSinkConfigInput, type SinkStream } from "./options.js";
+import { sinkMetrics } from "./metrics.js";
 import { runRetention } from "./retention.js";
 import { StreamSink, type StreamSinkStatus } from "./stream-sink.js";
 import type { TableSpec } from "./table-spec.js";
@@ -60,12 +61,18 @@ export async function startPostgresSink(options: PostgresSinkOptions): Promise<P
         }, config.retentionCheckMs)
       : undefined;
   timer?.unref();
+  const unregister = sinkMetrics.register({
+    sink: config.name,
+    lag: () => Promise.all(sinks.map((s) => s.status())),
+    databaseUp: () => sinks.every((s) => s.databaseUp),
+  });
   return {
     config,
     status: () => Promise.all(sinks.map((s) => s.status())),
     runRetention: retention,
     stop: async () => {
       if (timer !== undefined) clearInterval(timer);
+      unregister();
       await Promise.all(sinks.map((s) => s.stop()));
       publisher.close();
     },

@@ -1,9 +1,10 @@
 import { setTimeout as delay } from "node:timers/promises";
 import { AckPolicy, DeliverPolicy, jetstream, type Consumer, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders, nanos, type NatsConnection } from "@nats-io/transport-node";
-import { errorMessage, resetConsumer, type JetStreamPublisher, type Logger } from "../fabric/core/index.js";
+import { errorMessage, resetConsumer, secondsSince, type JetStreamPublisher, type Logger } from "../fabric/core/index.js";
 import { REJECT_REASON_HEADER } from "../streams/index.js";
 import { SinkError } from "./errors.js";
+import { sinkMetrics } from "./metrics.js";
 import type { PostgresSinkConfig } from "./options.js";
 import type { TableSpec } from "./table-spec.js";
 import { TableWriter, type Row } from "./table-writer.js";
@@ -22,6 +23,8 @@ export interface StreamSinkStatus {
   database: "up" | "down";
   /** The last failure while the database is down. */
   lastError: string | undefined;
+  /** When the last batch was committed (ISO time), by this process. */
+  lastBatchAt: string | undefined;
 }
 
 export const consumerName = (config: Pick<PostgresSinkConfig, "name">, spec: TableSpec): string => `sink-${config.name}-${spec.stream}`;
@@ -41,6 +44,8 @@ export class StreamSink {
   private rejected = 0;
   private down = false;
   private lastError: string | undefined;
+  private lastBatchAt: string | undefined;
+  private readonly table: string;
   readonly consumerName: string;
 
   constructor(
@@ -53,6 +58,12 @@ export class StreamSink {
   ) {
     this.writer = new TableWriter(config, spec, logger);
     this.consumerName = consumerName(config, spec);
+    this.table = `${config.tablePrefix}${spec.stream}`;
+  }
+
+  /** False while a write is failing (retried with backoff). */
+  get databaseUp(): boolean {
+    return !this.down;
   }
 
   get partitions(): TableWriter["partitions"] {
@@ -119,7 +130,16 @@ export class StreamSink {
         rowMsgs.push(m);
       }
     }
-    const refused = await this.retrying("write to postgres", () => this.writer.write(rows), batch);
+    const { inserted, refused } = await this.retrying(
+      "write to postgres",
+      async () => {
+        const start = performance.now();
+        const r = await this.writer.write(rows);
+        sinkMetrics.batch(this.config.name, this.spec.jsStream, "ok", secondsSince(start));
+        return r;
+      },
+      batch,
+    );
     for (const r of refused) {
       const m = rowMsgs[r.index];
       if (m !== undefined) rejects.push({ m, reason: `sink: postgres refused the row: ${r.message}` });
@@ -128,6 +148,10 @@ export class StreamSink {
     for (const m of batch) m.ack();
     this.written += rows.length - refused.length;
     this.rejected += rejects.length;
+    this.lastBatchAt = new Date().toISOString();
+    sinkMetrics.rows(this.config.name, this.table, "written", inserted);
+    sinkMetrics.rows(this.config.name, this.table, "duplicate", rows.length - refused.length - inserted);
+    sinkMetrics.rows(this.config.name, this.table, "rejected", rejects.length);
   }
 
   private reject(m: JsMsg, reason: string): Promise<unknown> {
@@ -149,6 +173,7 @@ export class StreamSink {
       } catch (err) {
         this.down = true;
         this.lastError = errorMessage(err);
+        sinkMetrics.batch(this.config.name, this.spec.jsStream, "failed");
         this.logger.warn({ stream: this.spec.jsStream, attempt, retryInMs: backoff, err: this.lastError }, `sink: ${what} failed; retrying`);
         for (const m of batch) m.working();
         await this.sleep(backoff);
@@ -166,7 +191,7 @@ export class StreamSink {
     const info = await this.jsm.consumers.info(this.spec.jsStream, this.consumerName).catch(() => undefined);
     return {
       stream: this.spec.jsStream,
-      table: `${this.config.tablePrefix}${this.spec.stream}`,
+      table: this.table,
       consumer: this.consumerName,
       pending: info?.num_pending,
       ackPending: info?.num_ack_pending,
@@ -174,6 +199,7 @@ export class StreamSink {
       rejected: this.rejected,
       database: this.down ? "down" : "up",
       lastError: this.lastError,
+      lastBatchAt: this.lastBatchAt,
     };
   }
 

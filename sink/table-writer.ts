@@ -13,6 +13,12 @@ export interface Row {
   timeMs: number;
 }
 
+/** What a batch came to: the rows the merge inserted (or updated), and those the database refused. */
+export interface WriteResult {
+  inserted: number;
+  refused: RefusedRow[];
+}
+
 /** A row refused by the database: where it was in the batch and the database's message. */
 export interface RefusedRow {
   index: number;
@@ -67,14 +73,20 @@ export class TableWriter {
     return c;
   }
 
-  /** Writes `rows` in one transaction; returns the rows the database refused (the others are committed). */
-  async write(rows: readonly Row[]): Promise<RefusedRow[]> {
-    if (rows.length === 0) return [];
+  /**
+   * Writes `rows` in one transaction; returns how many the merge inserted (the others already there: duplicates)
+   * and the rows the database refused (the others are committed).
+   */
+  async write(rows: readonly Row[]): Promise<WriteResult> {
+    if (rows.length === 0) return { inserted: 0, refused: [] };
     const c = await this.connection();
     try {
       if (this.layout === "partitioned") await this.partitions.ensure(c, rows.map((r) => r.timeMs));
-      await this.inTransaction(c, () => this.stageAndMerge(c, rows.map((r) => r.row)));
-      return [];
+      let inserted = 0;
+      await this.inTransaction(c, async () => {
+        inserted = await this.stageAndMerge(c, rows.map((r) => r.row));
+      });
+      return { inserted, refused: [] };
     } catch (err) {
       if (isMissingPartition(err)) {
         this.partitions.forget();
@@ -89,14 +101,16 @@ export class TableWriter {
     }
   }
 
-  private async rowByRow(c: pg.Client, rows: readonly Row[]): Promise<RefusedRow[]> {
+  private async rowByRow(c: pg.Client, rows: readonly Row[]): Promise<WriteResult> {
     const refused: RefusedRow[] = [];
+    let inserted = 0;
     await this.inTransaction(c, async () => {
       for (const [index, r] of rows.entries()) {
         await c.query("SAVEPOINT fabric_row");
         try {
-          await this.stageAndMerge(c, [r.row]);
+          const n = await this.stageAndMerge(c, [r.row]);
           await c.query("RELEASE SAVEPOINT fabric_row");
+          inserted += n;
         } catch (err) {
           if (!isRowError(err) || isMissingPartition(err)) throw err;
           await c.query("ROLLBACK TO SAVEPOINT fabric_row");
@@ -107,14 +121,15 @@ export class TableWriter {
       if (!isRowError(err)) await this.drop(c);
       throw err;
     });
-    return refused;
+    return { inserted, refused };
   }
 
-  private async stageAndMerge(c: pg.Client, rows: readonly (readonly CellValue[])[]): Promise<void> {
+  /** Returns the rows the merge inserted or updated. */
+  private async stageAndMerge(c: pg.Client, rows: readonly (readonly CellValue[])[]): Promise<number> {
     const stage = stageName(this.spec);
     await c.query(`TRUNCATE ${stage}`);
     await copyRows(c, stage, this.spec.columns, rows);
-    await c.query(this.spec.mergeSql(this.table, stage));
+    return (await c.query(this.spec.mergeSql(this.table, stage))).rowCount ?? 0;
   }
 
   private async inTransaction(c: pg.Client, body: () => Promise<void>): Promise<void> {

@@ -74,11 +74,22 @@ const USED_NONCES_TTL_MS = 120_000; // 2 min
 export const COMMAND_KEYS_BUCKET = "cmd_keys";
 export const COMMAND_KEYS_TTL_MS = 10 * 60_000; // 10 min, COMMANDS's duplicate window
 
+/** Sink definitions (`fabric sinks add`), followed by every hub process that runs sinks. */
+export const SINK_DEFINITIONS_BUCKET = "sink_defs";
+/**
+ * What each process running a sink reports (`<sink>.<runner>`: per stream the database state, last batch, last
+ * error), refreshed every few seconds and expiring by age: a stopped runner's report is gone within this time.
+ */
+export const SINK_STATUS_BUCKET = "sink_status";
+export const SINK_STATUS_TTL_MS = 15_000; // 15 s
+
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
   { name: LATEST_BUCKET, description: "latest window result per key", history: 1 },
   { name: DEFINITIONS_BUCKET, description: "window definitions shared by every worker", history: 5 },
   { name: CHECKPOINTS_BUCKET, description: "window operator state and input positions", history: 1 },
   { name: LEASES_BUCKET, description: "window worker membership and partition leases", history: 1, ttlMs: LEASE_TTL_MS },
+  { name: SINK_DEFINITIONS_BUCKET, description: "sink definitions run by the hub's processes", history: 5 },
+  { name: SINK_STATUS_BUCKET, description: "status reports of the processes running sinks", history: 1, ttlMs: SINK_STATUS_TTL_MS },
   { name: MQTT_SESSIONS_BUCKET, description: "MQTT sessions of the ingress", history: 1 },
   { name: MQTT_WILLS_BUCKET, description: "wills of connected MQTT clients", history: 1 },
   { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },

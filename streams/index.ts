@@ -19,6 +19,9 @@ export {
   USED_NONCES_BUCKET,
   COMMAND_KEYS_BUCKET,
   COMMAND_KEYS_TTL_MS,
+  SINK_DEFINITIONS_BUCKET,
+  SINK_STATUS_BUCKET,
+  SINK_STATUS_TTL_MS,
   ensureHubStreams,
   ensureRetainedStream,
   ensureKvBuckets,
@@ -42,3 +45,5 @@ export { saveDefinition, listDefinitions, removeDefinition, runDefinedWorkers, w
 export type { PartitionStatus, WindowStatus } from "./registry.js";
 export { dataSubjectStream } from "./data-subjects.js";
 export { kvKeys } from "./kv-keys.js";
+export { definitionStore } from "./kv-definitions.js";
+export type { DefinitionStore, NamedSchema } from "./kv-definitions.js";

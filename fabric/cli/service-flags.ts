@@ -17,6 +17,7 @@ export interface ServiceFlags extends MetricsFlags {
   mqttTlsKey?: string;
   mqtt: boolean;
   windows: boolean;
+  sinks: boolean;
   grpc: boolean;
   grpcPort: number;
   grpcTlsCert?: string;
@@ -49,6 +50,7 @@ export function addServiceOptions(cmd: Command): Command {
     .option("--grpc-tls-ca <file>", "PEM CA whose client certificates the gRPC API requires (mTLS)")
     .option("--no-grpc", "do not run the gRPC gateway")
     .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
+    .option("--no-sinks", "do not run the sinks defined with `fabric sinks add` in this process")
     .addOption(portOption("--status-port <port>", "status page port (0: pick one)", DEFAULT_STATUS_PORT))
     .option("--status-host <addr>", "status page listen address (beyond loopback it asks for the token in <data>/status-page.token)", DEFAULT_STATUS_HOST)
     .option("--no-status-page", "do not serve the status page")
@@ -56,12 +58,13 @@ export function addServiceOptions(cmd: Command): Command {
 }
 
 /** The services the flags ask for (files resolved); refuses half-given TLS settings. */
-export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOptions, "windows" | "mqtt" | "grpc" | "statusPage"> {
+export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOptions, "windows" | "sinks" | "mqtt" | "grpc" | "statusPage"> {
   if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
   if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
   if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
   return {
     windows: flags.windows,
+    sinks: flags.sinks,
     ...(flags.statusPage ? { statusPage: { host: flags.statusHost, port: flags.statusPort } } : {}),
     ...(flags.grpc
       ? {

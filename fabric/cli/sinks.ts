@@ -1,6 +1,7 @@
 import type { Command } from "commander";
-import { createLogger, InvalidInputError, say, untilSignal } from "../core/index.js";
-import { postgresSinkConfigSchema, redactUrl, SINK_STREAMS, startPostgresSink, type PostgresSinkConfigInput } from "../../sink/index.js";
+import { createLogger, InvalidInputError, out, outJson, say, untilSignal } from "../core/index.js";
+import { postgresSinkConfigSchema, redactUrl, removeSink, SINK_STREAMS, sinkDefinitions, sinkStatus, startPostgresSink, type PostgresSinkConfigInput, type SinkDefinition, type SinkStatus } from "../../sink/index.js";
+import { readDefinitionFile } from "./definition-file.js";
 import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
 
 /** The environment variable a database URL may come from instead of --url (which `ps` shows, password included). */
@@ -36,7 +37,7 @@ function configFromFlags(flags: PostgresSinkFlags): PostgresSinkConfigInput {
   throw new InvalidInputError(`invalid flags: ${problems.join("; ")}`);
 }
 
-/** `fabric sink postgres`. */
+/** `fabric sink postgres`, and `fabric sinks add|ls|describe|status|rm` (definitions the hub runs). */
 export function addSinkCommands(program: Command): void {
   const sink = program.command("sink").description("sinks: the fabric's streams into a database, exactly once");
   withConnection(sink.command("postgres").description("write streams into PostgreSQL (TimescaleDB when installed) until Ctrl-C"))
@@ -61,4 +62,81 @@ export function addSinkCommands(program: Command): void {
         await nc.drain();
       });
     });
+  addSinkDefinitionCommands(program);
+}
+
+/** A definition as shown: the URL redacted (it holds no password, but a hand-written KV entry might). */
+const shown = (d: SinkDefinition): SinkDefinition => ({ ...d, url: redactUrl(d.url) });
+const passwordSource = (d: SinkDefinition): string => (d.passwordFile !== undefined ? `file ${d.passwordFile}` : d.passwordEnv !== undefined ? `env ${d.passwordEnv}` : "none");
+
+function statusText(st: SinkStatus): string {
+  const lines = [`${st.name}: ${st.url}, ${st.runners.length} process(es) running it${st.runners.length === 0 ? " (no hub process runs it now)" : ""}`];
+  for (const c of st.consumers) lines.push(`  ${c.stream}\t${c.consumer}\t${c.exists ? `pending ${c.pending ?? "?"}, ack pending ${c.ackPending ?? "?"}` : "(no consumer yet)"}`);
+  for (const r of st.runners) {
+    lines.push(`  runner ${r.runner} (${r.at}): ${r.state}${r.error === undefined ? "" : `: ${r.error}`}`);
+    for (const s of r.streams) lines.push(`    ${s.stream}\tdatabase ${s.database}\twritten ${s.written}\trejected ${s.rejected}\tlast batch ${s.lastBatchAt ?? "-"}${s.lastError === undefined ? "" : `\tlast error: ${s.lastError}`}`);
+  }
+  return lines.join("\n");
+}
+
+function addSinkDefinitionCommands(program: Command): void {
+  const sinks = program.command("sinks").description("sinks the hub runs (definitions kept in KV sink_defs, run by `fabric up` / `fabric serve`)");
+  withConnection(sinks.command("add <file>").description("add or replace a sink definition from a JSON or YAML file (the URL without password: passwordFile or passwordEnv names it)")).action(
+    async (file: string, flags: ConnFlags) => {
+      const input = readDefinitionFile(file);
+      const nc = await tenantConnection(flags);
+      try {
+        const def = await sinkDefinitions.save(nc, input);
+        say(`sink ${def.name} saved; the hub's processes start it at once`);
+      } finally {
+        await nc.close();
+      }
+    },
+  );
+  withConnection(sinks.command("ls").description("list sink definitions (URLs redacted)").option("--json", "JSON output")).action(async (flags: ConnFlags & { json?: boolean }) => {
+    const nc = await tenantConnection(flags);
+    try {
+      const defs = (await sinkDefinitions.list(nc)).map(shown);
+      if (flags.json === true) outJson(defs);
+      else out(defs.map((d) => `${d.name}\t${d.kind}\t${d.url}\t${d.streams.join(",")}\t${d.tablePrefix}\tpassword: ${passwordSource(d)}`).join("\n"));
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(sinks.command("describe <name>").description("show a sink definition (URL redacted)").option("--json", "JSON output")).action(async (name: string, flags: ConnFlags & { json?: boolean }) => {
+    const nc = await tenantConnection(flags);
+    try {
+      const def = await sinkDefinitions.get(nc, name);
+      if (def === undefined) throw new InvalidInputError(`no sink ${JSON.stringify(name)}`);
+      if (flags.json === true) outJson(shown(def));
+      else out(Object.entries({ ...shown(def), password: passwordSource(def) }).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : String(v)}`).join("\n"));
+    } finally {
+      await nc.close();
+    }
+  });
+  withConnection(sinks.command("status [name]").description("per sink and stream: the consumer's lag, and what each process running it reports").option("--json", "JSON output")).action(
+    async (name: string | undefined, flags: ConnFlags & { json?: boolean }) => {
+      const nc = await tenantConnection(flags);
+      try {
+        const defs = (await sinkDefinitions.list(nc)).filter((d) => name === undefined || d.name === name);
+        if (name !== undefined && defs.length === 0) throw new InvalidInputError(`no sink ${JSON.stringify(name)}`);
+        const all: SinkStatus[] = [];
+        for (const d of defs) all.push(await sinkStatus(nc, d));
+        if (flags.json === true) outJson(all);
+        else out(all.map(statusText).join("\n"));
+      } finally {
+        await nc.close();
+      }
+    },
+  );
+  withConnection(sinks.command("rm <name>").description("remove a sink definition: the hub's processes stop it, then its consumers are deleted")).action(async (name: string, flags: ConnFlags) => {
+    const nc = await tenantConnection(flags);
+    try {
+      const r = await removeSink(nc, name);
+      if (!r.removed) throw new InvalidInputError(`no sink ${JSON.stringify(name)}`);
+      say(r.consumersDeleted ? `sink ${name} removed, its consumers deleted` : `sink ${name} removed; a process still reported it, so its consumers are left (delete them with nats consumer rm)`);
+    } finally {
+      await nc.close();
+    }
+  });
 }

@@ -1,22 +1,14 @@
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
 import type { Command } from "commander";
-import { parse as parseYaml } from "yaml";
 import { addMetricsOptions, assertToken, createLogger, DEFAULT_WORKER_METRICS_PORT, initTracing, InvalidInputError, out, outJson, say, startMetricsFromFlags, untilSignal, type MetricsFlags } from "../core/index.js";
 import { DEFAULT_CHECKPOINT_EVERY_MS, listDefinitions, removeDefinition, runDefinedWorkers, saveDefinition, windowStatus } from "../../streams/index.js";
+import { readDefinitionFile } from "./definition-file.js";
 import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
 
 /** `fabric windows add|ls|rm|describe` and `fabric worker`. */
 export function addWindowCommands(program: Command): void {
   const windows = program.command("windows").description("windowed aggregations (definitions kept in KV, seen by every worker)");
   withConnection(windows.command("add <file>").description("add or replace a window definition from a JSON or YAML file")).action(async (file: string, flags: ConnFlags) => {
-    const text = readFileSync(resolve(file), "utf8");
-    let input: unknown;
-    try {
-      input = /\.ya?ml$/i.test(file) ? parseYaml(text) : JSON.parse(text);
-    } catch (err) {
-      throw new InvalidInputError(`${file} is not valid ${/\.ya?ml$/i.test(file) ? "YAML" : "JSON"}: ${String(err)}`);
-    }
+    const input = readDefinitionFile(file);
     const nc = await tenantConnection(flags);
     try {
       const def = await saveDefinition(nc, input);

@@ -15,6 +15,7 @@ export const serveOptionsSchema = z.strictObject({
   host: z.string().min(1),
   identityService: z.boolean().default(true),
   windows: z.boolean().default(true),
+  sinks: z.boolean().default(true),
   mqtt: hubOptionsSchema.shape.mqtt,
   grpc: hubOptionsSchema.shape.grpc,
   statusPage: hubOptionsSchema.shape.statusPage,

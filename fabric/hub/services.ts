@@ -18,6 +18,7 @@ import {
 import { startGateway, type Gateway } from "../grpc/server.js";
 import { ensureHubStreams, runDefinedWorkers, type EnsureResult } from "../../streams/index.js";
 import { startIngress, type Ingress } from "../../ingress/index.js";
+import { runDefinedSinks } from "../../sink/index.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 import { serveSites } from "./sites.js";
 import { createStatusSource, startStatusPage, type StatusPage } from "./status-page/index.js";
@@ -50,19 +51,22 @@ export interface HubServicesOptions {
   host: string;
   identityService: boolean;
   windows: boolean;
+  /** Run the sinks defined in KV sink_defs (`fabric sinks add`). */
+  sinks: boolean;
   mqtt?: { port: number; wsPort?: number | undefined; tls?: { port: number; cert: string; key: string } | undefined; ingress: Record<string, unknown> };
   grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
   /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
   statusPage?: { host: string; port: number };
 }
 
-type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "mqtt" | "grpc" | "statusPage">;
+type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "sinks" | "mqtt" | "grpc" | "statusPage">;
 
 /** The service settings out of `fabric up`'s or `fabric serve`'s parsed options. */
 export function serviceSettings(o: {
   host: string;
   identityService: boolean;
   windows: boolean;
+  sinks: boolean;
   mqtt?: HubServicesOptions["mqtt"] | undefined;
   grpc?: HubServicesOptions["grpc"] | undefined;
   statusPage?: HubServicesOptions["statusPage"] | undefined;
@@ -71,6 +75,7 @@ export function serviceSettings(o: {
     host: o.host,
     identityService: o.identityService,
     windows: o.windows,
+    sinks: o.sinks,
     ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
     ...(o.grpc === undefined ? {} : { grpc: o.grpc }),
     ...(o.statusPage === undefined ? {} : { statusPage: o.statusPage }),
@@ -95,7 +100,7 @@ export interface RunningHubServices {
 /**
  * The hub's services on running servers (those `fabric up` starts, or a cluster of one's own: `fabric serve`):
  * pushes the account JWTs, creates the streams and KV buckets, and runs per tenant account the identity service,
- * the sites' registration, reports and source restarts, and the window workers; for the first tenant account the
+ * the sites' registration, reports and source restarts, the window workers and the sinks; for the first tenant account the
  * MQTT ingress and the gRPC gateway when asked.
  */
 export async function startHubServices(o: HubServicesOptions, log: Logger): Promise<RunningHubServices> {
@@ -105,11 +110,13 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
   const ingresses: Ingress[] = [];
   const gateways: Gateway[] = [];
   const windowRunners: { stop(): Promise<void> }[] = [];
+  const sinkRunners: { stop(): Promise<void> }[] = [];
   const pages: StatusPage[] = [];
   const stop = async (): Promise<void> => {
     for (const p of pages.splice(0)) await p.stop().catch(() => undefined);
     for (const g of gateways.splice(0)) await g.stop().catch(() => undefined);
     for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
+    for (const s of sinkRunners.splice(0)) await s.stop().catch(() => undefined);
     for (const i of ingresses.splice(0)) await i.stop().catch(() => undefined);
     for (const s of services.splice(0)) await s.stop().catch(() => undefined);
     for (const c of connections.splice(0)) await c.drain().catch(() => undefined);
@@ -154,6 +161,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       const sites = await serveSites(nc, log, { watcher: await accountWatcher(), accountKey: acc.publicKey });
       services.push({ stop: () => Promise.resolve(sites.stop()) });
       if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
+      if (o.sinks) sinkRunners.push(await runDefinedSinks(nc, log));
     }
     const tenant = ks.accounts().find((a) => !a.system);
     let mqtt: Ingress["ports"] | undefined;

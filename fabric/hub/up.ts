@@ -42,6 +42,8 @@ export const hubOptionsSchema = z.strictObject({
   identityService: z.boolean().default(true),
   /** Run a worker for every window definition (KV window_defs) of each tenant account. */
   windows: z.boolean().default(true),
+  /** Run every sink definition (KV sink_defs) of each tenant account. */
+  sinks: z.boolean().default(true),
   /** The MQTT ingress (for the first tenant account): plain, WebSocket and (with a certificate) TLS ports. */
   mqtt: z
     .strictObject({

@@ -27,6 +27,8 @@ export async function startTestHub(
     identityService?: boolean;
     /** Run window workers in the hub's process (default true). */
     windows?: boolean;
+    /** Run the sinks defined in KV sink_defs in the hub's process (default true, as `fabric up`). */
+    sinks?: boolean;
     /** Run the gRPC gateway (on a port the system picks). */
     grpc?: boolean;
     mqtt?: boolean;
@@ -37,6 +39,8 @@ export async function startTestHub(
     leafTls?: { cert: string; key: string; ca?: string };
     /** Serve the status page on this address (on a port the system picks). */
     statusPage?: { host: string };
+    /** The hub's logger (default: testLogger()). */
+    logger?: Logger;
   } = {},
 ): Promise<TestHub> {
   const root = h.tempDir("fabric-hub-");
@@ -56,13 +60,14 @@ export async function startTestHub(
       identityService: options.identityService ?? true,
       ...(options.leafTls === undefined ? {} : { leafTls: options.leafTls }),
       windows: options.windows ?? true,
+      sinks: options.sinks ?? true,
       ...(options.grpc === true ? { grpc: { port: 0 } } : {}),
       ...(options.statusPage === undefined ? {} : { statusPage: { host: options.statusPage.host, port: 0 } }),
       ...(options.mqtt === true
         ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
         : {}),
     },
-    testLogger(),
+    options.logger ?? testLogger(),
   );
   h.defer(() => hub.stop());
   return { ...hub, dataDir, keystoreDir };

@@ -17,6 +17,8 @@ export interface TestPostgres {
   url: string;
   password: string;
   port: number;
+  /** Where its programs are (psql included). */
+  binDir: string;
   /** Fast shutdown (SIGINT), awaited. */
   stop(): Promise<void>;
   /** SIGKILL to the postmaster and every backend (its process group): a crash, for outage tests. */
@@ -134,6 +136,7 @@ export async function startPostgres(h: Harness): Promise<TestPostgres> {
     url,
     password,
     port,
+    binDir,
     // SIGINT is postgres's fast shutdown; the group signal reaches nothing else (the backends exit with it)
     stop: async () => {
       const c = child;

@@ -9,6 +9,7 @@ import "../../fabric/grpc/metrics.js";
 import "../../streams/metrics.js";
 import "../../identity/metrics.js";
 import "../../edge/metrics.js";
+import "../../sink/metrics.js";
 
 /** PromQL words that are not metric names: functions, aggregations, keywords. */
 const KEYWORDS = new Set(["by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "inf", "nan"]);

@@ -1,0 +1,74 @@
+import { counter, gauge, histogram } from "../fabric/core/index.js";
+
+/**
+ * The sinks' metrics. Rows and batches are counted as they are written; the lag (each consumer's num_pending)
+ * and whether the database is up are read from the running sinks at each scrape.
+ */
+
+/** What a running sink shows at a scrape. */
+export interface SinkMetricsSource {
+  readonly sink: string;
+  /** Per stream: the consumer's num_pending (undefined when NATS did not answer). */
+  lag(): Promise<readonly { stream: string; pending: number | undefined }[]>;
+  /** False while a write to the database is failing. */
+  databaseUp(): boolean;
+}
+
+export type SinkRowResult = "written" | "duplicate" | "rejected";
+/** `ok`: a batch committed (and acknowledged); `failed`: an attempt that failed and is retried. */
+export type SinkBatchResult = "ok" | "failed";
+
+const sources = new Set<SinkMetricsSource>();
+
+const rows = counter<"sink" | "table" | "result">({
+  name: "fabric_sink_rows_total",
+  help: "messages a sink handled, by table and result: written (inserted or upserted), duplicate (already in the table: a redelivery), rejected (to REJECTED)",
+  labelNames: ["sink", "table", "result"],
+});
+const batches = counter<"sink" | "stream" | "result">({
+  name: "fabric_sink_batches_total",
+  help: "batches a sink wrote, by stream and result: ok (committed and acknowledged) or failed (an attempt retried with backoff)",
+  labelNames: ["sink", "stream", "result"],
+});
+const batchSeconds = histogram<"sink" | "stream">({
+  name: "fabric_sink_batch_seconds",
+  help: "seconds to write one batch into the database (staging COPY, merge, commit), by sink and stream",
+  labelNames: ["sink", "stream"],
+});
+
+gauge<"sink" | "stream">({
+  name: "fabric_sink_lag_messages",
+  help: "messages of a stream a sink running in this process has not had yet (its durable consumer's num_pending)",
+  labelNames: ["sink", "stream"],
+  async collect() {
+    this.reset();
+    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await s.lag().catch(() => []) })));
+    for (const { sink, lag } of all) for (const l of lag) if (l.pending !== undefined) this.set({ sink, stream: l.stream }, l.pending);
+  },
+});
+gauge<"sink">({
+  name: "fabric_sink_database_up",
+  help: "1 when a sink running in this process reaches its database, 0 while writes fail (and are retried)",
+  labelNames: ["sink"],
+  collect() {
+    this.reset();
+    for (const s of sources) this.set({ sink: s.sink }, s.databaseUp() ? 1 : 0);
+  },
+});
+
+export const sinkMetrics = {
+  /** A sink reports until the returned function is called. */
+  register(source: SinkMetricsSource): () => void {
+    sources.add(source);
+    return () => {
+      sources.delete(source);
+    };
+  },
+  rows(sink: string, table: string, result: SinkRowResult, n: number): void {
+    if (n > 0) rows.inc({ sink, table, result }, n);
+  },
+  batch(sink: string, stream: string, result: SinkBatchResult, seconds?: number): void {
+    batches.inc({ sink, stream, result });
+    if (seconds !== undefined) batchSeconds.observe({ sink, stream }, seconds);
+  },
+};
