@@ -74,4 +74,5 @@ export const AGGREGATES_TABLE: TableSpec = {
   segmentBy: ["window_name", "key"],
   parse,
   mergeSql,
+  appendOnly: false,
 };

@@ -40,4 +40,5 @@ export const EVENTS_TABLE: TableSpec = {
   segmentBy: ["site", "device"],
   parse,
   mergeSql: (table, stage) => insertIgnoringSql(COLUMNS, table, stage),
+  appendOnly: true,
 };

@@ -31,6 +31,11 @@ export interface TableSpec {
   parse(m: JsMsg): ParsedMessage;
   /** INSERT … SELECT from `stage` into `table`, dropping (or merging) rows already there. */
   mergeSql(table: string, stage: string): string;
+  /**
+   * The merge only drops rows already there (ON CONFLICT DO NOTHING): a batch is then COPYed straight into the
+   * table, and staged and merged only when that meets a row already stored (a redelivery after a crash).
+   */
+  appendOnly: boolean;
 }
 
 /** Event times past this (year 10000) are absurd: refused rather than partitions nobody wants. */

@@ -7,6 +7,7 @@ import { detectLayout, ensureStage, ensureTable, Partitions, stageName, tableNam
 import type { CellValue, TableSpec } from "./table-spec.js";
 
 export const CONNECT_TIMEOUT_MS = 5_000; // 5 s
+const UNIQUE_VIOLATION = "23505";
 
 export interface Row {
   row: CellValue[];
@@ -84,7 +85,8 @@ export class TableWriter {
       if (this.layout === "partitioned") await this.partitions.ensure(c, rows.map((r) => r.timeMs));
       let inserted = 0;
       await this.inTransaction(c, async () => {
-        inserted = await this.stageAndMerge(c, rows.map((r) => r.row));
+        const cells = rows.map((r) => r.row);
+        inserted = this.spec.appendOnly ? await this.copyOrMerge(c, cells) : await this.stageAndMerge(c, cells);
       });
       return { inserted, refused: [] };
     } catch (err) {
@@ -108,7 +110,7 @@ export class TableWriter {
       for (const [index, r] of rows.entries()) {
         await c.query("SAVEPOINT fabric_row");
         try {
-          const n = await this.stageAndMerge(c, [r.row]);
+          const n = await this.stageAndMerge(c, [r.row], true);
           await c.query("RELEASE SAVEPOINT fabric_row");
           inserted += n;
         } catch (err) {
@@ -124,10 +126,31 @@ export class TableWriter {
     return { inserted, refused };
   }
 
-  /** Returns the rows the merge inserted or updated. */
-  private async stageAndMerge(c: pg.Client, rows: readonly (readonly CellValue[])[]): Promise<number> {
+  /**
+   * An append-only table's batch: COPYed straight into the table (the database's fastest path); when a row is
+   * there already (unique violation: a batch redelivered after a crash), staged and merged instead, which
+   * drops the rows already stored. Returns the rows inserted.
+   */
+  private async copyOrMerge(c: pg.Client, rows: readonly (readonly CellValue[])[]): Promise<number> {
+    await c.query("SAVEPOINT fabric_copy");
+    try {
+      await copyRows(c, this.table, this.spec.columns, rows);
+    } catch (err) {
+      if (sqlState(err) !== UNIQUE_VIOLATION) throw err;
+      await c.query("ROLLBACK TO SAVEPOINT fabric_copy");
+      return this.stageAndMerge(c, rows);
+    }
+    await c.query("RELEASE SAVEPOINT fabric_copy");
+    return rows.length;
+  }
+
+  /**
+   * Returns the rows the merge inserted or updated. The staging table is empty at the start of a transaction
+   * (ON COMMIT DELETE ROWS); `reuse`: emptied first, for a second use within one transaction (row by row).
+   */
+  private async stageAndMerge(c: pg.Client, rows: readonly (readonly CellValue[])[], reuse = false): Promise<number> {
     const stage = stageName(this.spec);
-    await c.query(`TRUNCATE ${stage}`);
+    if (reuse) await c.query(`DELETE FROM ${stage}`);
     await copyRows(c, stage, this.spec.columns, rows);
     return (await c.query(this.spec.mergeSql(this.table, stage))).rowCount ?? 0;
   }

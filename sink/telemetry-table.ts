@@ -33,4 +33,5 @@ export const TELEMETRY_TABLE: TableSpec = {
   segmentBy: ["site", "device", "metric"],
   parse,
   mergeSql: (table, stage) => insertIgnoringSql(COLUMNS, table, stage),
+  appendOnly: true,
 };

@@ -23,6 +23,8 @@ export const COMMAND_ACK_TYPE = "cmd-ack";
 export const COMMAND_TAKEOVER_MS = 10_000;
 /** How often a send waits to see whether another send of the same key has finished. */
 const KEY_POLL_MS = 50;
+/** A waiting send gives up this long before the call's deadline, so the caller hears why (UNAVAILABLE), not only DEADLINE_EXCEEDED. */
+const KEY_GIVE_UP_MARGIN_MS = 250;
 /** A device's clock, the gateway's and the server's may differ by this much: commands are looked for from this long before their id's time. */
 const CLOCK_SKEW_MS = 5_000;
 
@@ -136,7 +138,7 @@ export function commandService(ctx: GatewayContext): CommandServiceServer {
         await keys.update(kvKey, { ...taken, sequence: stored.seq }, rev).catch(() => undefined);
         return { commandId: record.commandId, sequence: stored.seq, duplicate: true };
       }
-      if (Date.now() + KEY_POLL_MS >= deadline) throw new GatewayError("FABRIC_ERR_UNAVAILABLE", "a command with this idempotency key is being sent by another call: retry to learn its outcome");
+      if (Date.now() + KEY_POLL_MS + KEY_GIVE_UP_MARGIN_MS >= deadline) throw new GatewayError("FABRIC_ERR_UNAVAILABLE", "a command with this idempotency key is being sent by another call: retry to learn its outcome");
       await new Promise((r) => setTimeout(r, KEY_POLL_MS));
     }
   };

@@ -110,4 +110,19 @@ describe("PostgreSQL sink", () => {
     await js.publish("telemetry.plant-a.d1.temp", JSON.stringify({ value: 1, ts: T0 }));
     await pollUntil(async () => (await db.query("SELECT 1 FROM fabric_telemetry")).length === 1, { what: "the late reading" });
   });
+
+  it("a whole stream read again (its consumer made anew) adds no row: the batch COPY meets the rows already there and is merged instead", async () => {
+    const t = Date.UTC(2024, 2, 1);
+    for (let i = 0; i < 50; i++) await js.publish("events.plant-r.d1.door", JSON.stringify({ ts: t + i }), { msgID: `again-${i}` });
+    const countOf = async (): Promise<number> => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM fabric_events WHERE site = 'plant-r'"))[0]?.n ?? 0);
+    await pollUntil(async () => (await countOf()) === 50 || undefined, { what: "the 50 events" });
+    // (rows of events an earlier test's retention run dropped come back: the second sink reads all of EVENTS)
+    const twice = async (): Promise<number> => Number((await db.query<{ n: string }>("SELECT count(*) - count(DISTINCT id) AS n FROM fabric_events"))[0]?.n ?? -1);
+    const other = await startPostgresSink({ nc, logger: createLogger({ level: "silent" }), url: db.url, name: "again", streams: ["events"] });
+    h.defer(() => other.stop());
+    // a second sink (its own consumer, from the start of EVENTS) into the same tables: every row is there already
+    await pollUntil(async () => ((await other.status()).every((st) => st.pending === 0 && st.ackPending === 0) ? true : undefined), { what: "the second sink to catch up" });
+    expect(await countOf()).toBe(50);
+    expect(await twice()).toBe(0);
+  });
 });
