@@ -1,4 +1,4 @@
-import { counter, gauge } from "../fabric/core/index.js";
+import { counter, gauge, ScrapeSnapshot } from "../fabric/core/index.js";
 import type { SiteReport, SiteStreamReport } from "../leafnode-config/index.js";
 
 /**
@@ -6,18 +6,11 @@ import type { SiteReport, SiteStreamReport } from "../leafnode-config/index.js";
  * `$FABRIC.edge.<site>.status`): link state, backlog, buffer use, drops, restarts.
  */
 
-/** Reports of the sites this process runs, read once per scrape. */
-const sources = new Set<() => Promise<SiteReport>>();
-let cached: { at: number; reports: Promise<SiteReport[]> } | undefined;
-const SNAPSHOT_TTL_MS = 250;
-
-function reports(): Promise<SiteReport[]> {
-  const now = Date.now();
-  if (cached === undefined || now - cached.at > SNAPSHOT_TTL_MS) {
-    cached = { at: now, reports: Promise.all([...sources].map((f) => f().catch(() => undefined))).then((all) => all.filter((r) => r !== undefined)) };
-  }
-  return cached.reports;
-}
+/** Reports of the sites this process runs, read once per scrape (a site that does not answer is left out). */
+const snapshot = new ScrapeSnapshot<() => Promise<SiteReport>, SiteReport>(async (sources) =>
+  (await Promise.all(sources.map((f) => f().catch(() => undefined)))).filter((r) => r !== undefined),
+);
+const reports = (): Promise<SiteReport[]> => snapshot.readings();
 
 function eachStream(r: SiteReport, f: (s: SiteStreamReport) => void): void {
   for (const s of [r.streams.events, r.streams.telemetry, r.streams.aggregates]) if (s !== undefined) f(s);
@@ -81,10 +74,5 @@ reportedCounter("fabric_edge_server_restarts_total", "restarts of the site's lea
 
 /** Reports a site in this process's metrics until the returned function is called. */
 export function monitorSite(report: () => Promise<SiteReport>): () => void {
-  sources.add(report);
-  cached = undefined;
-  return () => {
-    sources.delete(report);
-    cached = undefined;
-  };
+  return snapshot.add(report);
 }

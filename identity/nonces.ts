@@ -3,7 +3,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { USED_NONCES_BUCKET } from "../streams/index.js";
-import { isRevisionConflict } from "../fabric/core/index.js";
+import { isRevisionConflict, lazyRetrying } from "../fabric/core/index.js";
 import { ProvisionError } from "./errors.js";
 import type { Keystore } from "./keystore.js";
 
@@ -47,19 +47,17 @@ export function checkNonce(key: Buffer, nonce: string, operation: NonceOperation
  * nonce's lifetime): a nonce is claimed with a create, which exactly one request wins.
  */
 export class UsedNonces {
-  private kv: Promise<KV> | undefined;
+  private readonly kv: () => Promise<KV>;
 
-  constructor(private readonly nc: NatsConnection) {}
+  constructor(nc: NatsConnection) {
+    this.kv = lazyRetrying(() => new Kvm(nc).open(USED_NONCES_BUCKET));
+  }
 
   /** Claims `nonce` for this request; FABRIC_ERR_NONCE_USED when it was used before. */
   async claim(nonce: string): Promise<void> {
-    this.kv ??= new Kvm(this.nc).open(USED_NONCES_BUCKET).catch((err: unknown) => {
-      this.kv = undefined;
-      throw err;
-    });
     const key = createHash("sha256").update(nonce, "utf8").digest("hex");
     try {
-      await (await this.kv).create(key, new Uint8Array(0));
+      await (await this.kv()).create(key, new Uint8Array(0));
     } catch (err) {
       if (isRevisionConflict(err)) {
         throw new ProvisionError("FABRIC_ERR_NONCE_USED", "nonce was used already: ask for a new one for every request");

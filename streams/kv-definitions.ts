@@ -25,7 +25,8 @@ export interface DefinitionStore<T extends { name: string }> {
   follow(nc: NatsConnection, log: Logger, apply: (defs: T[]) => Promise<void>): Promise<{ stop(): Promise<void> }>;
 }
 
-function safeJson(text: string): unknown {
+/** A KV entry's JSON, or undefined when it is none (a reader never trusts what a bucket holds). */
+export function safeJson(text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch {

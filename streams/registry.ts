@@ -3,7 +3,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Logger } from "../fabric/core/index.js";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { CHECKPOINTS_BUCKET, DEFINITIONS_BUCKET, LEASES_BUCKET } from "./definitions.js";
-import { definitionStore } from "./kv-definitions.js";
+import { definitionStore, safeJson } from "./kv-definitions.js";
 import { windowDefinitionSchema, type WindowDefinition } from "./definition.js";
 import { WindowGroup } from "./group.js";
 import { kvKeys } from "./kv-keys.js";
@@ -11,8 +11,7 @@ import { kvKeys } from "./kv-keys.js";
 /** Window definitions in KV window_defs, seen by every worker. */
 const windowDefinitions = definitionStore(DEFINITIONS_BUCKET, windowDefinitionSchema, "window");
 
-/** Validates and stores a definition (every worker sees it); returns it as stored. */
-/** `input` is validated here (a file, the CLI, the API all pass through). */
+/** Validates `input` (a file, the CLI, the API all pass through here) and stores it: every worker sees it; returns it as stored. */
 export function saveDefinition(nc: NatsConnection, input: unknown): Promise<WindowDefinition> {
   return windowDefinitions.save(nc, input);
 }
@@ -40,14 +39,6 @@ export async function runDefinedWorkers(nc: NatsConnection, logger: Logger, opti
       await group.stop();
     },
   };
-}
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
 }
 
 export interface PartitionStatus {

@@ -40,3 +40,5 @@ export { addMetricsOptions, startMetricsFromFlags } from "./metrics-cli.js";
 export type { MetricsFlags } from "./metrics-cli.js";
 export { monitorNatsServers, declareNatsServerMetrics, NATS_MONITOR_TIMEOUT_MS } from "./nats-server-metrics.js";
 export type { MonitoredServer } from "./nats-server-metrics.js";
+export { lazyRetrying } from "./lazy.js";
+export { ScrapeSnapshot } from "./scrape-snapshot.js";

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Counter, Gauge } from "prom-client";
 import { counter, gauge } from "./metrics.js";
+import { ScrapeSnapshot } from "./scrape-snapshot.js";
 
 /**
  * The figures of the nats-servers this process runs (the hub's nodes, an edge's leaf), read from their
@@ -12,8 +13,6 @@ import { counter, gauge } from "./metrics.js";
 
 /** How long one monitoring request may take during a scrape. */
 export const NATS_MONITOR_TIMEOUT_MS = 1_000; // 1 s
-/** One reading serves every metric of a scrape (they are collected one after the other). */
-const SNAPSHOT_TTL_MS = 250;
 
 export interface MonitoredServer {
   /** The server's name, the `server` label. */
@@ -60,8 +59,6 @@ interface ServerReading {
   jsz?: z.infer<typeof jszSchema>;
 }
 
-const sources = new Set<() => readonly MonitoredServer[]>();
-let cached: { at: number; readings: Promise<ServerReading[]> } | undefined;
 
 async function fetchJson<S extends z.ZodType>(s: MonitoredServer, path: string, schema: S): Promise<z.infer<S> | undefined> {
   const host = s.host ?? "127.0.0.1";
@@ -81,14 +78,9 @@ async function read(s: MonitoredServer): Promise<ServerReading> {
   return { server: s.name, ...(varz === undefined ? {} : { varz }), ...(jsz === undefined ? {} : { jsz }) };
 }
 
-function readings(): Promise<ServerReading[]> {
-  const now = Date.now();
-  if (cached === undefined || now - cached.at > SNAPSHOT_TTL_MS) {
-    const servers = [...sources].flatMap((f) => f());
-    cached = { at: now, readings: Promise.all(servers.map(read)) };
-  }
-  return cached.readings;
-}
+/** Every monitored server's reading, once per scrape (each list is read then: a restarted server may have moved). */
+const snapshot = new ScrapeSnapshot<() => readonly MonitoredServer[], ServerReading>((lists) => Promise.all(lists.flatMap((f) => f()).map(read)));
+const readings = (): Promise<ServerReading[]> => snapshot.readings();
 
 type Setter<L extends string> = (set: (labels: Partial<Record<L, string>>, value: number) => void, r: ServerReading) => void;
 
@@ -176,10 +168,5 @@ export function declareNatsServerMetrics(): void {
  */
 export function monitorNatsServers(list: () => readonly MonitoredServer[]): () => void {
   declareNatsServerMetrics();
-  sources.add(list);
-  cached = undefined;
-  return () => {
-    sources.delete(list);
-    cached = undefined;
-  };
+  return snapshot.add(list);
 }

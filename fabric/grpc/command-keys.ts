@@ -3,7 +3,7 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
 import { COMMAND_KEYS_BUCKET } from "../../streams/index.js";
-import { isRevisionConflict } from "../core/index.js";
+import { isRevisionConflict, lazyRetrying } from "../core/index.js";
 
 /**
  * What KV `cmd_keys` holds for an idempotency key of SendCommand: the command sent under it, and its stream
@@ -35,16 +35,10 @@ export function fingerprintOf(name: string, payload: Uint8Array): string {
 
 /** The commands sent by idempotency key (KV `cmd_keys`, shared by every gateway), claimed with compare-and-set. */
 export class CommandKeys {
-  private kvP: Promise<KV> | undefined;
+  private readonly kv: () => Promise<KV>;
 
-  constructor(private readonly nc: NatsConnection) {}
-
-  private kv(): Promise<KV> {
-    this.kvP ??= new Kvm(this.nc).open(COMMAND_KEYS_BUCKET).catch((err: unknown) => {
-      this.kvP = undefined;
-      throw err;
-    });
-    return this.kvP;
+  constructor(nc: NatsConnection) {
+    this.kv = lazyRetrying(() => new Kvm(nc).open(COMMAND_KEYS_BUCKET));
   }
 
   /** Claims `key` for a new command: its revision, or undefined when the key is held already. */

@@ -1,4 +1,4 @@
-import { DeliverPolicy, jetstream, jetstreamManager, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream, type JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders, nuid, type Msg, type MsgHdrs } from "@nats-io/transport-node";
 import { z } from "zod";
 import { CommandServiceService, CommandState, type CommandServiceServer, type SendCommandResponse, type WatchCommandResponse } from "../../proto/gen/fabric/v1/command.js";
@@ -77,8 +77,7 @@ export function readCommandAck(m: Pick<Msg, "data" | "headers">, commandId: stri
 export function commandService(ctx: GatewayContext): CommandServiceServer {
   const js = jetstream(ctx.nc);
   const keys = new CommandKeys(ctx.nc);
-  let jsmP: Promise<JetStreamManager> | undefined;
-  const jsm = (): Promise<JetStreamManager> => (jsmP ??= jetstreamManager(ctx.nc));
+  const jsm = ctx.jsm;
 
   /** The stored command with this id, looked for from `fromMs` on: its sequence, or undefined. */
   const findCommand = async (subject: string, commandId: string, fromMs: number, deadline: number): Promise<JsMsg | undefined> => {

@@ -1,4 +1,4 @@
-import { jetstream, jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import { createInbox, type Msg, type NatsConnection, type Subscription } from "@nats-io/transport-node";
 import { ConsumerServiceService, Settlement_Kind, type ConsumerServiceServer, type SettleError } from "../../proto/gen/fabric/v1/consumer.js";
 import { errorMessage, InvalidInputError, parseAckSubject, type AckSubject } from "../core/index.js";
@@ -75,15 +75,7 @@ async function pullOnce(nc: NatsConnection, stream: string, consumer: string, ba
  * Settle (tokens that outlive the call: see FetchTokens and Attempts in consumer-attempts.ts).
  */
 export function consumerService(ctx: GatewayContext): ConsumerServiceServer {
-  let jsmP: Promise<JetStreamManager> | undefined;
-  const jsm = (): Promise<JetStreamManager> => {
-    jsmP ??= jetstreamManager(ctx.nc).catch((err: unknown) => {
-      jsmP = undefined;
-      throw err;
-    });
-    return jsmP;
-  };
-  const s: Shared = { ctx, nc: ctx.nc, attempts: new Attempts(), tokens: new FetchTokens(), deadLetters: new DeadLetters(ctx.nc, ctx.publisher, jsm, ctx.logger), jsm };
+  const s: Shared = { ctx, nc: ctx.nc, attempts: new Attempts(), tokens: new FetchTokens(), deadLetters: new DeadLetters(ctx.nc, ctx.publisher, ctx.jsm, ctx.logger), jsm: ctx.jsm };
   // the max-deliveries advisory also covers consumers whose gateway died: every gateway listens
   s.deadLetters.start();
   const js = jetstream(ctx.nc);

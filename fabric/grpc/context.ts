@@ -1,4 +1,5 @@
 import type { Metadata, ServiceError } from "@grpc/grpc-js";
+import type { JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { mayPublish, maySubscribe } from "../../ingress/permissions.js";
 import type { JetStreamPublisher, Logger } from "../core/index.js";
@@ -9,6 +10,8 @@ import { GatewayError } from "./errors.js";
 export interface GatewayContext {
   /** The gateway's own connection into the tenant account (callers' permissions are enforced here, not by NATS). */
   nc: NatsConnection;
+  /** The JetStream manager of that connection, made once (again after a failure) and shared by every service. */
+  jsm: () => Promise<JetStreamManager>;
   publisher: JetStreamPublisher;
   auth: CallerAuth;
   logger: Logger;

@@ -1,4 +1,4 @@
-import { DeliverPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { QueryServiceService, type Aggregate, type QueryServiceServer } from "../../proto/gen/fabric/v1/query.js";
 import { DEFINITIONS_BUCKET, LATEST_BUCKET } from "../../streams/index.js";
@@ -49,7 +49,6 @@ function subjectOf(window: string, key: string, patterns: boolean): string {
  */
 export function queryService(ctx: GatewayContext): QueryServiceServer {
   const js = jetstream(ctx.nc);
-  const jsm = jetstreamManager(ctx.nc);
   const kvm = new Kvm(ctx.nc);
   const latest = kvm.open(LATEST_BUCKET);
   const definitions = kvm.open(DEFINITIONS_BUCKET);
@@ -78,7 +77,7 @@ export function queryService(ctx: GatewayContext): QueryServiceServer {
       // what it holds is read as it stands now, and the call answers as soon as that is read
       const byStart = new Map<number, Aggregate>();
       const start = { deliver_policy: DeliverPolicy.StartTime, opt_start_time: new Date(Math.max(0, req.fromMs)).toISOString() };
-      await readRange(ctx.nc, await jsm, { stream: "AGGREGATES", filter: subject, start, deadline: Date.now() + timeLeft(call) }, (m) => {
+      await readRange(ctx.nc, await ctx.jsm(), { stream: "AGGREGATES", filter: subject, start, deadline: Date.now() + timeLeft(call) }, (m) => {
         const a = toAggregate(jsonOf(m), m.seq);
         // the latest final or revision of each window (early results are superseded)
         if (a === undefined || a.kind === "early" || a.startMs < req.fromMs || a.startMs >= to) return false;

@@ -5,9 +5,10 @@ import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import type { PackageDefinition } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { HealthImplementation } from "grpc-health-check";
 import { connectTenantServer, type TenantServerOptions } from "../../identity/index.js";
-import { errorMessage, JetStreamPublisher, projectRoot, type Logger } from "../core/index.js";
+import { errorMessage, JetStreamPublisher, lazyRetrying, projectRoot, type Logger } from "../core/index.js";
 import { CallerAuth } from "./auth.js";
 import type { GatewayContext } from "./context.js";
 import { GatewayError, toServiceError } from "./errors.js";
@@ -85,6 +86,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Gatewa
     let callsDone: (() => void) | undefined;
     const ctx: GatewayContext = {
       nc,
+      jsm: lazyRetrying(() => jetstreamManager(nc)),
       publisher,
       auth,
       logger: log,
