@@ -113,14 +113,19 @@ describe("a site's leaf credential reaches its own site's subjects and the sourc
 
   /** Publishes every subject on `from` and returns which ones `to` received. */
   async function crossing(from: NatsConnection, to: NatsConnection, list: string[]): Promise<string[]> {
+    // every probe round has its own payload: a marker of an earlier round still in flight must not end a later one
+    let round = "warm-up";
     const got = new Set<string>();
+    let markerRound = "";
     const marker = list.find((x) => x.startsWith("$FABRIC.edge.")) ?? "";
     // the marker last: interest crosses the link in the order of the subscriptions, so once the marker's has,
     // every other's has too
     const subs = [...list.filter((x) => x !== marker), marker].map((subject) =>
       to.subscribe(subject, {
         callback: (_e, m) => {
+          if (m.string() !== round) return;
           got.add(m.subject);
+          if (m.subject === marker) markerRound = round;
         },
       }),
     );
@@ -128,22 +133,23 @@ describe("a site's leaf credential reaches its own site's subjects and the sourc
     // interest crosses the link asynchronously: wait until a subject that must pass does, then probe the rest
     await pollUntil(
       async () => {
-        from.publish(marker, "probe");
+        from.publish(marker, round);
         await from.flush();
         await new Promise((r) => setTimeout(r, 50));
-        return got.has(marker) ? true : undefined;
+        return markerRound === round ? true : undefined;
       },
       { timeoutMs: 10_000, what: "interest to cross the leaf link" },
     );
+    round = "probe";
     got.clear();
-    for (const subject of list) from.publish(subject, "probe");
+    for (const subject of list) from.publish(subject, round);
     await from.flush();
     // the marker goes last: once it is in, everything sent before it has been through (or dropped)
     await pollUntil(
       async () => {
-        from.publish(marker, "probe");
+        from.publish(marker, round);
         await from.flush();
-        return got.has(marker) ? true : undefined;
+        return markerRound === round ? true : undefined;
       },
       { timeoutMs: 5_000, intervalMs: 50, what: "the probes" },
     );
