@@ -1,5 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import { isoTime, jsonObject, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
+import type { AckSubject } from "../fabric/core/index.js";
+import { isoTime, jsonObject, row, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
 
 const COLUMNS = [
   { name: "window_name", type: "text NOT NULL" },
@@ -28,7 +29,7 @@ function textArray(values: readonly string[]): string {
 }
 
 /** `agg.<window>.<key tokens>` with a window result (streams/worker.ts). */
-function parse(m: JsMsg): ParsedMessage {
+function parse(m: JsMsg, delivery: Readonly<AckSubject>): ParsedMessage {
   const body = jsonObject(m.data);
   if (body === undefined) return { reject: "sink: window result is not a JSON object" };
   const { window, key, start, end, revision, kind, count } = body;
@@ -39,10 +40,7 @@ function parse(m: JsMsg): ParsedMessage {
   const parts = key.split(".");
   const named = parts.length === 3 ? parts : [null, null, null];
   const aggregates = Object.fromEntries(Object.entries(body).filter(([k]) => !OWN_FIELDS.has(k)));
-  return {
-    row: [window, key, textArray(parts), named[0] ?? null, named[1] ?? null, named[2] ?? null, isoTime(start), isoTime(end), revision, kind, count, body["empty"] === true, JSON.stringify(aggregates), m.seq],
-    timeMs: start,
-  };
+  return row([window, key, textArray(parts), named[0] ?? null, named[1] ?? null, named[2] ?? null, isoTime(start), isoTime(end), revision, kind, count, body["empty"] === true, JSON.stringify(aggregates), delivery.streamSeq], start);
 }
 
 /** Orders results of one window: a higher revision, then final over early, then the later message. */

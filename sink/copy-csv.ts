@@ -9,21 +9,34 @@ function csvField(v: CellValue): string {
   if (v === null) return "";
   if (typeof v === "number") return String(v);
   if (typeof v === "boolean") return v ? "t" : "f";
-  return `"${v.replace(/"/g, '""')}"`;
+  return v.includes('"') ? `"${v.replace(/"/g, '""')}"` : `"${v}"`;
 }
 
-export function csvRows(rows: readonly (readonly CellValue[])[]): string {
+/** One row as a CSV line (with its newline). */
+export function csvLine(cells: readonly CellValue[]): string {
   let out = "";
-  for (const r of rows) out += `${r.map(csvField).join(",")}\n`;
-  return out;
+  for (let i = 0; i < cells.length; i++) out += i === 0 ? csvField(cells[i] ?? null) : `,${csvField(cells[i] ?? null)}`;
+  return `${out}\n`;
 }
 
-/** COPY `rows` into `table` (pg-copy-streams), in chunks of rows so a large batch is not one string. */
-export async function copyRows(client: pg.Client, table: string, columns: readonly Column[], rows: readonly (readonly CellValue[])[]): Promise<void> {
+/** Lines per chunk written to the COPY stream: a large batch is not one string. */
+const CHUNK = 512;
+
+/** COPY CSV `lines` (csvLine's) into `table` (pg-copy-streams). */
+export async function copyLines(client: pg.Client, table: string, columns: readonly Column[], lines: readonly string[]): Promise<void> {
   const stream = client.query(copyFrom(`COPY ${table} (${columns.map((c) => c.name).join(", ")}) FROM STDIN WITH (FORMAT csv)`));
-  const CHUNK = 256;
   function* chunks(): Generator<string> {
-    for (let i = 0; i < rows.length; i += CHUNK) yield csvRows(rows.slice(i, i + CHUNK));
+    let chunk = "";
+    let n = 0;
+    for (const line of lines) {
+      chunk += line;
+      if (++n === CHUNK) {
+        yield chunk;
+        chunk = "";
+        n = 0;
+      }
+    }
+    if (chunk !== "") yield chunk;
   }
   await pipeline(Readable.from(chunks()), stream);
 }

@@ -29,6 +29,8 @@ export const sinkDefinitionSchema = postgresSinkConfigSchema
     url: postgresSinkConfigSchema.shape.url.refine((u) => !hasPassword(u), "must not contain a password (KV is readable by every service of the account): name it with passwordFile or passwordEnv"),
     passwordFile: z.string().refine(isAbsolute, "must be an absolute path (read by the process running the sink)").optional(),
     passwordEnv: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable's name").optional(),
+    /** Stored by versions whose sink fetched in batches (before positions were kept in the database): accepted, unused. */
+    fetchExpiresMs: z.number().optional(),
   })
   .refine((d) => d.passwordFile === undefined || d.passwordEnv === undefined, { path: ["passwordEnv"], message: "give passwordFile or passwordEnv, not both" });
 export type SinkDefinition = Readonly<z.infer<typeof sinkDefinitionSchema>>;
@@ -39,7 +41,7 @@ export type SinkDefinitionInput = z.input<typeof sinkDefinitionSchema>;
  * running the sink, at each start). Throws FABRIC_ERR_SINK_CREDENTIAL naming the file or variable, never the password.
  */
 export function sinkConfigOf(def: SinkDefinition, env: NodeJS.ProcessEnv = process.env): PostgresSinkConfig {
-  const { kind: _kind, passwordFile, passwordEnv, ...rest } = def;
+  const { kind: _kind, passwordFile, passwordEnv, fetchExpiresMs: _unused, ...rest } = def;
   let password: string | undefined;
   if (passwordFile !== undefined) {
     try {

@@ -1,9 +1,19 @@
 import { FabricError, type FabricErrorOptions } from "../fabric/core/index.js";
 
 /** Stable codes of the sink's errors. */
-export type SinkErrorCode = "FABRIC_ERR_SINK_DATABASE" | "FABRIC_ERR_SINK_SCHEMA" | "FABRIC_ERR_SINK_CONSUMER" | "FABRIC_ERR_SINK_STOPPED" | "FABRIC_ERR_SINK_CREDENTIAL";
+export type SinkErrorCode =
+  | "FABRIC_ERR_SINK_SCHEMA"
+  | "FABRIC_ERR_SINK_CONSUMER"
+  | "FABRIC_ERR_SINK_STOPPED"
+  | "FABRIC_ERR_SINK_CREDENTIAL"
+  | "FABRIC_ERR_SINK_STANDBY"
+  | "FABRIC_ERR_SINK_CLAIM_LOST";
 
-/** A sink failure: the database (unreachable, refused a statement), its schema, the JetStream consumer, or the database password a definition names (missing file or variable). */
+/**
+ * A sink failure: the database (unreachable, refused a statement), its schema, the JetStream consumer, the
+ * database password a definition names (missing file or variable); STANDBY: another process holds the sink's
+ * claim on a table; CLAIM_LOST: the connection holding it is gone.
+ */
 export class SinkError extends FabricError {
   constructor(code: SinkErrorCode, message: string, options: FabricErrorOptions = {}) {
     super(code, message, options);

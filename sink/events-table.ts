@@ -1,5 +1,6 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import { insertIgnoringSql, isoTime, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
+import type { AckSubject } from "../fabric/core/index.js";
+import { insertIgnoringSql, isoTime, json, row, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
 
 const COLUMNS = [
   { name: "time", type: "timestamptz NOT NULL" },
@@ -15,19 +16,15 @@ const COLUMNS = [
  * `events.<site>.<device>.<type>`, any JSON payload. The id is the publisher's Nats-Msg-Id (else `seq:<stream
  * sequence>`); the time is the payload's `ts` (epoch ms) when it has one, else the time the stream stored it.
  */
-function parse(m: JsMsg): ParsedMessage {
+function parse(m: JsMsg, delivery: Readonly<AckSubject>): ParsedMessage {
   const tokens = m.subject.split(".");
   if (tokens.length !== 4) return { reject: `sink: subject ${m.subject} is not events.<site>.<device>.<type>` };
-  let payload: unknown;
-  try {
-    payload = JSON.parse(Buffer.from(m.data).toString("utf8"));
-  } catch {
-    return { reject: "sink: event payload is not JSON" };
-  }
-  const ts = (payload as { ts?: unknown } | null)?.ts;
-  const timeMs = validTimeMs(ts) ? ts : Math.floor(m.info.timestampNanos / 1_000_000);
-  const id = m.headers?.get("Nats-Msg-Id") || `seq:${m.seq}`;
-  return { row: [isoTime(timeMs), tokens[1] ?? "", tokens[2] ?? "", tokens[3] ?? "", id, JSON.stringify(payload), m.seq], timeMs };
+  const payload = json(m.data);
+  if (payload === undefined) return { reject: "sink: event payload is not JSON" };
+  const ts = typeof payload === "object" && payload !== null && "ts" in payload ? payload.ts : undefined;
+  const timeMs = validTimeMs(ts) ? ts : delivery.storedAtMs;
+  const id = m.headers?.get("Nats-Msg-Id") || `seq:${delivery.streamSeq}`;
+  return row([isoTime(timeMs), tokens[1] ?? "", tokens[2] ?? "", tokens[3] ?? "", id, JSON.stringify(payload), delivery.streamSeq], timeMs);
 }
 
 export const EVENTS_TABLE: TableSpec = {

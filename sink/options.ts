@@ -7,8 +7,7 @@ export type SinkStream = (typeof SINK_STREAMS)[number];
 
 export const DEFAULT_SINK_NAME = "postgres";
 export const DEFAULT_TABLE_PREFIX = "fabric_";
-export const DEFAULT_MAX_BATCH = 1_000; // messages per transaction
-export const DEFAULT_FETCH_EXPIRES_MS = 1_000; // 1 s: a fetch returns at once with a full batch, else after this (nats.js's minimum)
+export const DEFAULT_MAX_BATCH = 5_000; // messages per transaction, at most (group commit: what came while the last was written)
 export const DEFAULT_ACK_WAIT_MS = 30_000; // 30 s
 export const DEFAULT_RETRY_MIN_MS = 100; // 100 ms
 export const DEFAULT_RETRY_MAX_MS = 5_000; // 5 s
@@ -45,7 +44,6 @@ export const postgresSinkConfigSchema = z.strictObject({
   streams: z.array(z.enum(SINK_STREAMS)).min(1, "needs at least one stream").default([...SINK_STREAMS]),
   tablePrefix: z.string().regex(/^[a-z_][a-z0-9_]{0,29}$/, "must be a lowercase SQL name of at most 30 characters (letters, digits, _)").default(DEFAULT_TABLE_PREFIX),
   maxBatch: z.number().int().min(1).max(10_000).default(DEFAULT_MAX_BATCH),
-  fetchExpiresMs: z.number().int().min(1_000).max(60_000).default(DEFAULT_FETCH_EXPIRES_MS),
   ackWaitMs: z.number().int().min(1_000).default(DEFAULT_ACK_WAIT_MS),
   /** Native partitioning's interval (TimescaleDB: the chunk interval). */
   partition: z.enum(["day", "month"]).default("day"),

@@ -7,6 +7,7 @@ export type TimeLayout = "timescaledb" | "partitioned";
 
 export const tableName = (config: Pick<PostgresSinkConfig, "tablePrefix">, spec: TableSpec): string => `${config.tablePrefix}${spec.stream}`;
 export const stageName = (spec: TableSpec): string => `fabric_sink_stage_${spec.stream}`;
+export const positionsName = (config: Pick<PostgresSinkConfig, "tablePrefix">): string => `${config.tablePrefix}sink_positions`;
 export const retentionFunction = (config: Pick<PostgresSinkConfig, "tablePrefix">): string => `${config.tablePrefix}drop_partitions_before`;
 
 /** TimescaleDB is used when its extension is installed in the database (CREATE EXTENSION timescaledb). */
@@ -67,6 +68,24 @@ export async function ensureTable(client: pg.Client, config: PostgresSinkConfig,
   }
 }
 
+/**
+ * The positions table: per sink and stream, the last stream sequence written. It is updated in the transaction
+ * that writes the rows, so the table and the position never disagree; a sink (re)starting reads the stream from
+ * the message after it.
+ */
+export async function ensurePositions(client: pg.Client, config: PostgresSinkConfig): Promise<void> {
+  const table = positionsName(config);
+  await client.query("BEGIN");
+  try {
+    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`fabric-sink:${table}`]);
+    await client.query(`CREATE TABLE IF NOT EXISTS ${table} (sink text NOT NULL, stream text NOT NULL, seq bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (sink, stream))`);
+    await client.query("COMMIT");
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
 /** The staging table of a connection: COPY goes there, then one INSERT … SELECT merges it into the table. */
 export async function ensureStage(client: pg.Client, spec: TableSpec): Promise<void> {
   // emptied at every commit (cheaper than a TRUNCATE per batch, which gives the table new files each time)
@@ -90,17 +109,22 @@ export function partitionOf(ms: number, interval: "day" | "month"): { suffix: st
  */
 export class Partitions {
   private readonly known = new Set<string>();
+  /** The last partition made sure of, in ms: most rows of a batch fall in it, and need no date arithmetic. */
+  private lastFrom = 0;
+  private lastTo = 0;
 
   constructor(
     private readonly table: string,
     private readonly interval: "day" | "month",
   ) {}
 
-  async ensure(client: pg.Client, times: Iterable<number>): Promise<void> {
+  async ensure(client: pg.Client, rows: Iterable<{ timeMs: number }>): Promise<void> {
     const wanted = new Map<string, { from: string; to: string }>();
-    for (const ms of times) {
-      const p = partitionOf(ms, this.interval);
+    for (const { timeMs } of rows) {
+      if (timeMs >= this.lastFrom && timeMs < this.lastTo) continue;
+      const p = partitionOf(timeMs, this.interval);
       if (!this.known.has(p.suffix)) wanted.set(p.suffix, p);
+      else [this.lastFrom, this.lastTo] = [Date.parse(p.from), Date.parse(p.to)];
     }
     for (const [suffix, p] of wanted) {
       await client.query(`CREATE TABLE IF NOT EXISTS ${this.table}_p${suffix} PARTITION OF ${this.table} FOR VALUES FROM ('${p.from}') TO ('${p.to}')`).catch((err: unknown) => {
@@ -113,5 +137,6 @@ export class Partitions {
 
   forget(): void {
     this.known.clear();
+    this.lastFrom = this.lastTo = 0;
   }
 }

@@ -1,18 +1,13 @@
 import pg from "pg";
 import type { Logger } from "../fabric/core/index.js";
-import { copyRows } from "./copy-csv.js";
+import { copyLines } from "./copy-csv.js";
 import { isRowError, SinkError, sqlState } from "./errors.js";
 import type { PostgresSinkConfig } from "./options.js";
-import { detectLayout, ensureStage, ensureTable, Partitions, stageName, tableName, type TimeLayout } from "./schema.js";
-import type { CellValue, TableSpec } from "./table-spec.js";
+import { detectLayout, ensurePositions, ensureStage, ensureTable, Partitions, positionsName, stageName, tableName, type TimeLayout } from "./schema.js";
+import type { Row, TableSpec } from "./table-spec.js";
 
 export const CONNECT_TIMEOUT_MS = 5_000; // 5 s
 const UNIQUE_VIOLATION = "23505";
-
-export interface Row {
-  row: CellValue[];
-  timeMs: number;
-}
 
 /** What a batch came to: the rows the merge inserted (or updated), and those the database refused. */
 export interface WriteResult {
@@ -30,63 +25,101 @@ export interface RefusedRow {
 const isMissingPartition = (err: unknown): boolean => sqlState(err) === "23514" && /no partition of relation/.test((err as Error).message);
 
 /**
- * Writes batches of one table on a connection of its own: a transaction that COPYs the batch into the staging
- * table and merges it with one INSERT … SELECT … ON CONFLICT. When a row's content fails the statement, the
- * batch is written again row by row (a savepoint each), and the rows the database refuses are returned with its
- * message; any other failure (connection lost, server shutting down) throws and drops the connection.
+ * Writes batches of one table on a connection of its own, which holds the sink's claim on the table: a session
+ * advisory lock per sink and stream, so one process writes while others running the same sink stand by (the
+ * lock goes with the connection: a process that dies or loses the database gives it up). A batch is one
+ * transaction: the rows COPYed in (append-only tables) or staged and merged with INSERT … SELECT … ON CONFLICT,
+ * and the sink's position (the last stream sequence of the batch) in the positions table. When a row's content
+ * fails the statement, the batch is written again row by row (a savepoint each), and the rows the database
+ * refuses are returned with its message. Any other failure (connection lost, server shutting down) drops the
+ * connection and the claim with it: the sink claims again and reads on from the position the database has.
  */
 export class TableWriter {
   private client: pg.Client | undefined;
   private layout: TimeLayout = "partitioned";
   private readonly table: string;
+  private readonly positions: string;
   readonly partitions: Partitions;
 
   constructor(
     private readonly config: PostgresSinkConfig,
     private readonly spec: TableSpec,
     private readonly logger: Logger,
+    /** Called when the connection holding the claim fails while it is idle (not when drop() or close() ends it). */
+    private readonly onLost: (why: string) => void,
   ) {
     this.table = tableName(config, spec);
+    this.positions = positionsName(config);
     this.partitions = new Partitions(this.table, config.partition);
   }
 
-  private async connection(): Promise<pg.Client> {
-    if (this.client !== undefined) return this.client;
+  /** True while this writer holds the claim (its connection is up). */
+  get claimed(): boolean {
+    return this.client !== undefined;
+  }
+
+  /**
+   * Connects, creates what is missing (table, positions, staging table) and takes the sink's lock for this
+   * stream; returns the position written last (undefined: nothing written by this sink yet). Throws
+   * FABRIC_ERR_SINK_STANDBY when another process holds the lock.
+   */
+  async claim(): Promise<number | undefined> {
+    if (this.client !== undefined) await this.drop(this.client);
+    this.partitions.forget();
     const c = new pg.Client({ connectionString: this.config.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: `fabric-sink-${this.config.name}-${this.spec.stream}` });
-    // an idle connection's failure arrives as an event: the next write reconnects
-    c.on("error", (err) => {
-      this.logger.debug({ table: this.table, err: err.message }, "postgres connection failed");
-      if (this.client === c) this.client = undefined;
-    });
+    // an idle connection's failure arrives as an event: the claim is gone with it
+    const lost = (why: string): void => {
+      if (this.client !== c) return;
+      this.client = undefined;
+      this.logger.debug({ table: this.table, err: why }, "postgres connection lost");
+      this.onLost(why);
+    };
+    c.on("error", (err) => lost(err.message));
+    c.on("end", () => lost("the connection ended"));
+    let position: number | undefined;
     try {
       await c.connect();
-      // messages are acknowledged after COMMIT: a commit must be durable when it returns, whatever the server's default
+      // the position is written with the rows: a commit must be durable when it returns, whatever the server's default
       if ((await c.query<{ s: string }>("SELECT current_setting('synchronous_commit') AS s")).rows[0]?.s === "off") await c.query("SET synchronous_commit = local");
+      const locked = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS ok", [this.lockKey()]);
+      if (locked.rows[0]?.ok !== true) throw new SinkError("FABRIC_ERR_SINK_STANDBY", `another process runs sink ${this.config.name} into ${this.table}: standing by`);
       this.layout = await detectLayout(c);
       await ensureTable(c, this.config, this.spec, this.layout);
+      await ensurePositions(c, this.config);
       await ensureStage(c, this.spec);
+      const r = await c.query<{ seq: string }>(`SELECT seq FROM ${this.positions} WHERE sink = $1 AND stream = $2`, [this.config.name, this.spec.stream]);
+      position = r.rows[0] === undefined ? undefined : Number(r.rows[0].seq);
     } catch (err) {
       await c.end().catch(() => undefined);
       throw err;
     }
-    this.logger.info({ table: this.table, layout: this.layout }, "postgres table ready");
+    this.logger.info({ table: this.table, layout: this.layout, position }, "postgres table claimed");
     this.client = c;
-    return c;
+    return position;
+  }
+
+  private lockKey(): string {
+    return `fabric-sink:${this.config.name}:${this.positions}:${this.spec.stream}`;
   }
 
   /**
-   * Writes `rows` in one transaction; returns how many the merge inserted (the others already there: duplicates)
-   * and the rows the database refused (the others are committed).
+   * Writes `rows` and the position `lastSeq` in one transaction, calling `beforeCommit` with the rows the
+   * database refused before COMMIT (its failure rolls the batch back); returns how many the merge inserted (the
+   * others already there: duplicates) and the rows refused (the others are committed). Throws
+   * FABRIC_ERR_SINK_CLAIM_LOST when the connection, and with it the claim, is gone: nothing of the batch is
+   * known to be written but what the positions table says.
    */
-  async write(rows: readonly Row[]): Promise<WriteResult> {
-    if (rows.length === 0) return { inserted: 0, refused: [] };
-    const c = await this.connection();
+  async write(rows: readonly Row[], lastSeq: number, beforeCommit: (refused: readonly RefusedRow[]) => Promise<void>): Promise<WriteResult> {
+    const c = this.client;
+    if (c === undefined) throw new SinkError("FABRIC_ERR_SINK_CLAIM_LOST", `the connection to postgres for ${this.table} is gone`);
     try {
-      if (this.layout === "partitioned") await this.partitions.ensure(c, rows.map((r) => r.timeMs));
+      if (this.layout === "partitioned") await this.partitions.ensure(c, rows);
       let inserted = 0;
       await this.inTransaction(c, async () => {
-        const cells = rows.map((r) => r.row);
-        inserted = this.spec.appendOnly ? await this.copyOrMerge(c, cells) : await this.stageAndMerge(c, cells);
+        const lines = rows.map((r) => r.line);
+        if (lines.length > 0) inserted = this.spec.appendOnly ? await this.copyOrMerge(c, lines) : await this.stageAndMerge(c, lines);
+        await this.savePosition(c, lastSeq);
+        await beforeCommit([]);
       });
       return { inserted, refused: [] };
     } catch (err) {
@@ -96,21 +129,28 @@ export class TableWriter {
       }
       if (!isRowError(err)) {
         await this.drop(c);
-        throw err;
+        throw new SinkError("FABRIC_ERR_SINK_CLAIM_LOST", `postgres failed writing ${this.table}: ${(err as Error).message}`, { cause: err });
       }
       this.logger.warn({ table: this.table, rows: rows.length, err: (err as Error).message }, "postgres refused the batch: writing it row by row");
-      return this.rowByRow(c, rows);
+      return this.rowByRow(c, rows, lastSeq, beforeCommit);
     }
   }
 
-  private async rowByRow(c: pg.Client, rows: readonly Row[]): Promise<WriteResult> {
+  private async savePosition(c: pg.Client, seq: number): Promise<void> {
+    await c.query(
+      `INSERT INTO ${this.positions} AS p (sink, stream, seq) VALUES ($1, $2, $3) ON CONFLICT (sink, stream) DO UPDATE SET seq = GREATEST(p.seq, EXCLUDED.seq), updated_at = now()`,
+      [this.config.name, this.spec.stream, seq],
+    );
+  }
+
+  private async rowByRow(c: pg.Client, rows: readonly Row[], lastSeq: number, beforeCommit: (refused: readonly RefusedRow[]) => Promise<void>): Promise<WriteResult> {
     const refused: RefusedRow[] = [];
     let inserted = 0;
     await this.inTransaction(c, async () => {
       for (const [index, r] of rows.entries()) {
         await c.query("SAVEPOINT fabric_row");
         try {
-          const n = await this.stageAndMerge(c, [r.row], true);
+          const n = await this.stageAndMerge(c, [r.line], true);
           await c.query("RELEASE SAVEPOINT fabric_row");
           inserted += n;
         } catch (err) {
@@ -119,9 +159,12 @@ export class TableWriter {
           refused.push({ index, message: `${(err as Error).message} (SQLSTATE ${sqlState(err) ?? "?"})` });
         }
       }
+      await this.savePosition(c, lastSeq);
+      await beforeCommit(refused);
     }).catch(async (err: unknown) => {
-      if (!isRowError(err)) await this.drop(c);
-      throw err;
+      if (isRowError(err) && !isMissingPartition(err)) throw err;
+      await this.drop(c);
+      throw new SinkError("FABRIC_ERR_SINK_CLAIM_LOST", `postgres failed writing ${this.table} row by row: ${(err as Error).message}`, { cause: err });
     });
     return { inserted, refused };
   }
@@ -131,27 +174,27 @@ export class TableWriter {
    * there already (unique violation: a batch redelivered after a crash), staged and merged instead, which
    * drops the rows already stored. Returns the rows inserted.
    */
-  private async copyOrMerge(c: pg.Client, rows: readonly (readonly CellValue[])[]): Promise<number> {
+  private async copyOrMerge(c: pg.Client, lines: readonly string[]): Promise<number> {
     await c.query("SAVEPOINT fabric_copy");
     try {
-      await copyRows(c, this.table, this.spec.columns, rows);
+      await copyLines(c, this.table, this.spec.columns, lines);
     } catch (err) {
       if (sqlState(err) !== UNIQUE_VIOLATION) throw err;
       await c.query("ROLLBACK TO SAVEPOINT fabric_copy");
-      return this.stageAndMerge(c, rows);
+      return this.stageAndMerge(c, lines);
     }
     await c.query("RELEASE SAVEPOINT fabric_copy");
-    return rows.length;
+    return lines.length;
   }
 
   /**
    * Returns the rows the merge inserted or updated. The staging table is empty at the start of a transaction
    * (ON COMMIT DELETE ROWS); `reuse`: emptied first, for a second use within one transaction (row by row).
    */
-  private async stageAndMerge(c: pg.Client, rows: readonly (readonly CellValue[])[], reuse = false): Promise<number> {
+  private async stageAndMerge(c: pg.Client, lines: readonly string[], reuse = false): Promise<number> {
     const stage = stageName(this.spec);
     if (reuse) await c.query(`DELETE FROM ${stage}`);
-    await copyRows(c, stage, this.spec.columns, rows);
+    await copyLines(c, stage, this.spec.columns, lines);
     return (await c.query(this.spec.mergeSql(this.table, stage))).rowCount ?? 0;
   }
 

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { createLogger, InvalidInputError, out, outJson, say, untilSignal } from "../core/index.js";
+import { addMetricsOptions, createLogger, DEFAULT_SINK_METRICS_PORT, InvalidInputError, out, outJson, say, startMetricsFromFlags, untilSignal, type MetricsFlags } from "../core/index.js";
 import { postgresSinkConfigSchema, redactUrl, removeSink, SINK_STREAMS, sinkDefinitions, sinkStatus, startPostgresSink, type PostgresSinkConfigInput, type SinkDefinition, type SinkStatus } from "../../sink/index.js";
 import { readDefinitionFile } from "./definition-file.js";
 import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
@@ -7,7 +7,7 @@ import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
 /** The environment variable a database URL may come from instead of --url (which `ps` shows, password included). */
 export const SINK_URL_ENV = "FABRIC_SINK_PG_URL";
 
-interface PostgresSinkFlags extends ConnFlags {
+interface PostgresSinkFlags extends ConnFlags, MetricsFlags {
   url?: string;
   streams: string;
   tablePrefix?: string;
@@ -40,12 +40,12 @@ function configFromFlags(flags: PostgresSinkFlags): PostgresSinkConfigInput {
 /** `fabric sink postgres`, and `fabric sinks add|ls|describe|status|rm` (definitions the hub runs). */
 export function addSinkCommands(program: Command): void {
   const sink = program.command("sink").description("sinks: the fabric's streams into a database, exactly once");
-  withConnection(sink.command("postgres").description("write streams into PostgreSQL (TimescaleDB when installed) until Ctrl-C"))
+  addMetricsOptions(withConnection(sink.command("postgres").description("write streams into PostgreSQL (TimescaleDB when installed) until Ctrl-C")), DEFAULT_SINK_METRICS_PORT)
     .option("--url <url>", `postgres://user:password@host:port/db (default: $${SINK_URL_ENV})`)
     .option("--streams <list>", `comma-separated: ${SINK_STREAMS.join(",")}`, SINK_STREAMS.join(","))
     .option("--table-prefix <prefix>", "prefix of the table names (default fabric_)")
     .option("--name <name>", "the sink's name: its durable consumers are sink-<name>-<stream> (default postgres)")
-    .option("--batch <n>", "messages per transaction (default 1000)")
+    .option("--batch <n>", "messages per transaction, at most (default 5000)")
     .option("--partition <interval>", "day or month: native partitions (or TimescaleDB chunks) per interval (default day)")
     .option("--retention-days <n>", "drop partitions older than this many days; 0 keeps everything (default 0)")
     .action(async (flags: PostgresSinkFlags) => {
@@ -56,10 +56,16 @@ export function addSinkCommands(program: Command): void {
         await nc.close();
         throw err;
       });
-      say(`postgres sink running into ${redactUrl(running.config.url)} (${running.config.streams.join(", ")}); Ctrl-C stops it`);
+      const metrics = await startMetricsFromFlags(flags, logger, DEFAULT_SINK_METRICS_PORT).catch(async (err: unknown) => {
+        await running.stop();
+        await nc.close();
+        throw err;
+      });
+      say(`postgres sink running into ${redactUrl(running.config.url)} (${running.config.streams.join(", ")})${metrics === undefined ? "" : `; metrics ${metrics.url}`}; Ctrl-C stops it`);
       await untilSignal(async () => {
         await running.stop();
         await nc.drain();
+        await metrics?.stop();
       });
     });
   addSinkDefinitionCommands(program);

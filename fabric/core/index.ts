@@ -34,7 +34,7 @@ export type { Tracing, TracingOptions, TraceParent, ChildSpan } from "./tracing.
 export { metricsRegistry, counter, gauge, histogram, renderMetrics, clusterMetrics, secondsSince, LATENCY_BUCKETS_SECONDS, METRICS_OFF } from "./metrics.js";
 export { fastCounter, fastHistogram } from "./fast-metrics.js";
 export type { FastCounterChild, FastHistogramChild } from "./fast-metrics.js";
-export { startMetricsServer, DEFAULT_METRICS_PORT, DEFAULT_EDGE_METRICS_PORT, DEFAULT_INGRESS_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT, DEFAULT_METRICS_HOST } from "./metrics-server.js";
+export { startMetricsServer, DEFAULT_METRICS_PORT, DEFAULT_EDGE_METRICS_PORT, DEFAULT_INGRESS_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT, DEFAULT_SINK_METRICS_PORT, DEFAULT_METRICS_HOST } from "./metrics-server.js";
 export type { MetricsServer, MetricsServerOptions, MetricsRoute } from "./metrics-server.js";
 export { addMetricsOptions, startMetricsFromFlags } from "./metrics-cli.js";
 export type { MetricsFlags } from "./metrics-cli.js";

@@ -7,9 +7,11 @@ import { renderMetrics } from "./metrics.js";
 /** Where the hub's metrics are served (DESIGN.md); 9465 is the status page's; an edge, `fabric ingress` and `fabric worker` have ports of their own, so all fit on one machine. */
 export const DEFAULT_METRICS_PORT = 9464;
 export const DEFAULT_EDGE_METRICS_PORT = 9466;
-/** `fabric ingress` and `fabric worker` processes of their own: ports of their own by default too. */
+/** `fabric ingress`, `fabric worker` and `fabric sink` processes of their own: ports of their own by default too. */
 export const DEFAULT_INGRESS_METRICS_PORT = 9467;
 export const DEFAULT_WORKER_METRICS_PORT = 9468;
+/** `fabric sink postgres`, a sink process of its own. */
+export const DEFAULT_SINK_METRICS_PORT = 9469;
 /** Metrics are for the machine's own scraper unless told otherwise. */
 export const DEFAULT_METRICS_HOST = "127.0.0.1";
 

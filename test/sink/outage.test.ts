@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { pollUntil } from "../../fabric/core/index.js";
+import { pollUntil, renderMetrics } from "../../fabric/core/index.js";
 import { startPostgresSink } from "../../sink/index.js";
 import { Harness, testLogger } from "../harness/index.js";
 import { startPostgres, type TestPostgres } from "../harness/postgres.js";
@@ -20,10 +20,11 @@ describe("PostgreSQL sink: database outage", () => {
   it("PostgreSQL SIGKILLed during load: the sink holds the backlog, retries, and drains when it is back", async () => {
     const sink = await startPostgresSink({ nc, logger: testLogger(), url: db.url, streams: ["telemetry"], retryMaxMs: 500 });
     h.defer(() => sink.stop());
-    const load = publishReadings(nc, N);
+    await publishReadings(nc, N / 2);
     await pollUntil(async () => (await rowCount(db)) >= 5_000, { timeoutMs: 30_000, what: "5000 rows" });
     await db.kill();
-    await load;
+    // the rest while the database is down
+    await publishReadings(nc, N / 2, Date.UTC(2024, 5, 2));
     // down: nothing acknowledged that is not committed, the backlog waits in the stream
     const down = await pollUntil(async () => {
       const [s] = await sink.status();
@@ -45,5 +46,8 @@ describe("PostgreSQL sink: database outage", () => {
       return s[0]?.pending === 0 && s[0].ackPending === 0 ? s : undefined;
     }, { what: "the consumer drained" });
     expect(after).toMatchObject({ database: "up", lastError: undefined, rejected: 0 });
+    const metrics = (await renderMetrics()).body;
+    expect(metrics).toMatch(/fabric_sink_batches_total\{sink="postgres",stream="TELEMETRY",result="failed"\} [1-9]/);
+    expect(metrics).toContain('fabric_sink_database_up{sink="postgres"} 1');
   });
 });

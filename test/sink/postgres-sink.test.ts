@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Writable } from "node:stream";
 import { jetstream, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { createLogger, pollUntil } from "../../fabric/core/index.js";
+import { createLogger, pollUntil, renderMetrics } from "../../fabric/core/index.js";
 import { ensureHubStreams, REJECT_REASON_HEADER } from "../../streams/index.js";
 import { startPostgresSink, type PostgresSink } from "../../sink/index.js";
 import { Harness } from "../harness/index.js";
@@ -124,5 +124,8 @@ describe("PostgreSQL sink", () => {
     await pollUntil(async () => ((await other.status()).every((st) => st.pending === 0 && st.ackPending === 0) ? true : undefined), { what: "the second sink to catch up" });
     expect(await countOf()).toBe(50);
     expect(await twice()).toBe(0);
+    // the rows already there are counted as duplicates
+    const metrics = (await renderMetrics()).body;
+    expect(Number(/fabric_sink_rows_total\{sink="again",table="fabric_events",result="duplicate"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThanOrEqual(50);
   });
 });

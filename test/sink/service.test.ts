@@ -135,4 +135,31 @@ describe("sinks run by the hub from definitions in KV", () => {
     expect(hubLogs).not.toContain(db.password);
     expect(cliOutput).not.toContain(db.password);
   });
+
+  it("passwordEnv: a variable missing from the hub's environment is a failed runner naming it; once set, the sink runs", async () => {
+    const variable = "FABRIC_TEST_SINK_PASSWORD";
+    delete process.env[variable];
+    h.defer(() => void delete process.env[variable]);
+    const url = new URL(db.url);
+    url.password = "";
+    const file = join(dir, "env.json");
+    writeFileSync(file, JSON.stringify({ name: "envpw", kind: "postgres", url: url.toString(), passwordEnv: variable, streams: ["telemetry"], tablePrefix: "env_" }));
+    expect((await fabric("sinks", "add", file)).code).toBe(0);
+    const failed = await pollUntil(
+      async () => {
+        const [s] = JSON.parse((await fabric("sinks", "status", "envpw", "--json")).stdout) as SinkStatus[];
+        return s?.runners[0]?.state === "failed" ? s.runners[0] : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: "the runner's failed report" },
+    );
+    expect(failed.error).toBe(`sink envpw: its passwordEnv ${variable} is not set in this process's environment`);
+    expect((await fabric("sinks", "status", "envpw")).stdout).toContain(variable);
+
+    // the hub (this process) gets the variable: its next report starts the sink, which reads the stream from its start
+    process.env[variable] = db.password;
+    const streamMessages = (await (await jetstreamManager(nc)).streams.info("TELEMETRY")).state.messages;
+    await pollUntil(async () => (await count("env_telemetry")) === streamMessages, { timeoutMs: 30_000, what: "the stream in env_telemetry" });
+    expect((await fabric("sinks", "rm", "envpw")).code).toBe(0);
+    expect(hubLogs).not.toContain(db.password);
+  });
 });
