@@ -67,6 +67,32 @@ export function childPids(pid: number): number[] {
   }
 }
 
+/**
+ * CPU time (ms) of a process and everything under it: its own, its exited children's it has waited for (cutime,
+ * cstime: a PostgreSQL backend that ended), and its live children's, recursively. Linux; NaN elsewhere.
+ */
+export function treeCpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const own = ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
+    return childPids(pid).reduce((sum, c) => sum + (treeCpuMs(c) || 0), own);
+  } catch {
+    return NaN;
+  }
+}
+
+/** This process's children running `comm` (the program's name as /proc shows it: nats-server, postgres). */
+export function childrenNamed(comm: string): number[] {
+  return childPids(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm;
+    } catch {
+      return false;
+    }
+  });
+}
+
 /** CPU time used by each named process during `fn`, in ms. */
 export async function cpuDuring<T>(pids: Record<string, number>, fn: () => Promise<T>): Promise<{ result: T; cpuMs: Record<string, number> }> {
   const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, processCpuMs(pid)]));

@@ -2,23 +2,37 @@
 // into a table of the same shape (the database's own bulk-load path here: the physical limit), and the lag from
 // publish to committed row at 10 000 msg/s. One run, one machine, the same database.
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
 import { join } from "node:path";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { JetStreamPublisher } from "../fabric/core/index.js";
 import { issueUser } from "../identity/index.js";
 import { startPostgresSink } from "../sink/index.js";
 import { connectAs, startPostgres, startTestHub, testLogger, type Harness, type TestPostgres } from "../test/harness/index.js";
 import { publishReadings } from "../test/sink/sink-helpers.js";
-import { fmt, percentile } from "./lib.js";
+import { childrenNamed, fmt, percentile, treeCpuMs } from "./lib.js";
 
 const ROWS = 200_000;
 const LAG_RATE = 10_000; // msg/s
 const LAG_SECONDS = 10;
 const POLL_MS = 10;
 
+/** CPU microseconds per row, by process. */
+export interface RowCpu {
+  /** The sink (this process) or psql. */
+  client: number;
+  natsServer: number;
+  postgres: number;
+}
+
 export interface SinkBench {
   rows: number;
   sinkRate: number;
   copyRate: number;
+  sinkCpu: RowCpu;
+  copyCpu: RowCpu;
+  cores: number;
   lag: { rate: number; p50: number; p99: number; max: number; count: number };
 }
 
@@ -39,6 +53,20 @@ async function until(what: () => Promise<boolean> | boolean, timeoutMs: number):
   }
 }
 
+/** CPU (ms) of this process's children that have exited and been waited for (psql runs). */
+function exitedChildrenCpuMs(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[13]) + Number(f[14])) * 1000) / 100;
+}
+
+/** CPU (ms) so far of this process, its nats-servers and PostgreSQL (the postmaster and its backends). */
+function cpuNow(): { self: number; exited: number; natsServer: number; postgres: number } {
+  const u = process.cpuUsage();
+  const sum = (pids: number[]): number => pids.reduce((a, p) => a + (treeCpuMs(p) || 0), 0);
+  return { self: (u.user + u.system) / 1000, exited: exitedChildrenCpuMs(), natsServer: sum(childrenNamed("nats-server")), postgres: sum(childrenNamed("postgres")) };
+}
+
 function psql(db: TestPostgres, command: string): number {
   const t0 = performance.now();
   const r = spawnSync(join(db.binDir, "psql"), [db.url, "-v", "ON_ERROR_STOP=1", "-q", "-c", command], { encoding: "utf8" });
@@ -55,17 +83,30 @@ export async function benchSink(h: Harness): Promise<SinkBench> {
 
   // --- throughput: a backlog of ROWS readings drained by the sink, against \copy of the same rows ---
   await publishReadings(nc, ROWS);
+  const jsm = await jetstreamManager(nc);
+  const perRow = (ms: number): number => (ms * 1000) / ROWS;
+  const c0 = cpuNow();
   const t0 = performance.now();
   const sink = await startPostgresSink({ nc, url: db.url, logger, name: "bench", streams: ["telemetry"], tablePrefix: "bench_" });
-  await until(async () => (await count(db, "bench_telemetry")) >= ROWS, 600_000);
+  // drained: everything delivered and acknowledged, which the sink does after COMMIT (the count is checked below)
+  await until(async () => {
+    const c = await jsm.consumers.info("TELEMETRY", "sink-bench-telemetry").catch(() => undefined);
+    return c !== undefined && c.num_pending === 0 && c.num_ack_pending === 0 && c.delivered.stream_seq >= ROWS;
+  }, 600_000);
   const sinkRate = (ROWS * 1000) / (performance.now() - t0);
+  const c1 = cpuNow();
+  if ((await count(db, "bench_telemetry")) !== ROWS) throw new Error("the sink wrote another number of rows");
+  const sinkCpu = { client: perRow(c1.self - c0.self), natsServer: perRow(c1.natsServer - c0.natsServer), postgres: perRow(c1.postgres - c0.postgres) };
   await sink.stop();
   const file = join(h.tempDir("fabric-bench-sink-"), "rows.csv");
   psql(db, `\\copy (SELECT * FROM bench_telemetry) TO '${file}' WITH (FORMAT csv)`);
   psql(db, "CREATE TABLE copy_telemetry (LIKE bench_telemetry INCLUDING ALL)");
+  const c2 = cpuNow();
   const copyMs = psql(db, `\\copy copy_telemetry FROM '${file}' WITH (FORMAT csv)`);
+  const c3 = cpuNow();
   if ((await count(db, "copy_telemetry")) !== ROWS) throw new Error("\\copy loaded another number of rows");
   const copyRate = (ROWS * 1000) / copyMs;
+  const copyCpu = { client: perRow(c3.exited - c2.exited), natsServer: perRow(c3.natsServer - c2.natsServer), postgres: perRow(c3.postgres - c2.postgres) };
 
   // --- lag: LAG_RATE msg/s for LAG_SECONDS, each reading's publish time against the poll that first sees its row ---
   const live = await startPostgresSink({ nc, url: db.url, logger, name: "bench-lag", streams: ["telemetry"], tablePrefix: "lag_" });
@@ -111,16 +152,21 @@ export async function benchSink(h: Harness): Promise<SinkBench> {
   await poller;
   await live.stop();
   const lag = { rate, p50: percentile(seen, 50), p99: percentile(seen, 99), max: Math.max(...seen), count: seen.length };
-  return { rows: ROWS, sinkRate, copyRate, lag };
+  return { rows: ROWS, sinkRate, copyRate, sinkCpu, copyCpu, cores: cpus().length, lag };
 }
+
+const total = (c: RowCpu): number => c.client + c.natsServer + c.postgres;
 
 export function sinkMarkdown(r: SinkBench): string {
   const ratio = r.sinkRate / r.copyRate;
+  const cpu = (c: RowCpu): string => `${fmt(c.client, 1)} | ${fmt(c.natsServer, 1)} | ${fmt(c.postgres, 1)} | ${fmt(total(c), 1)}`;
+  // what the machine's cores allow at that CPU cost per row, if every process ran in parallel without waiting
+  const ceiling = (c: RowCpu): number => (r.cores * 1e6) / total(c);
   return [
-    `| path (${fmt(r.rows)} readings of TELEMETRY, ~100 bytes) | rows/s | vs \`\\copy\` |`,
-    "| --- | ---: | ---: |",
-    `| \`psql \\copy\` of the same rows from a CSV file into a table of the same shape (anchor) | ${fmt(r.copyRate)} | 1× |`,
-    `| the sink draining the stream (batches of 1 000 COPYed into the table, staged and merged ON CONFLICT only when a row is there already; acknowledged after COMMIT) | ${fmt(r.sinkRate)} | ${fmt(ratio, 2)}× |`,
+    `| path (${fmt(r.rows)} readings of TELEMETRY, ~100 bytes) | rows/s | vs \`\\copy\` | CPU µs/row: sink or psql | nats-server | PostgreSQL | total | rows/s the ${r.cores} cores allow at that cost |`,
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    `| \`psql \\copy\` of the same rows from a CSV file into a table of the same shape (anchor) | ${fmt(r.copyRate)} | 1× | ${cpu(r.copyCpu)} | ${fmt(ceiling(r.copyCpu))} |`,
+    `| the sink draining the stream (consume, group commit of up to 5 000 rows COPYed with the position in one transaction, one acknowledgement per batch) | ${fmt(r.sinkRate)} | ${fmt(ratio, 2)}× | ${cpu(r.sinkCpu)} | ${fmt(ceiling(r.sinkCpu))} |`,
     "",
     `Lag from publish to a committed row at ${fmt(r.lag.rate)} msg/s for ${LAG_SECONDS} s (${fmt(r.lag.count)} rows; a poll every ${POLL_MS} ms sees them): p50 ${fmt(r.lag.p50)} ms, p99 ${fmt(r.lag.p99)} ms, max ${fmt(r.lag.max)} ms.`,
     "",

@@ -8,8 +8,8 @@ import { counter, gauge, histogram } from "../fabric/core/index.js";
 /** What a running sink shows at a scrape. */
 export interface SinkMetricsSource {
   readonly sink: string;
-  /** Per stream: the consumer's num_pending (undefined when NATS did not answer). */
-  lag(): Promise<readonly { stream: string; pending: number | undefined }[]>;
+  /** Per stream: the consumer's num_pending (undefined when NATS did not answer), and whether this process writes it. */
+  lag(): Promise<readonly { stream: string; pending: number | undefined; role: "active" | "standby" }[]>;
   /** False while a write to the database is failing. */
   databaseUp(): boolean;
 }
@@ -46,9 +46,19 @@ gauge<"sink" | "stream">({
     for (const { sink, lag } of all) for (const l of lag) if (l.pending !== undefined) this.set({ sink, stream: l.stream }, l.pending);
   },
 });
+gauge<"sink" | "stream">({
+  name: "fabric_sink_writing",
+  help: "1 when this process holds a sink's claim on a stream's table and writes it, 0 while it stands by (another process writes)",
+  labelNames: ["sink", "stream"],
+  async collect() {
+    this.reset();
+    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await s.lag().catch(() => []) })));
+    for (const { sink, lag } of all) for (const l of lag) this.set({ sink, stream: l.stream }, l.role === "active" ? 1 : 0);
+  },
+});
 gauge<"sink">({
   name: "fabric_sink_database_up",
-  help: "1 when a sink running in this process reaches its database, 0 while writes fail (and are retried)",
+  help: "1 when a sink running in this process reaches its database, 0 while its connection is lost or writes fail (it claims the table again with backoff)",
   labelNames: ["sink"],
   collect() {
     this.reset();

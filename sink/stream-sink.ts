@@ -121,6 +121,8 @@ export class StreamSink {
     let backoff = this.config.retryMinMs;
     while (!this.abort.signal.aborted) {
       let position: number | undefined;
+      // from here on, the connection failing (onLost) ends the write loop that follows at once
+      this.ended = undefined;
       try {
         position = await this.writer.claim();
         if (this.standby || this.down) this.logger.info({ stream: this.spec.jsStream, position }, "sink: table claimed; writing");
@@ -174,7 +176,6 @@ export class StreamSink {
     });
     this.highest = from - 1;
     this.held = [];
-    this.ended = undefined;
     const consumer = await jetstream(this.nc).consumers.get(this.spec.jsStream, name);
     const delivery = emptyAckSubject();
     const messages = await consumer.consume({

@@ -64,7 +64,8 @@ export class TableWriter {
    * FABRIC_ERR_SINK_STANDBY when another process holds the lock.
    */
   async claim(): Promise<number | undefined> {
-    if (this.client !== undefined) await this.drop(this.client);
+    // claimed already (the consumer is made again): the position is read on the connection holding the lock
+    if (this.client !== undefined) return this.readPosition(this.client);
     this.partitions.forget();
     const c = new pg.Client({ connectionString: this.config.url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, application_name: `fabric-sink-${this.config.name}-${this.spec.stream}` });
     // an idle connection's failure arrives as an event: the claim is gone with it
@@ -87,8 +88,7 @@ export class TableWriter {
       await ensureTable(c, this.config, this.spec, this.layout);
       await ensurePositions(c, this.config);
       await ensureStage(c, this.spec);
-      const r = await c.query<{ seq: string }>(`SELECT seq FROM ${this.positions} WHERE sink = $1 AND stream = $2`, [this.config.name, this.spec.stream]);
-      position = r.rows[0] === undefined ? undefined : Number(r.rows[0].seq);
+      position = await this.readPosition(c);
     } catch (err) {
       await c.end().catch(() => undefined);
       throw err;
@@ -96,6 +96,11 @@ export class TableWriter {
     this.logger.info({ table: this.table, layout: this.layout, position }, "postgres table claimed");
     this.client = c;
     return position;
+  }
+
+  private async readPosition(c: pg.Client): Promise<number | undefined> {
+    const r = await c.query<{ seq: string }>(`SELECT seq FROM ${this.positions} WHERE sink = $1 AND stream = $2`, [this.config.name, this.spec.stream]);
+    return r.rows[0] === undefined ? undefined : Number(r.rows[0].seq);
   }
 
   private lockKey(): string {

@@ -46,6 +46,7 @@ describe("PostgreSQL sink: one writer per sink, its position in the database", (
       return s[0]?.role === "standby" ? s : undefined;
     }, { what: "the second sink standing by" });
     expect(waiting).toMatchObject({ database: "up", written: 0 });
+    expect((await renderMetrics()).body).toContain('fabric_sink_writing{sink="postgres",stream="TELEMETRY"} 0');
 
     // the writer's own metrics endpoint (printed with its start)
     const url = /metrics (http:\/\/[^\s;]+)/.exec(writer.stderr())?.[1];
@@ -61,6 +62,7 @@ describe("PostgreSQL sink: one writer per sink, its position in the database", (
       return s[0]?.role === "active" ? s : undefined;
     }, { timeoutMs: 20_000, what: "the second sink taking over" });
     expect(active).toMatchObject({ database: "up" });
+    expect((await renderMetrics()).body).toContain('fabric_sink_writing{sink="postgres",stream="TELEMETRY"} 1');
     await pollUntil(async () => ((await rowCount(db)) >= N ? true : undefined), { timeoutMs: 60_000, intervalMs: 100, what: `all ${N} rows` });
     expect(await tableSummary(db)).toEqual({ rows: N, distinct: N, min: 1, max: N });
     await pollUntil(async () => ((await position()) === N ? true : undefined), { what: "the position at the stream's end" });
