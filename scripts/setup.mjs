@@ -16,9 +16,13 @@
 //   7. with --postgres, PostgreSQL's server programs for the sink tests (initdb, pg_ctl, postgres): FABRIC_PG_BINDIR,
 //      then PATH, then /usr/lib/postgresql/*/bin, then tools/postgres/; where missing, Debian bookworm's
 //      postgresql-15 and what it needs that the machine lacks unpacked there.
+//   8. with --timescaledb, a PostgreSQL with the TimescaleDB extension for the sink's TimescaleDB tests:
+//      FABRIC_TIMESCALEDB_BINDIR, then /usr/lib/postgresql/*/bin with timescaledb.control in its share/, then
+//      tools/timescaledb/; where missing, Debian trixie's postgresql-17 and postgresql-17-timescaledb (Apache
+//      edition) with trixie's glibc unpacked there, each program wrapped to run through trixie's loader.
 // Plain Node with no dependencies: it runs before node_modules exists. Progress goes to stderr.
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, delimiter, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -294,6 +298,7 @@ const GO_MODULE = "fabricexamples";
 
 const MULTIARCH = { x64: "x86_64-linux-gnu", arm64: "aarch64-linux-gnu" }[process.arch] ?? `${process.arch}-linux-gnu`;
 const joinPaths = (...parts) => parts.filter((p) => p !== undefined && p !== "").join(delimiter);
+const shellQuote = (v) => `'${v.replace(/'/g, "'\\''")}'`;
 const libraryDirs = (root) => [join(root, "usr", "lib", MULTIARCH), join(root, "lib", MULTIARCH)].filter((d) => existsSync(d));
 
 /**
@@ -388,9 +393,8 @@ function ensureExamples() {
     failed = true;
   }
   if (py) {
-    const quote = (v) => `'${v.replace(/'/g, "'\\''")}'`;
-    const exports = Object.entries(py.env).map(([k, v]) => `export ${k}=${quote(v)}\n`).join("");
-    writeFileSync(join(bin, "python3"), `#!/bin/sh\n# the python3 setup found for examples/python (${py.where})\n${exports}exec ${quote(py.bin)} "$@"\n`, { mode: 0o755 });
+    const exports = Object.entries(py.env).map(([k, v]) => `export ${k}=${shellQuote(v)}\n`).join("");
+    writeFileSync(join(bin, "python3"), `#!/bin/sh\n# the python3 setup found for examples/python (${py.where})\n${exports}exec ${shellQuote(py.bin)} "$@"\n`, { mode: 0o755 });
   }
   if (failed) process.exit(1);
 }
@@ -497,13 +501,25 @@ const POSTGRES_DIR = join(TOOLS, "postgres");
 const POSTGRES_PACKAGES = ["postgresql-15"];
 const POSTGRES_PROGRAMS = ["initdb", "pg_ctl", "postgres"];
 
-function newestPostgresBinDir(root) {
+/** The newest /usr/lib/postgresql/<major>/bin under `root` holding the server programs and for which `accept(major)` holds. */
+function newestPostgresBinDir(root, accept = () => true) {
   const lib = join(root, "usr", "lib", "postgresql");
   if (!existsSync(lib)) return undefined;
   const majors = readdirSync(lib).filter((d) => /^\d+$/.test(d)).sort((a, b) => Number(b) - Number(a));
   for (const m of majors) {
     const dir = join(lib, m, "bin");
-    if (POSTGRES_PROGRAMS.every((p) => existsSync(join(dir, p)))) return dir;
+    if (POSTGRES_PROGRAMS.every((p) => existsSync(join(dir, p))) && accept(m)) return dir;
+  }
+  return undefined;
+}
+
+/** The first candidate `[where, binDir, env]` whose server programs are there and whose postgres tells its version. */
+function firstWorkingPostgres(candidates) {
+  for (const [where, binDir, env] of candidates) {
+    if (!binDir || !POSTGRES_PROGRAMS.every((p) => existsSync(join(binDir, p)))) continue;
+    const r = run(join(binDir, "postgres"), ["--version"], { env: { ...process.env, ...env }, timeout: 30_000 });
+    const m = r.ok ? /\(PostgreSQL\) (\d+(?:\.\d+)?)/.exec(r.out) : null;
+    if (m) return { binDir, env, where, version: m[1] };
   }
   return undefined;
 }
@@ -520,13 +536,7 @@ export function findPostgres() {
   ];
   const toolsDir = newestPostgresBinDir(POSTGRES_DIR);
   if (toolsDir) candidates.push(["tools/postgres", toolsDir, { LD_LIBRARY_PATH: joinPaths(...libraryDirs(POSTGRES_DIR), process.env.LD_LIBRARY_PATH) }]);
-  for (const [where, binDir, env] of candidates) {
-    if (!binDir || !POSTGRES_PROGRAMS.every((p) => existsSync(join(binDir, p)))) continue;
-    const r = run(join(binDir, "postgres"), ["--version"], { env: { ...process.env, ...env }, timeout: 30_000 });
-    const m = r.ok ? /\(PostgreSQL\) (\d+(?:\.\d+)?)/.exec(r.out) : null;
-    if (m) return { binDir, env, where, version: m[1] };
-  }
-  return undefined;
+  return firstWorkingPostgres(candidates);
 }
 
 function ensurePostgres() {
@@ -542,6 +552,77 @@ function ensurePostgres() {
   log(`postgres ${found.version} (${found.where}): ${found.binDir}`);
 }
 
+/**
+ * A PostgreSQL with the TimescaleDB extension for the sink's TimescaleDB tests (test/harness/postgres.ts imports
+ * findTimescaledb): FABRIC_TIMESCALEDB_BINDIR (the folder holding initdb, pg_ctl and postgres of an installation
+ * that has the extension), then the newest /usr/lib/postgresql/<major>/bin whose /usr/share/postgresql/<major>
+ * has timescaledb.control (a Debian-style install: Timescale's packages), then tools/timescaledb/. Bookworm has
+ * no TimescaleDB; Debian trixie packages it (postgresql-17-timescaledb, the Apache-licensed edition), built
+ * against trixie's glibc: tools/timescaledb holds trixie's postgresql-17, the extension, and trixie's glibc and
+ * the libraries that need it (TIMESCALEDB_PACKAGES); each program in its bin/ is a wrapper running the real one
+ * (renamed .<name>.real) through trixie's dynamic loader with trixie's libraries first, the system's after
+ * (for the rest: libssl, libzstd… are bookworm's, which run on the newer glibc). `--argv0` keeps the wrapper's
+ * path as the program's: postgres finds its share/ and lib/ relative to it, initdb the postgres wrapper.
+ * Returns `{ binDir, env, where, version, timescaledb }` (`timescaledb`: the extension's default version) or undefined.
+ */
+const TIMESCALEDB_DIR = join(TOOLS, "timescaledb");
+const TIMESCALEDB_MAJOR = "17";
+const TIMESCALEDB_PACKAGES = [`postgresql-${TIMESCALEDB_MAJOR}`, `postgresql-${TIMESCALEDB_MAJOR}-timescaledb`, "libc6", "libstdc++6", "libgcc-s1", "libicu76", "libpq5", "libldap2", "libsasl2-2", "libsasl2-modules-db"];
+
+/** The timescaledb extension's default version in a Debian-style tree under `root` for PostgreSQL `major`, or undefined. */
+function timescaledbVersion(root, major) {
+  const control = join(root, "usr", "share", "postgresql", major, "extension", "timescaledb.control");
+  if (!existsSync(control)) return undefined;
+  return /^default_version\s*=\s*'([^']+)'/m.exec(readFileSync(control, "utf8"))?.[1];
+}
+
+export function findTimescaledb() {
+  const withExtension = (root) => newestPostgresBinDir(root, (major) => timescaledbVersion(root, major) !== undefined);
+  const candidates = [
+    ["FABRIC_TIMESCALEDB_BINDIR", process.env.FABRIC_TIMESCALEDB_BINDIR, {}],
+    ["system", withExtension("/"), {}],
+    ["tools/timescaledb", withExtension(TIMESCALEDB_DIR), {}],
+  ];
+  const found = firstWorkingPostgres(candidates);
+  if (!found) return undefined;
+  // <root>/usr/lib/postgresql/<major>/bin: the extension's version where the tree is Debian's (the override may not be)
+  const major = basename(dirname(found.binDir));
+  return { ...found, timescaledb: timescaledbVersion(resolve(found.binDir, "..", "..", "..", "..", ".."), major) ?? "unknown" };
+}
+
+/** Makes each program of tools/timescaledb's bin/ a wrapper running it through trixie's loader and libraries; false when the loader is missing. */
+function wrapTrixiePrograms() {
+  const libDir = join(TIMESCALEDB_DIR, "usr", "lib", MULTIARCH);
+  const loader = existsSync(libDir) ? readdirSync(libDir).find((f) => /^ld-linux.*\.so\.\d+$/.test(f)) : undefined;
+  if (loader === undefined) {
+    log(`no dynamic loader (ld-linux*.so) in ${libDir}: trixie's libc6 did not unpack as expected`);
+    return false;
+  }
+  const libraryPath = joinPaths(libDir, join("/lib", MULTIARCH), join("/usr/lib", MULTIARCH));
+  const binDir = join(TIMESCALEDB_DIR, "usr", "lib", "postgresql", TIMESCALEDB_MAJOR, "bin");
+  for (const name of readdirSync(binDir)) {
+    const path = join(binDir, name);
+    if (name.startsWith(".") || !statSync(path).isFile()) continue;
+    const real = join(binDir, `.${name}.real`);
+    renameSync(path, real);
+    writeFileSync(path, `#!/bin/sh\n# ${name} of Debian trixie, run with trixie's glibc (scripts/setup.mjs --timescaledb)\nexec ${shellQuote(join(libDir, loader))} --library-path ${shellQuote(libraryPath)} --argv0 "$0" ${shellQuote(real)} "$@"\n`, { mode: 0o755 });
+  }
+  return true;
+}
+
+function ensureTimescaledb() {
+  let found = findTimescaledb();
+  if (!found) {
+    log(`postgres with timescaledb not found: downloading Debian trixie's ${TIMESCALEDB_PACKAGES.join(", ")} into tools/timescaledb (system packages untouched)`);
+    if (installDebs(TIMESCALEDB_PACKAGES, "trixie", TIMESCALEDB_DIR) && wrapTrixiePrograms()) found = findTimescaledb();
+  }
+  if (!found) {
+    log("postgres with timescaledb could not be found or installed into tools/timescaledb: install TimescaleDB for PostgreSQL, or set FABRIC_TIMESCALEDB_BINDIR to the folder holding initdb, pg_ctl and postgres of an installation that has it (the sink's TimescaleDB tests use them)");
+    process.exit(1);
+  }
+  log(`postgres ${found.version} with timescaledb ${found.timescaledb} (${found.where}): ${found.binDir}`);
+}
+
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const args = new Set(process.argv.slice(2));
   if (!args.has("--no-npm")) ensureNpmPackages();
@@ -551,4 +632,5 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   if (args.has("--prometheus")) ensurePrometheus();
   if (args.has("--chromium")) ensureChromium();
   if (args.has("--postgres")) ensurePostgres();
+  if (args.has("--timescaledb")) ensureTimescaledb();
 }

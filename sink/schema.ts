@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { PostgresSinkConfig } from "./options.js";
 import type { TableSpec } from "./table-spec.js";
+import { ensureHypertable } from "./timescaledb.js";
 
 /** How a table is laid out in time: TimescaleDB hypertable, or native range partitions the sink creates. */
 export type TimeLayout = "timescaledb" | "partitioned";
@@ -38,8 +39,9 @@ $fn$`;
 
 /**
  * Creates (idempotently, under an advisory lock so two sinks starting at once do not race) the table of `spec`,
- * as a hypertable with compression and retention policies or as a range-partitioned table, its indexes and the
- * retention function.
+ * as a hypertable (ensureHypertable: compression and retention policies where the edition has them) or as a
+ * range-partitioned table with the retention function, and its indexes. The unique key includes the time
+ * column, as both a partitioned table's and a hypertable's must.
  */
 export async function ensureTable(client: pg.Client, config: PostgresSinkConfig, spec: TableSpec, layout: TimeLayout): Promise<void> {
   const table = tableName(config, spec);
@@ -53,12 +55,7 @@ export async function ensureTable(client: pg.Client, config: PostgresSinkConfig,
       await client.query(retentionFunctionSql(retentionFunction(config)));
     } else {
       await client.query(`CREATE TABLE IF NOT EXISTS ${table} (${columns}, ${unique})`);
-      await client.query(`SELECT create_hypertable('${table}', '${spec.timeColumn}', chunk_time_interval => interval '1 ${config.partition}', if_not_exists => true)`);
-      if (config.compressAfterDays > 0) {
-        await client.query(`ALTER TABLE ${table} SET (timescaledb.compress, timescaledb.compress_segmentby = '${spec.segmentBy.join(",")}')`);
-        await client.query(`SELECT add_compression_policy('${table}', interval '${config.compressAfterDays} days', if_not_exists => true)`);
-      }
-      if (config.retentionDays > 0) await client.query(`SELECT add_retention_policy('${table}', interval '${config.retentionDays} days', if_not_exists => true)`);
+      await ensureHypertable(client, config, spec, table);
     }
     for (const [i, cols] of spec.indexes.entries()) await client.query(`CREATE INDEX IF NOT EXISTS ${table}_idx${i} ON ${table} (${cols.join(", ")})`);
     await client.query("COMMIT");

@@ -5,8 +5,12 @@ import { isRowError, SinkError, sqlState } from "./errors.js";
 import type { PostgresSinkConfig } from "./options.js";
 import { detectLayout, ensurePositions, ensureStage, ensureTable, Partitions, positionsName, stageName, tableName, type TimeLayout } from "./schema.js";
 import type { Row, TableSpec } from "./table-spec.js";
+import { compressionUnavailable, timescaleEdition } from "./timescaledb.js";
 
 export const CONNECT_TIMEOUT_MS = 5_000; // 5 s
+
+/** The sink configs whose TimescaleDB edition was checked (warnUnsupported). */
+const warned = new WeakSet<PostgresSinkConfig>();
 const UNIQUE_VIOLATION = "23505";
 
 /** What a batch came to: the rows the merge inserted (or updated), and those the database refused. */
@@ -85,6 +89,7 @@ export class TableWriter {
       const locked = await c.query<{ ok: boolean }>("SELECT pg_try_advisory_lock(hashtext($1)) AS ok", [this.lockKey()]);
       if (locked.rows[0]?.ok !== true) throw new SinkError("FABRIC_ERR_SINK_STANDBY", `another process runs sink ${this.config.name} into ${this.table}: standing by`);
       this.layout = await detectLayout(c);
+      if (this.layout === "timescaledb") await this.warnUnsupported(c);
       await ensureTable(c, this.config, this.spec, this.layout);
       await ensurePositions(c, this.config);
       await ensureStage(c, this.spec);
@@ -96,6 +101,15 @@ export class TableWriter {
     this.logger.info({ table: this.table, layout: this.layout, position }, "postgres table claimed");
     this.client = c;
     return position;
+  }
+
+  /** Once per sink start (its streams share one config): what the database's TimescaleDB edition cannot do. */
+  private async warnUnsupported(c: pg.Client): Promise<void> {
+    if (warned.has(this.config)) return;
+    warned.add(this.config);
+    const edition = await timescaleEdition(c);
+    const why = compressionUnavailable(this.config, edition);
+    if (why !== undefined) this.logger.warn({ edition, compressAfterDays: this.config.compressAfterDays }, `timescaledb: ${why}`);
   }
 
   private async readPosition(c: pg.Client): Promise<number | undefined> {

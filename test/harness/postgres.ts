@@ -7,8 +7,24 @@ import pg from "pg";
 import { pickFreePorts, pollUntil, projectRoot } from "../../fabric/core/index.js";
 import type { Harness } from "./servers.js";
 
+interface FoundPostgres {
+  binDir: string;
+  env: Record<string, string>;
+  where: string;
+  version: string;
+}
+
 interface SetupModule {
-  findPostgres(): { binDir: string; env: Record<string, string>; where: string; version: string } | undefined;
+  findPostgres(): FoundPostgres | undefined;
+  findTimescaledb(): (FoundPostgres & { timescaledb: string }) | undefined;
+}
+
+export interface StartPostgresOptions {
+  /**
+   * A PostgreSQL with the TimescaleDB extension (`node scripts/setup.mjs --timescaledb`): timescaledb preloaded
+   * (telemetry off) and `CREATE EXTENSION timescaledb` run in the test database.
+   */
+  timescaledb?: boolean;
 }
 
 /** A private PostgreSQL cluster of a test's own. */
@@ -17,7 +33,7 @@ export interface TestPostgres {
   url: string;
   password: string;
   port: number;
-  /** Where its programs are (psql included). */
+  /** Where its server programs are (initdb, postgres; psql too where the installation has it: the TimescaleDB build has not). */
   binDir: string;
   /** Fast shutdown (SIGINT), awaited. */
   stop(): Promise<void>;
@@ -33,10 +49,11 @@ const USER = "fabric";
 const DATABASE = "fabric";
 const START_TIMEOUT_MS = 30_000; // 30 s
 
-async function postgresPrograms(): Promise<{ binDir: string; env: Record<string, string> }> {
+async function postgresPrograms(timescaledb: boolean): Promise<FoundPostgres> {
   const setup = (await import(pathToFileURL(join(projectRoot(), "scripts", "setup.mjs")).href)) as SetupModule;
-  const found = setup.findPostgres();
-  if (found === undefined) throw new Error("postgres not found: run `node scripts/setup.mjs --postgres` (npm test does)");
+  const flag = timescaledb ? "--timescaledb" : "--postgres";
+  const found = timescaledb ? setup.findTimescaledb() : setup.findPostgres();
+  if (found === undefined) throw new Error(`postgres${timescaledb ? " with timescaledb" : ""} not found: run \`node scripts/setup.mjs ${flag}\` (npm test does)`);
   return found;
 }
 
@@ -49,13 +66,18 @@ function command(bin: string, args: string[]): [string, string[]] {
   return AS_ROOT ? ["setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", bin, ...args]] : [bin, args];
 }
 
+/** Server settings of a TimescaleDB cluster: the extension's library preloaded (it must be), no telemetry sent. */
+const TIMESCALEDB_SETTINGS = ["-c", "shared_preload_libraries=timescaledb", "-c", "timescaledb.telemetry_level=off"];
+
 /**
  * initdb into a temp directory (password auth over TCP on 127.0.0.1 with a generated password, trust on the
  * unix socket in that directory), then postgres on a free port (picked again if taken meanwhile), as the
- * leader of a process group of its own so kill() takes its backends too. Stopped on dispose.
+ * leader of a process group of its own so kill() takes its backends too. Stopped on dispose. With
+ * `timescaledb`, the TimescaleDB build, and the extension created in the test database.
  */
-export async function startPostgres(h: Harness): Promise<TestPostgres> {
-  const { binDir, env: toolEnv } = await postgresPrograms();
+export async function startPostgres(h: Harness, options: StartPostgresOptions = {}): Promise<TestPostgres> {
+  const timescaledb = options.timescaledb === true;
+  const { binDir, env: toolEnv } = await postgresPrograms(timescaledb);
   const env = { ...process.env, ...toolEnv, LC_ALL: "C" };
   const dir = h.tempDir("fabric-pg-");
   const data = join(dir, "data");
@@ -81,6 +103,7 @@ export async function startPostgres(h: Harness): Promise<TestPostgres> {
       "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1",
       // fsync off (the tests crash processes, never the machine); commits still reach the kernel before they return
       "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=50", "-c", "shared_buffers=64MB",
+      ...(timescaledb ? TIMESCALEDB_SETTINGS : []),
     ]);
     const c = spawn(bin, args, { env, stdio: ["ignore", "ignore", "pipe"], detached: true });
     log = "";
@@ -117,6 +140,12 @@ export async function startPostgres(h: Harness): Promise<TestPostgres> {
     const client = new pg.Client(admin());
     await client.connect();
     await client.query(`CREATE DATABASE ${DATABASE}`);
+    await client.end();
+  }
+  if (timescaledb) {
+    const client = new pg.Client({ ...admin(), database: DATABASE });
+    await client.connect();
+    await client.query("CREATE EXTENSION timescaledb");
     await client.end();
   }
 

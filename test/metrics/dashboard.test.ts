@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { declareNatsServerMetrics, metricsRegistry, projectRoot } from "../../fabric/core/index.js";
+import { DEFAULT_EDGE_METRICS_PORT, DEFAULT_INGRESS_METRICS_PORT, DEFAULT_METRICS_PORT, DEFAULT_SINK_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT, declareNatsServerMetrics, metricsRegistry, projectRoot } from "../../fabric/core/index.js";
 // every component's metrics module: importing one declares its metrics in the process registry
 import "../../ingress/metrics.js";
 import "../../fabric/grpc/metrics.js";
@@ -81,6 +81,6 @@ describe("deploy/", () => {
   it("deploy/prometheus.yml scrapes the hub on 9464 and the other processes on their default ports", () => {
     const config = parseYaml(readFileSync(join(projectRoot(), "deploy", "prometheus.yml"), "utf8")) as { scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[] };
     const ports = config.scrape_configs.flatMap((j) => j.static_configs.flatMap((s) => s.targets.map((t) => t.split(":").pop())));
-    expect(new Set(ports)).toEqual(new Set(["9464", "9466", "9467", "9468"]));
+    expect(new Set(ports)).toEqual(new Set([DEFAULT_METRICS_PORT, DEFAULT_EDGE_METRICS_PORT, DEFAULT_INGRESS_METRICS_PORT, DEFAULT_WORKER_METRICS_PORT, DEFAULT_SINK_METRICS_PORT].map(String)));
   });
 });

@@ -28,7 +28,8 @@ describe("PostgreSQL sink: database outage", () => {
     // down: nothing acknowledged that is not committed, the backlog waits in the stream
     const down = await pollUntil(async () => {
       const [s] = await sink.status();
-      return s?.database === "down" && (s.pending ?? 0) > 0 ? s : undefined;
+      // what is not committed waits: not delivered yet (pending), or delivered and not acknowledged (ackPending)
+      return s?.database === "down" && (s.pending ?? 0) + (s.ackPending ?? 0) > 0 ? s : undefined;
     }, { timeoutMs: 20_000, what: "the sink to see the database down" });
     expect(down.lastError).toBeDefined();
     expect(down.lastError).not.toContain(db.password);
