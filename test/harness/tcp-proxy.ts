@@ -4,13 +4,16 @@ import { createConnection, createServer, type Server, type Socket } from "node:n
  * A TCP proxy the test controls, between a leaf and the hub: `cut()` closes every link with a FIN and refuses
  * new ones (the hub looks down); `cut({ silent: true })` black-holes them instead: nothing passes, nothing is
  * closed, as with a WAN that drops packets (the leaf must notice by itself). `restore()` lets links through
- * again (black-holed ones are reset first, as a real network's would be by then).
+ * again (black-holed ones are reset first, as a real network's would be by then). `delayMs` (0 by default) holds
+ * every chunk that long before passing it on, each way and in order: a WAN's one-way latency.
  */
 export interface TcpProxy {
   port: number;
   /** Where links go; change it when the hub restarts on another port. */
   target: number;
   cut(options?: { silent?: boolean }): void;
+  /** One-way delay added to every chunk, each direction (ms); may change while links are open. */
+  delayMs: number;
   restore(): void;
   /** Links opened through the proxy so far. */
   links(): number;
@@ -26,7 +29,28 @@ export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise
   let opened = 0;
   const counted = { up: 0, down: 0 };
   const pairs = new Set<{ a: Socket; b?: Socket }>();
-  const state = { target };
+  const state = { target, delayMs: 0 };
+
+  /** Passes what `from` reads to `to`, each chunk held state.delayMs (in order: a timer per chunk, due times never decrease). */
+  const forward = (from: Socket, to: Socket, count: (n: number) => void): void => {
+    let lastDue = 0;
+    from.on("data", (d: Buffer) => {
+      count(d.length);
+      if (state.delayMs <= 0 && lastDue <= Date.now()) {
+        to.write(d);
+        return;
+      }
+      const due = Math.max(Date.now() + state.delayMs, lastDue);
+      lastDue = due;
+      setTimeout(() => {
+        if (!to.destroyed) to.write(d);
+      }, due - Date.now());
+    });
+    from.on("end", () => {
+      const wait = Math.max(0, lastDue - Date.now());
+      setTimeout(() => to.end(), wait);
+    });
+  };
 
   const server: Server = createServer((a) => {
     if (mode === "refuse") {
@@ -49,10 +73,8 @@ export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise
     pair.b = b;
     b.on("error", () => a.destroy());
     b.on("close", () => a.destroy());
-    a.on("data", (d: Buffer) => (counted.up += d.length));
-    b.on("data", (d: Buffer) => (counted.down += d.length));
-    a.pipe(b);
-    b.pipe(a);
+    forward(a, b, (n) => (counted.up += n));
+    forward(b, a, (n) => (counted.down += n));
   });
   await new Promise<void>((ok) => server.listen(0, host, ok));
   const address = server.address();
@@ -66,13 +88,17 @@ export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise
     set target(t: number) {
       state.target = t;
     },
+    get delayMs() {
+      return state.delayMs;
+    },
+    set delayMs(ms: number) {
+      state.delayMs = ms;
+    },
     cut: (options = {}) => {
       if (options.silent === true) {
         mode = "blackhole";
         for (const p of pairs) {
           // stop moving bytes both ways without closing anything
-          p.a.unpipe();
-          p.b?.unpipe();
           p.a.pause();
           p.b?.pause();
         }
