@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { NatsConnection } from "@nats-io/transport-node";
+import pg from "pg";
 import { pollUntil, renderMetrics } from "../../fabric/core/index.js";
 import { startPostgresSink } from "../../sink/index.js";
 import { Harness, testLogger } from "../harness/index.js";
@@ -50,5 +51,38 @@ describe("PostgreSQL sink: database outage", () => {
     const metrics = (await renderMetrics()).body;
     expect(metrics).toMatch(/fabric_sink_batches_total\{sink="postgres",stream="TELEMETRY",result="failed"\} [1-9]/);
     expect(metrics).toContain('fabric_sink_database_up{sink="postgres"} 1');
+  });
+
+  it("a database that stalls (the table locked): the sink holds at most max_ack_pending, the stream keeps the rest, all is written once it moves", async () => {
+    const prefix = "slow_";
+    const sink = await startPostgresSink({ nc, logger: testLogger(), url: db.url, name: "slow", streams: ["telemetry"], tablePrefix: prefix, maxBatch: 500 });
+    h.defer(() => sink.stop());
+    const streamBefore = await pollUntil(async () => {
+      const [s] = await sink.status();
+      return s?.role === "active" && s.pending === 0 && s.ackPending === 0 ? s : undefined;
+    }, { timeoutMs: 30_000, what: "the sink caught up with the stream" });
+    expect(streamBefore.database).toBe("up");
+    const table = `${prefix}telemetry`;
+    const before = Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`))[0]?.n);
+
+    // another session holds the table: every COPY waits
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    h.defer(() => locker.end().catch(() => undefined));
+    await locker.query("BEGIN");
+    await locker.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+    const more = 10_000;
+    await publishReadings(nc, more, Date.UTC(2024, 5, 3));
+    const stalled = await pollUntil(async () => {
+      const [s] = await sink.status();
+      return s !== undefined && (s.pending ?? 0) > 0 && (s.ackPending ?? 0) > 0 ? s : undefined;
+    }, { what: "the sink stalled with a backlog" });
+    // one batch being written and three more held, at most: the server stops delivering there
+    expect(stalled.ackPending).toBeLessThanOrEqual(4 * 500);
+    expect((stalled.pending ?? 0) + (stalled.ackPending ?? 0)).toBe(more);
+    await locker.query("COMMIT");
+    await pollUntil(async () => Number((await db.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`))[0]?.n) === before + more || undefined, { timeoutMs: 30_000, what: "the backlog written" });
+    const [dup] = await db.query<{ n: string }>(`SELECT count(*) - count(DISTINCT stream_seq) AS n FROM ${table}`);
+    expect(dup?.n).toBe("0");
   });
 });
