@@ -45,7 +45,11 @@ describe("test harness", () => {
     expect(rtt).toBeLessThan(1_000);
     // many messages through the delay arrive in the order they were sent
     const got: number[] = [];
-    const sub = direct.subscribe("order.x", { callback: (_e, m) => got.push(Number(m.string())) });
+    const sub = direct.subscribe("order.x", {
+      callback: (_e, m) => {
+        got.push(Number(m.string()));
+      },
+    });
     await direct.flush();
     for (let i = 0; i < 200; i++) far.publish("order.x", String(i));
     await far.flush();
