@@ -15,9 +15,10 @@ interface PostgresSinkFlags extends ConnFlags, MetricsFlags {
   batch?: string;
   partition?: string;
   retentionDays?: string;
+  compressAfterDays?: string;
 }
 
-const FLAG_OF: Readonly<Record<string, string>> = { url: "--url", streams: "--streams", tablePrefix: "--table-prefix", name: "--name", maxBatch: "--batch", partition: "--partition", retentionDays: "--retention-days" };
+const FLAG_OF: Readonly<Record<string, string>> = { url: "--url", streams: "--streams", tablePrefix: "--table-prefix", name: "--name", maxBatch: "--batch", partition: "--partition", retentionDays: "--retention-days", compressAfterDays: "--compress-after-days" };
 const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
 
 /** The flags as the sink's config, validated once: a problem names its flag (exit code 2), never the URL's password. */
@@ -30,6 +31,7 @@ function configFromFlags(flags: PostgresSinkFlags): PostgresSinkConfigInput {
     ...(flags.batch === undefined ? {} : { maxBatch: num(flags.batch) }),
     ...(flags.partition === undefined ? {} : { partition: flags.partition }),
     ...(flags.retentionDays === undefined ? {} : { retentionDays: num(flags.retentionDays) }),
+    ...(flags.compressAfterDays === undefined ? {} : { compressAfterDays: num(flags.compressAfterDays) }),
   };
   const r = postgresSinkConfigSchema.safeParse(input);
   if (r.success) return r.data;
@@ -47,7 +49,8 @@ export function addSinkCommands(program: Command): void {
     .option("--name <name>", "the sink's name: its durable consumers are sink-<name>-<stream> (default postgres)")
     .option("--batch <n>", "messages per transaction, at most (default 5000)")
     .option("--partition <interval>", "day or month: native partitions (or TimescaleDB chunks) per interval (default day)")
-    .option("--retention-days <n>", "drop partitions older than this many days; 0 keeps everything (default 0)")
+    .option("--retention-days <n>", "drop partitions (TimescaleDB: chunks) older than this many days; 0 keeps everything (default 0)")
+    .option("--compress-after-days <n>", "TimescaleDB community edition: compress chunks older than this many days; 0 never (default 7)")
     .action(async (flags: PostgresSinkFlags) => {
       const config = configFromFlags(flags);
       const logger = createLogger({ name: "fabric-sink" });

@@ -18,7 +18,7 @@ beforeAll(async () => {
 afterAll(() => h.dispose());
 
 describe("fabric sink postgres: exactly once across SIGKILLs", () => {
-  it("refuses a bad URL or stream name with exit code 2, naming the flag and not the password", async () => {
+  it("refuses a bad URL, stream name or number of days with exit code 2, naming the flag and not the password", async () => {
     const badUrl = await runCli("fabric", ["sink", "postgres", "--url", "http://u:s3cret@x/db", "--store", hub.keystoreDir, "--data", hub.dataDir]);
     expect(badUrl.code).toBe(2);
     expect(badUrl.stderr).toMatch(/--url: must be a postgres:\/\//);
@@ -26,6 +26,9 @@ describe("fabric sink postgres: exactly once across SIGKILLs", () => {
     const badStream = await runCli("fabric", ["sink", "postgres", "--url", db.url, "--streams", "telemetry,commands", "--store", hub.keystoreDir, "--data", hub.dataDir]);
     expect(badStream.code).toBe(2);
     expect(badStream.stderr).toMatch(/--streams\[1\]: /);
+    const badDays = await runCli("fabric", ["sink", "postgres", "--url", db.url, "--compress-after-days", "-1", "--store", hub.keystoreDir, "--data", hub.dataDir]);
+    expect(badDays.code).toBe(2);
+    expect(badDays.stderr).toMatch(/--compress-after-days: /);
   });
 
   it(`${N} readings, the sink SIGKILLed ${KILLS} times while it loads: the table equals the stream`, async () => {
