@@ -20,6 +20,18 @@ export type SinkBatchResult = "ok" | "failed";
 
 const sources = new Set<SinkMetricsSource>();
 
+type Lag = Awaited<ReturnType<SinkMetricsSource["lag"]>>;
+/** A source's lag being read: the gauges collected together in one scrape share one read (each asks JetStream per stream). */
+const lagReads = new WeakMap<SinkMetricsSource, Promise<Lag>>();
+function lagOf(s: SinkMetricsSource): Promise<Lag> {
+  let read = lagReads.get(s);
+  if (read === undefined) {
+    read = s.lag().catch((): Lag => []).finally(() => lagReads.delete(s));
+    lagReads.set(s, read);
+  }
+  return read;
+}
+
 const rows = counter<"sink" | "table" | "result">({
   name: "fabric_sink_rows_total",
   help: "messages a sink handled, by table and result: written (inserted or upserted), duplicate (already in the table: a redelivery), rejected (to REJECTED)",
@@ -42,7 +54,7 @@ gauge<"sink" | "stream">({
   labelNames: ["sink", "stream"],
   async collect() {
     this.reset();
-    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await s.lag().catch(() => []) })));
+    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await lagOf(s) })));
     for (const { sink, lag } of all) for (const l of lag) if (l.pending !== undefined) this.set({ sink, stream: l.stream }, l.pending);
   },
 });
@@ -52,7 +64,7 @@ gauge<"sink" | "stream">({
   labelNames: ["sink", "stream"],
   async collect() {
     this.reset();
-    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await s.lag().catch(() => []) })));
+    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await lagOf(s) })));
     for (const { sink, lag } of all) for (const l of lag) this.set({ sink, stream: l.stream }, l.role === "active" ? 1 : 0);
   },
 });
