@@ -83,7 +83,7 @@ function statusText(st: SinkStatus): string {
   for (const c of st.consumers) lines.push(`  ${c.stream}\t${c.consumer}\t${c.exists ? `pending ${c.pending ?? "?"}, ack pending ${c.ackPending ?? "?"}` : "(no consumer yet)"}`);
   for (const r of st.runners) {
     lines.push(`  runner ${r.runner} (${r.at}): ${r.state}${r.error === undefined ? "" : `: ${r.error}`}`);
-    for (const s of r.streams) lines.push(`    ${s.stream}\tdatabase ${s.database}\twritten ${s.written}\trejected ${s.rejected}\tlast batch ${s.lastBatchAt ?? "-"}${s.lastError === undefined ? "" : `\tlast error: ${s.lastError}`}`);
+    for (const s of r.streams) lines.push(`    ${s.stream}\t${s.role}\tdatabase ${s.database}\twritten ${s.written}\trejected ${s.rejected}\tlast batch ${s.lastBatchAt ?? "-"}${s.lastError === undefined ? "" : `\tlast error: ${s.lastError}`}`);
   }
   return lines.join("\n");
 }

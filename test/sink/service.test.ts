@@ -94,7 +94,8 @@ describe("sinks run by the hub from definitions in KV", () => {
     );
     expect(status.consumers).toEqual([{ stream: "TELEMETRY", consumer: "sink-svc-telemetry", exists: true, pending: 0, ackPending: 0 }]);
     expect(status.runners).toHaveLength(1);
-    expect(status.runners[0]).toMatchObject({ sink: "svc", state: "running", streams: [{ stream: "TELEMETRY", table: "svc_telemetry", database: "up", rejected: 0 }] });
+    expect(status.runners[0]).toMatchObject({ sink: "svc", state: "running", streams: [{ stream: "TELEMETRY", table: "svc_telemetry", database: "up", role: "active", rejected: 0 }] });
+    expect((await fabric("sinks", "status", "svc")).stdout).toContain("TELEMETRY\tactive\tdatabase up\twritten 500");
     expect(status.url).not.toContain(db.password);
 
     const metrics = (await renderMetrics()).body;
