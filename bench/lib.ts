@@ -47,15 +47,28 @@ export function writeSection(name: string, markdown: string): void {
   writeFileSync(path, text);
 }
 
-/** CPU time (user + system, ms) a process has used so far, from /proc (Linux); NaN elsewhere. */
-export function processCpuMs(pid: number): number {
+/**
+ * CPU times (ms) of a process from /proc (Linux; NaN elsewhere): its own (utime + stime) and its exited children's
+ * it has waited for (cutime + cstime). Clock ticks of USER_HZ 100.
+ */
+function cpuTimes(pid: number | "self"): { own: number; children: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ 100)
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { own: ((Number(f[11]) + Number(f[12])) * 1000) / 100, children: ((Number(f[13]) + Number(f[14])) * 1000) / 100 };
   } catch {
-    return NaN;
+    return { own: NaN, children: NaN };
   }
+}
+
+/** CPU time (user + system, ms) a process has used so far. */
+export function processCpuMs(pid: number): number {
+  return cpuTimes(pid).own;
+}
+
+/** CPU (ms) of this process's children that have exited and been waited for (a psql run). */
+export function exitedChildrenCpuMs(): number {
+  return cpuTimes("self").children;
 }
 
 /** The pids of a process's direct children (Linux); empty elsewhere. */
@@ -72,14 +85,8 @@ export function childPids(pid: number): number[] {
  * cstime: a PostgreSQL backend that ended), and its live children's, recursively. Linux; NaN elsewhere.
  */
 export function treeCpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const own = ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
-    return childPids(pid).reduce((sum, c) => sum + (treeCpuMs(c) || 0), own);
-  } catch {
-    return NaN;
-  }
+  const t = cpuTimes(pid);
+  return childPids(pid).reduce((sum, c) => sum + (treeCpuMs(c) || 0), t.own + t.children);
 }
 
 /** This process's children running `comm` (the program's name as /proc shows it: nats-server, postgres). */

@@ -2,16 +2,15 @@
 // into a table of the same shape (the database's own bulk-load path here: the physical limit), and the lag from
 // publish to committed row at 10 000 msg/s. One run, one machine, the same database.
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { JetStreamPublisher } from "../fabric/core/index.js";
+import { JetStreamPublisher, pollUntil } from "../fabric/core/index.js";
 import { issueUser } from "../identity/index.js";
 import { startPostgresSink } from "../sink/index.js";
 import { connectAs, startPostgres, startTestHub, testLogger, type Harness, type TestPostgres } from "../test/harness/index.js";
 import { publishReadings } from "../test/sink/sink-helpers.js";
-import { childrenNamed, fmt, percentile, treeCpuMs } from "./lib.js";
+import { childrenNamed, exitedChildrenCpuMs, fmt, percentile, treeCpuMs } from "./lib.js";
 
 const ROWS = 200_000;
 const LAG_RATE = 10_000; // msg/s
@@ -45,21 +44,6 @@ async function count(db: TestPostgres, table: string): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
-async function until(what: () => Promise<boolean> | boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await what())) {
-    if (Date.now() > deadline) throw new Error("timed out");
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-}
-
-/** CPU (ms) of this process's children that have exited and been waited for (psql runs). */
-function exitedChildrenCpuMs(): number {
-  const stat = readFileSync("/proc/self/stat", "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return ((Number(f[13]) + Number(f[14])) * 1000) / 100;
-}
-
 /** CPU (ms) so far of this process, its nats-servers and PostgreSQL (the postmaster and its backends). */
 function cpuNow(): { self: number; exited: number; natsServer: number; postgres: number } {
   const u = process.cpuUsage();
@@ -89,10 +73,13 @@ export async function benchSink(h: Harness): Promise<SinkBench> {
   const t0 = performance.now();
   const sink = await startPostgresSink({ nc, url: db.url, logger, name: "bench", streams: ["telemetry"], tablePrefix: "bench_" });
   // drained: everything delivered and acknowledged, which the sink does after COMMIT (the count is checked below)
-  await until(async () => {
-    const c = await jsm.consumers.info("TELEMETRY", "sink-bench-telemetry").catch(() => undefined);
-    return c !== undefined && c.num_pending === 0 && c.num_ack_pending === 0 && c.delivered.stream_seq >= ROWS;
-  }, 600_000);
+  await pollUntil(
+    async () => {
+      const c = await jsm.consumers.info("TELEMETRY", "sink-bench-telemetry");
+      return c.num_pending === 0 && c.num_ack_pending === 0 && c.delivered.stream_seq >= ROWS;
+    },
+    { timeoutMs: 600_000, intervalMs: POLL_MS, what: "the sink to drain the backlog" },
+  );
   const sinkRate = (ROWS * 1000) / (performance.now() - t0);
   const c1 = cpuNow();
   if ((await count(db, "bench_telemetry")) !== ROWS) throw new Error("the sink wrote another number of rows");
@@ -111,7 +98,7 @@ export async function benchSink(h: Harness): Promise<SinkBench> {
   // --- lag: LAG_RATE msg/s for LAG_SECONDS, each reading's publish time against the poll that first sees its row ---
   const live = await startPostgresSink({ nc, url: db.url, logger, name: "bench-lag", streams: ["telemetry"], tablePrefix: "lag_" });
   // the backlog is the lag sink's too: let it drain first, then measure only what is published now
-  await until(async () => (await count(db, "lag_telemetry")) >= ROWS, 600_000);
+  await pollUntil(async () => (await count(db, "lag_telemetry")) >= ROWS, { timeoutMs: 600_000, intervalMs: POLL_MS, what: "the lag sink to drain the backlog" });
   const sentAt = new Map<number, number>();
   const seen: number[] = [];
   let maxSeen = 0;
@@ -147,7 +134,7 @@ export async function benchSink(h: Harness): Promise<SinkBench> {
   const rate = (total * 1000) / (performance.now() - start);
   await Promise.all(acks);
   publisher.close();
-  await until(() => seen.length >= total, 120_000);
+  await pollUntil(() => seen.length >= total, { timeoutMs: 120_000, intervalMs: POLL_MS, what: "every lag sample" });
   polling = false;
   await poller;
   await live.stop();

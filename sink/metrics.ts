@@ -48,26 +48,27 @@ const batchSeconds = histogram<"sink" | "stream">({
   labelNames: ["sink", "stream"],
 });
 
-gauge<"sink" | "stream">({
-  name: "fabric_sink_lag_messages",
-  help: "messages of a stream a sink running in this process has not had yet (its durable consumer's num_pending)",
-  labelNames: ["sink", "stream"],
-  async collect() {
-    this.reset();
-    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await lagOf(s) })));
-    for (const { sink, lag } of all) for (const l of lag) if (l.pending !== undefined) this.set({ sink, stream: l.stream }, l.pending);
-  },
-});
-gauge<"sink" | "stream">({
-  name: "fabric_sink_writing",
-  help: "1 when this process holds a sink's claim on a stream's table and writes it, 0 while it stands by (another process writes)",
-  labelNames: ["sink", "stream"],
-  async collect() {
-    this.reset();
-    const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await lagOf(s) })));
-    for (const { sink, lag } of all) for (const l of lag) this.set({ sink, stream: l.stream }, l.role === "active" ? 1 : 0);
-  },
-});
+/** A gauge per sink and stream, from each running sink's lag read (undefined: no sample). */
+function perStreamGauge(name: string, help: string, value: (l: Lag[number]) => number | undefined): void {
+  gauge<"sink" | "stream">({
+    name,
+    help,
+    labelNames: ["sink", "stream"],
+    async collect() {
+      this.reset();
+      const all = await Promise.all([...sources].map(async (s) => ({ sink: s.sink, lag: await lagOf(s) })));
+      for (const { sink, lag } of all) {
+        for (const l of lag) {
+          const v = value(l);
+          if (v !== undefined) this.set({ sink, stream: l.stream }, v);
+        }
+      }
+    },
+  });
+}
+
+perStreamGauge("fabric_sink_lag_messages", "messages of a stream a sink running in this process has not had yet (its durable consumer's num_pending)", (l) => l.pending);
+perStreamGauge("fabric_sink_writing", "1 when this process holds a sink's claim on a stream's table and writes it, 0 while it stands by (another process writes)", (l) => (l.role === "active" ? 1 : 0));
 gauge<"sink">({
   name: "fabric_sink_database_up",
   help: "1 when a sink running in this process reaches its database, 0 while its connection is lost or writes fail (it claims the table again with backoff)",

@@ -29,8 +29,8 @@ export interface PostgresSink {
 
 /**
  * Starts a sink of the fabric's streams into PostgreSQL: one durable consumer and one connection per stream,
- * tables created when first connected (so the sink starts, and waits, while the database is down), the
- * retention job every retentionCheckMs. `options` (but nc and logger) is validated with the sink's schema.
+ * each claiming its table in the background (tables created when first connected, so the sink starts, and
+ * waits, while the database is down), the retention job every retentionCheckMs. `options` (but nc and logger) is validated with the sink's schema.
  */
 export async function startPostgresSink(options: PostgresSinkOptions): Promise<PostgresSink> {
   const { nc, logger: parentLogger, ...input } = options;
@@ -40,13 +40,7 @@ export async function startPostgresSink(options: PostgresSinkOptions): Promise<P
   const jsm = await jetstream(nc).jetstreamManager();
   const publisher = new JetStreamPublisher(nc);
   const sinks = specs.map((spec) => new StreamSink(nc, jsm, publisher, config, spec, logger));
-  try {
-    for (const s of sinks) await s.start();
-  } catch (err) {
-    await Promise.all(sinks.map((s) => s.stop()));
-    publisher.close();
-    throw err;
-  }
+  for (const s of sinks) s.start();
   logger.info({ url: redactUrl(config.url), streams: config.streams, tablePrefix: config.tablePrefix }, "postgres sink started");
 
   const retention = async (): Promise<string[]> => {

@@ -47,8 +47,8 @@ const runnerToken = (s: string): string => s.replace(/[^A-Za-z0-9_-]/g, "_");
 /**
  * Runs every sink defined in KV `sink_defs` and follows the bucket: a new definition starts, a changed one
  * restarts, a removed one stops. Each sink's status is put into KV `sink_status` every statusEveryMs. Several
- * processes running one sink share its durable pull consumers: each batch goes to one of them, and the unique
- * keys drop what a redelivery writes again, so the table still equals the stream.
+ * processes may run one sink: per stream one of them holds the claim on the table and writes, the others stand
+ * by and take over from the position in the database (StreamSink).
  */
 export async function runDefinedSinks(nc: NatsConnection, logger: Logger, options: RunDefinedSinksOptions = {}): Promise<{ stop(): Promise<void> }> {
   const log = logger.child({ component: "sinks" });
@@ -111,7 +111,7 @@ export interface SinkConsumerStatus {
   stream: string;
   consumer: string;
   exists: boolean;
-  /** Messages the sink has not had yet (num_pending), and fetched but not yet acknowledged. */
+  /** Messages the sink has not had yet (num_pending), and delivered but not yet acknowledged. */
   pending: number | undefined;
   ackPending: number | undefined;
 }

@@ -7,6 +7,7 @@ import { SinkError } from "./errors.js";
 import { sinkMetrics } from "./metrics.js";
 import type { PostgresSinkConfig } from "./options.js";
 import type { ParsedMessage, Row, TableSpec } from "./table-spec.js";
+import { tableName } from "./schema.js";
 import { TableWriter } from "./table-writer.js";
 
 export interface StreamSinkStatus {
@@ -49,9 +50,6 @@ interface Held {
   parsed: ParsedMessage;
 }
 
-/** Why the write loop ended: the sink stops, the claim on the table is gone, or the consumer is (made again at the position). */
-type LoopEnd = "stopped" | "claim" | "consumer";
-
 /**
  * One stream into its table, exactly once. The position (the last stream sequence written) lives in the
  * database, written in the transaction that writes the rows; the JetStream consumer is only the cursor. On
@@ -74,7 +72,8 @@ export class StreamSink {
   /** The highest stream sequence held or written: a delivery at or below it is a redelivery, dropped. */
   private highest = 0;
   private wake: (() => void) | undefined;
-  private ended: LoopEnd | undefined;
+  /** The write loop must end: the claim on the table is gone, or the consumer is (made again at the position). */
+  private ended = false;
   private done: Promise<void> = Promise.resolve();
   private written = 0;
   private rejected = 0;
@@ -96,10 +95,10 @@ export class StreamSink {
     this.writer = new TableWriter(config, spec, logger, (why) => {
       this.down = true;
       this.lastError = why;
-      this.end("claim");
+      this.end();
     });
     this.consumerName = consumerName(config, spec);
-    this.table = `${config.tablePrefix}${spec.stream}`;
+    this.table = tableName(config, spec);
   }
 
   /** False while the database is unreachable or failing (claimed again with backoff). */
@@ -111,10 +110,9 @@ export class StreamSink {
     return this.writer.partitions;
   }
 
-  /** Starts claiming the table; resolves at once (the database may be down, or another process writing). */
-  start(): Promise<void> {
+  /** Starts claiming the table, in the background (the database may be down, or another process writing). */
+  start(): void {
     this.done = this.run();
-    return Promise.resolve();
   }
 
   private async run(): Promise<void> {
@@ -122,7 +120,7 @@ export class StreamSink {
     while (!this.abort.signal.aborted) {
       let position: number | undefined;
       // from here on, the connection failing (onLost) ends the write loop that follows at once
-      this.ended = undefined;
+      this.ended = false;
       try {
         position = await this.writer.claim();
         if (this.standby || this.down) this.logger.info({ stream: this.spec.jsStream, position }, "sink: table claimed; writing");
@@ -205,13 +203,13 @@ export class StreamSink {
       if (this.messages !== messages) return;
       if (s.type !== "consumer_deleted" && s.type !== "consumer_not_found") continue;
       this.logger.warn({ stream: this.spec.jsStream, consumer: this.consumerName, status: s.type }, "sink: consumer lost; making it again");
-      this.end("consumer");
+      this.end();
       return;
     }
   }
 
-  private end(why: LoopEnd): void {
-    this.ended ??= why;
+  private end(): void {
+    this.ended = true;
     this.wake?.();
   }
 
@@ -221,10 +219,10 @@ export class StreamSink {
     await messages?.close().catch(() => undefined);
   }
 
-  private async writeLoop(): Promise<LoopEnd> {
+  /** Writes what is held until the sink stops or the loop must end (the run loop then claims again). */
+  private async writeLoop(): Promise<void> {
     for (;;) {
-      if (this.abort.signal.aborted) return "stopped";
-      if (this.ended !== undefined) return this.ended;
+      if (this.abort.signal.aborted || this.ended) return;
       if (this.held.length === 0) {
         await new Promise<void>((resolve) => {
           this.wake = resolve;
@@ -236,7 +234,7 @@ export class StreamSink {
       try {
         await this.handle(batch);
       } catch (err) {
-        if (err instanceof SinkError && err.code === "FABRIC_ERR_SINK_STOPPED") return "stopped";
+        if (err instanceof SinkError && err.code === "FABRIC_ERR_SINK_STOPPED") return;
         // the connection is gone (or publishing the batch's rejects failed, which rolled it back): claim again
         await this.writer.close();
         this.down = true;
@@ -244,7 +242,7 @@ export class StreamSink {
         sinkMetrics.batch(this.config.name, this.spec.jsStream, "failed");
         this.logger.warn({ stream: this.spec.jsStream, err: this.lastError }, "sink: writing a batch failed; reading stops until the table is claimed again");
         await this.sleep(this.config.retryMinMs);
-        return "claim";
+        return;
       }
     }
   }

@@ -2,7 +2,7 @@ import type { Command } from "commander";
 import { addMetricsOptions, createLogger, DEFAULT_SINK_METRICS_PORT, InvalidInputError, out, outJson, say, startMetricsFromFlags, untilSignal, type MetricsFlags } from "../core/index.js";
 import { postgresSinkConfigSchema, redactUrl, removeSink, SINK_STREAMS, sinkDefinitions, sinkStatus, startPostgresSink, type PostgresSinkConfigInput, type SinkDefinition, type SinkStatus } from "../../sink/index.js";
 import { readDefinitionFile } from "./definition-file.js";
-import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
+import { tenantConnection, withConnection, withTenant, type ConnFlags } from "./tenant.js";
 
 /** The environment variable a database URL may come from instead of --url (which `ps` shows, password included). */
 export const SINK_URL_ENV = "FABRIC_SINK_PG_URL";
@@ -93,59 +93,44 @@ function addSinkDefinitionCommands(program: Command): void {
   withConnection(sinks.command("add <file>").description("add or replace a sink definition from a JSON or YAML file (the URL without password: passwordFile or passwordEnv names it)")).action(
     async (file: string, flags: ConnFlags) => {
       const input = readDefinitionFile(file);
-      const nc = await tenantConnection(flags);
-      try {
+      await withTenant(flags, async (nc) => {
         const def = await sinkDefinitions.save(nc, input);
         say(`sink ${def.name} saved; the hub's processes start it at once`);
-      } finally {
-        await nc.close();
-      }
+      });
     },
   );
   withConnection(sinks.command("ls").description("list sink definitions (URLs redacted)").option("--json", "JSON output")).action(async (flags: ConnFlags & { json?: boolean }) => {
-    const nc = await tenantConnection(flags);
-    try {
+    await withTenant(flags, async (nc) => {
       const defs = (await sinkDefinitions.list(nc)).map(shown);
       if (flags.json === true) outJson(defs);
       else out(defs.map((d) => `${d.name}\t${d.kind}\t${d.url}\t${d.streams.join(",")}\t${d.tablePrefix}\tpassword: ${passwordSource(d)}`).join("\n"));
-    } finally {
-      await nc.close();
-    }
+    });
   });
   withConnection(sinks.command("describe <name>").description("show a sink definition (URL redacted)").option("--json", "JSON output")).action(async (name: string, flags: ConnFlags & { json?: boolean }) => {
-    const nc = await tenantConnection(flags);
-    try {
+    await withTenant(flags, async (nc) => {
       const def = await sinkDefinitions.get(nc, name);
       if (def === undefined) throw new InvalidInputError(`no sink ${JSON.stringify(name)}`);
       if (flags.json === true) outJson(shown(def));
       else out(Object.entries({ ...shown(def), password: passwordSource(def) }).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(", ") : String(v)}`).join("\n"));
-    } finally {
-      await nc.close();
-    }
+    });
   });
   withConnection(sinks.command("status [name]").description("per sink and stream: the consumer's lag, and what each process running it reports").option("--json", "JSON output")).action(
     async (name: string | undefined, flags: ConnFlags & { json?: boolean }) => {
-      const nc = await tenantConnection(flags);
-      try {
+      await withTenant(flags, async (nc) => {
         const defs = (await sinkDefinitions.list(nc)).filter((d) => name === undefined || d.name === name);
         if (name !== undefined && defs.length === 0) throw new InvalidInputError(`no sink ${JSON.stringify(name)}`);
         const all: SinkStatus[] = [];
         for (const d of defs) all.push(await sinkStatus(nc, d));
         if (flags.json === true) outJson(all);
         else out(all.map(statusText).join("\n"));
-      } finally {
-        await nc.close();
-      }
+      });
     },
   );
   withConnection(sinks.command("rm <name>").description("remove a sink definition: the hub's processes stop it, then its consumers are deleted")).action(async (name: string, flags: ConnFlags) => {
-    const nc = await tenantConnection(flags);
-    try {
+    await withTenant(flags, async (nc) => {
       const r = await removeSink(nc, name);
       if (!r.removed) throw new InvalidInputError(`no sink ${JSON.stringify(name)}`);
       say(r.consumersDeleted ? `sink ${name} removed, its consumers deleted` : `sink ${name} removed; a process still reported it, so its consumers are left (delete them with nats consumer rm)`);
-    } finally {
-      await nc.close();
-    }
+    });
   });
 }

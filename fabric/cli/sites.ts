@@ -3,7 +3,7 @@ import { assertToken, out, outJson, parseInput, say } from "../core/index.js";
 import { DEFAULT_SITE_STREAMS, SITE_STREAM_KINDS, siteRegistrationSchema } from "../../leafnode-config/index.js";
 import { addSite, listSites, removeSite } from "../hub/index.js";
 import { renderSites } from "./render.js";
-import { tenantConnection, withConnection, type ConnFlags } from "./tenant.js";
+import { withConnection, withTenant, type ConnFlags } from "./tenant.js";
 
 /** `fabric site add|ls|rm`: the edge sites whose streams the hub sources. */
 export function addSiteCommands(program: Command): void {
@@ -16,35 +16,26 @@ export function addSiteCommands(program: Command): void {
   ).action(async (name: string, flags: ConnFlags & { streams: string }) => {
     assertToken(name, "site");
     const kinds = parseInput(siteRegistrationSchema, { streams: flags.streams.split(",").map((k) => k.trim()) }, "--streams");
-    const nc = await tenantConnection(flags);
-    try {
+    await withTenant(flags, async (nc) => {
       await addSite(nc, name, kinds.streams);
       say(`site ${name}: the hub sources its streams (through $JS.${name}.API, from its durable consumers)`);
-    } finally {
-      await nc.close();
-    }
+    });
   });
   withConnection(site.command("ls").description("sites, their link, backlog and the hub's sources").option("--json", "JSON output")).action(async (flags: ConnFlags & { json?: boolean }) => {
-    const nc = await tenantConnection(flags);
-    try {
+    await withTenant(flags, async (nc) => {
       const sites = await listSites(nc);
       if (flags.json === true) outJson(sites);
       else out(renderSites(sites).join("\n"));
-    } finally {
-      await nc.close();
-    }
+    });
   });
   withConnection(site.command("rm <site>").description("stop sourcing a site (what was sourced stays)")).action(async (name: string, flags: ConnFlags) => {
     assertToken(name, "site");
-    const nc = await tenantConnection(flags);
-    try {
+    await withTenant(flags, async (nc) => {
       if (await removeSite(nc, name)) say(`site ${name}: no longer sourced`);
       else {
         say(`site ${name} is not sourced`);
         process.exitCode = 1;
       }
-    } finally {
-      await nc.close();
-    }
+    });
   });
 }

@@ -28,6 +28,16 @@ export async function tenantConnection(flags: ConnFlags): Promise<NatsConnection
   return connectWithCreds(creds, { servers, name: "fabric cli" });
 }
 
+/** Runs `fn` on a tenant connection (tenantConnection), closed after. */
+export async function withTenant<T>(flags: ConnFlags, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await tenantConnection(flags);
+  try {
+    return await fn(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
 export function withConnection(cmd: Command): Command {
   return cmd
     .option("--store <dir>", "keystore directory (default: $FABRIC_HOME/keys)")
