@@ -82,6 +82,8 @@ export const accountClaimsSchema = z.looseObject({
     signing_keys: z.array(z.union([z.string(), scopedSigningKeySchema])).optional(),
     revocations: z.record(z.string(), z.number().int()).optional(),
     default_permissions: z.looseObject({ pub: permissionSchema.optional(), sub: permissionSchema.optional() }).optional(),
+    exports: z.array(z.looseObject({ subject: z.string(), type: z.enum(["stream", "service"]) })).optional(),
+    imports: z.array(z.looseObject({ subject: z.string(), account: z.string(), type: z.enum(["stream", "service"]), local_subject: z.string().optional() })).optional(),
     tags: stringList.optional(),
     description: z.string().optional(),
   }),

@@ -40,3 +40,5 @@ export { watchAccounts, ACCOUNT_LOOKUP_TIMEOUT_MS } from "./watch.js";
 export { connectTenantServer } from "./tenant-server.js";
 export type { TenantServerOptions, TenantServerConnection } from "./tenant-server.js";
 export type { AccountWatcher, AccountWatcherOptions } from "./watch.js";
+export { assertRegionName, setKeystoreRegion, setDialedLinks, issueLinkCreds, adoptRevocations, MAX_REGION_NAME_LENGTH, REGION_LINK_ROLE } from "./regions.js";
+export { regionSubjects, regionSourceConsumer, linkAccountName, linkUserPermissions, REGION_LIVE_STREAMS, REGION_LIVE_SERVICES } from "./region-claims.js";

@@ -52,7 +52,7 @@ export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher" | "edge-
  */
 export function upgradeKeystore(ks: Keystore): string[] {
   const changed: string[] = [];
-  for (const acc of ks.accounts()) {
+  for (const acc of ks.accounts().filter((a) => a.link === undefined)) {
     const want: Readonly<Record<string, RoleRecord["template"]>> = acc.system ? SYSTEM_ROLE_TEMPLATES : BUILTIN_ROLE_TEMPLATES;
     const roles = { ...acc.roles };
     let dirty = false;

@@ -6,6 +6,7 @@ import { accountClaimsSchema, userPermissionLimitsSchema, type AccountClaims, UN
 import { KeystoreError } from "./errors.js";
 import { encodeJwt } from "./jwt.js";
 import { keyPairFromSeed, type NKeyPair } from "./nkeys.js";
+import { linkAccountClaims, linkAccountName, tenantRegionClaims, type RegionAccountClaims } from "./region-claims.js";
 import type { TrustAnchors } from "./validate.js";
 
 /**
@@ -30,6 +31,11 @@ const storeFileSchema = z.strictObject({
   operator: z.strictObject({ name: z.string(), publicKey: z.string() }),
   systemAccount: z.string(),
   hubUrls: z.array(z.string()).default([]),
+  /**
+   * The region this copy of the operator's keystore serves (issue 13): its name (the hub's JetStream domain),
+   * the tenant account linked to other regions, and the peers it dials (each through a link account of its own).
+   */
+  region: z.strictObject({ name: z.string(), account: z.string(), dials: z.array(z.string()) }).optional(),
 });
 export type StoreFile = z.infer<typeof storeFileSchema>;
 
@@ -53,6 +59,8 @@ export const accountRecordSchema = z.strictObject({
   jwtIat: z.number().int(),
   /** `iat` of the latest account JWT the hub acknowledged (0: never pushed). */
   pushedIat: z.number().int(),
+  /** A link account: the region's leaf connection to this peer region is bound to it. */
+  link: z.strictObject({ peer: z.string() }).optional(),
 });
 export type AccountRecord = z.infer<typeof accountRecordSchema>;
 
@@ -181,8 +189,15 @@ export class Keystore {
     return parseWith(accountRecordSchema, path);
   }
 
+  /** Every account; link accounts first, so that pushing them in this order never gives a server a tenant account whose imports it cannot resolve. */
   accounts(): AccountRecord[] {
-    return this.accountNames().map((n) => this.account(n));
+    const all = this.accountNames().map((n) => this.account(n));
+    return [...all.filter((a) => a.link !== undefined), ...all.filter((a) => a.link === undefined)];
+  }
+
+  /** The tenant accounts (not the system account, not link accounts). */
+  tenantAccounts(): AccountRecord[] {
+    return this.accounts().filter((a) => !a.system && a.link === undefined);
   }
 
   accountByKey(publicKey: string): AccountRecord | undefined {
@@ -211,10 +226,11 @@ export class Keystore {
       nats: {
         type: "account",
         version: 2,
-        limits: record.system ? { ...UNLIMITED_ACCOUNT_LIMITS } : { ...UNLIMITED_JETSTREAM_ACCOUNT_LIMITS },
+        limits: record.system || record.link !== undefined ? { ...UNLIMITED_ACCOUNT_LIMITS } : { ...UNLIMITED_JETSTREAM_ACCOUNT_LIMITS },
         signing_keys: Object.entries(record.roles).map(([role, r]) => ({ kind: "user_scope" as const, key: r.key, role, template: r.template })),
         ...(Object.keys(record.revocations).length > 0 ? { revocations: record.revocations } : {}),
         default_permissions: { pub: {}, sub: {} },
+        ...this.regionClaims(record),
       },
     };
     const operator = this.keyPair(this.storeFile().operator.publicKey);
@@ -225,6 +241,22 @@ export class Keystore {
     writeSecretFile(join(dir, "account.jwt"), `${jwt}\n`);
     writeSecretFile(join(dir, "account.json"), `${JSON.stringify(next, null, 2)}\n`);
     return { record: next, jwt };
+  }
+
+  /** The exports and imports of a link account or of the region's tenant account (none outside a region). */
+  private regionClaims(record: AccountRecord): Partial<RegionAccountClaims> {
+    const region = this.storeFile().region;
+    if (region === undefined) return {};
+    const claims =
+      record.link !== undefined
+        ? linkAccountClaims(region.name, record.link.peer, this.account(region.account).publicKey)
+        : record.name === region.account
+          ? tenantRegionClaims(
+              region.name,
+              region.dials.map((peer) => ({ peer, linkKey: this.account(linkAccountName(peer)).publicKey })),
+            )
+          : { exports: [], imports: [] };
+    return claims.exports.length === 0 && claims.imports.length === 0 ? {} : claims;
   }
 
   /** Records that the hub holds the account JWT issued at `iat`. */

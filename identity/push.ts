@@ -206,7 +206,7 @@ export async function pushAccounts(
   try {
     if (options.kick !== undefined && options.kick.users.length > 0) await pusher.kick(options.kick.account, options.kick.users);
     const accounts: AccountPushResult[] = [];
-    for (const name of options.accounts ?? ks.accountNames()) accounts.push(await pusher.push(name));
+    for (const name of options.accounts ?? ks.accounts().map((a) => a.name)) accounts.push(await pusher.push(name));
     return { servers: pusher.servers, accounts };
   } finally {
     await pusher.close();

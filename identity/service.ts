@@ -160,7 +160,12 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
       operatorJwt: ks.operatorJwt(),
       systemAccount: system.publicKey,
       account: tenant.publicKey,
-      accounts: { [system.publicKey]: ks.accountJwt(SYSTEM_ACCOUNT_NAME), [tenant.publicKey]: ks.accountJwt(account) },
+      // link accounts first: the tenant account of a region imports from them, and a server lacking one stalls
+      accounts: {
+        ...Object.fromEntries(ks.accounts().flatMap((a) => (a.link === undefined ? [] : [[a.publicKey, ks.accountJwt(a.name)]]))),
+        [system.publicKey]: ks.accountJwt(SYSTEM_ACCOUNT_NAME),
+        [tenant.publicKey]: ks.accountJwt(account),
+      },
       syncCreds: sync.creds,
       ...(agent === undefined ? {} : { agentCreds: agent }),
       ...(ingress === undefined || watcher === undefined ? {} : { ingressCreds: ingress, watcherCreds: watcher }),

@@ -24,13 +24,14 @@ import {
   untilSignal,
   type MetricsFlags,
 } from "../core/index.js";
-import { Keystore } from "../../identity/index.js";
+import { assertRegionName, Keystore } from "../../identity/index.js";
 import { DEFAULT_CLIENT_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST, DEFAULT_LEAF_PORT, DEFAULT_MONITOR_PORT, hubCredsPath, hubStatus, serveHub, startHub, startStandaloneIngress, writeClusterConfigs } from "../hub/index.js";
 import { renderHubStatus, renderReady } from "./render.js";
 import { runWorkers } from "./workers.js";
 import { monitoredServersOf } from "./monitor-urls.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
+import { addRegionCommands } from "./regions.js";
 import { addSinkCommands } from "./sinks.js";
 import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
 import { addServiceOptions, mqttPortOption, mqttWsPortOption, serviceOptionsFromFlags, type ServiceFlags } from "./service-flags.js";
@@ -52,7 +53,8 @@ addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
   .addOption(portOption("--monitor-port <port>", "nats-server monitoring port (0: pick one)", DEFAULT_MONITOR_PORT))
   .addOption(portOption("--leaf-port <port>", "leaf node port (0: pick one)", DEFAULT_LEAF_PORT))
   .addOption(portOption("--cluster-port <port>", "first cluster route port with --nodes > 1 (0: pick)", DEFAULT_CLUSTER_PORT))
-  .action(async (flags: UpFlags) => {
+  .option("--region <name>", "this hub is a region (its JetStream domain): link it to other regions with `fabric region link`; each region runs on its own copy of the operator's keystore")
+  .action(async (flags: UpFlags & { region?: string }) => {
     const services = serviceOptionsFromFlags(flags);
     const leafTls = leafTlsFromFlags(flags, (f) => resolve(f));
     const logger = createLogger({ name: "fabric" });
@@ -71,6 +73,7 @@ addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
         ...leafTls,
         clusterPort: flags.clusterPort,
         ...services,
+        ...(flags.region === undefined ? {} : { region: assertRegionName(flags.region) }),
       },
       logger,
     );
@@ -148,7 +151,7 @@ program
   .action(async (flags: { store?: string; server?: string[]; data?: string; json?: boolean }) => {
     const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
     const servers = flags.server ?? ks.storeFile().hubUrls;
-    const tenant = ks.accounts().find((a) => !a.system);
+    const tenant = ks.tenantAccounts()[0];
     const credsPath = tenant === undefined ? undefined : hubCredsPath(resolve(flags.data ?? defaultHubDataDir()), tenant.name);
     const status = await hubStatus(ks, servers, credsPath !== undefined && existsSync(credsPath) ? readFileSync(credsPath, "utf8") : undefined);
     if (flags.json === true) outJson(status);
@@ -227,6 +230,7 @@ addMetricsOptions(program.command("ingress"), DEFAULT_INGRESS_METRICS_PORT)
 
 addWindowCommands(program);
 addSiteCommands(program);
+addRegionCommands(program);
 addSinkCommands(program);
 
 const config = program.command("config").description("generate configs");

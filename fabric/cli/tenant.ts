@@ -20,7 +20,7 @@ export async function tenantConnection(flags: ConnFlags): Promise<NatsConnection
   let creds: string;
   if (flags.creds !== undefined) creds = readFileSync(resolve(flags.creds), "utf8");
   else {
-    const tenant = ks.accounts().find((a) => !a.system);
+    const tenant = ks.tenantAccounts()[0];
     const path = tenant === undefined ? "" : hubCredsPath(resolve(flags.data ?? defaultHubDataDir()), tenant.name);
     if (!existsSync(path)) throw new InvalidInputError(`no hub credential at ${path}: run this on the hub's machine (--data) or give --creds`);
     creds = readFileSync(path, "utf8");

@@ -43,6 +43,10 @@ export const hubNodeConfigSchema = z.strictObject({
     })
     .optional(),
   maxPayloadBytes: z.number().int().positive().optional(),
+  /** The JetStream domain: the region's name, or `hub` for a hub that is no region. */
+  domain: z.string().min(1).default(HUB_JETSTREAM_DOMAIN),
+  /** Leaf remotes to peer regions this region dials, each bound to its link account. */
+  leafRemotes: z.array(z.strictObject({ urls: z.array(z.string().min(1)).min(1), account: z.string().min(1), credentials: z.string().min(1) })).default([]),
 });
 export type HubNodeConfig = z.input<typeof hubNodeConfigSchema>;
 
@@ -64,13 +68,14 @@ export function hubServerConfig(input: HubNodeConfig): Record<string, unknown> {
     system_account: o.systemAccount,
     resolver: { type: "full", dir: o.resolverDir, allow_delete: false, interval: RESOLVER_SYNC_INTERVAL, timeout: "1.9s" },
     resolver_preload: o.preload,
-    jetstream: { store_dir: o.storeDir, domain: HUB_JETSTREAM_DOMAIN },
+    jetstream: { store_dir: o.storeDir, domain: o.domain },
     // sites dial the hub URLs their operator gave them (a load balancer, a proxy, a NAT address): the hub does
     // not hand them its nodes' own addresses to dial instead
     leafnodes: {
       host: o.host,
       port: o.leafPort,
       no_advertise: true,
+      ...(o.leafRemotes.length === 0 ? {} : { remotes: o.leafRemotes.map((r) => ({ urls: r.urls, account: r.account, credentials: r.credentials })) }),
       ...(o.leafTls === undefined
         ? {}
         : { tls: { cert_file: o.leafTls.cert, key_file: o.leafTls.key, ...(o.leafTls.ca === undefined ? {} : { ca_file: o.leafTls.ca, verify: true }), timeout: 5 } }),

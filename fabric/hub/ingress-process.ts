@@ -44,7 +44,7 @@ export async function startStandaloneIngress(input: StandaloneIngressOptions, lo
   } else {
     if (o.keystoreDir === undefined || o.dataDir === undefined) throw new Error("give --store and --data, or --creds, --watcher-creds and --operator");
     const ks = Keystore.open(o.keystoreDir);
-    const account = o.account ?? ks.accounts().find((a) => !a.system)?.name ?? "";
+    const account = o.account ?? ks.tenantAccounts()[0]?.name ?? "";
     creds = await hubCreds(ks, o.dataDir, account, logger, "ingress");
     watcherCreds = await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, logger, "watcher");
     operatorKey = ks.storeFile().operator.publicKey;

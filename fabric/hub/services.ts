@@ -21,6 +21,7 @@ import { startIngress, type Ingress } from "../../ingress/index.js";
 import { runDefinedSinks } from "../../sink/index.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 import { serveSites } from "./sites.js";
+import { startRegionLinks, type RegionLeafRemote, type RegionLinksRunner } from "./regions/index.js";
 import { createStatusSource, startStatusPage, type StatusPage } from "./status-page/index.js";
 
 /** How long the servers may take to have JetStream ready for every account. */
@@ -57,6 +58,8 @@ export interface HubServicesOptions {
   grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
   /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
   statusPage?: { host: string; port: number };
+  /** This hub is a region: its links to peer regions (`fabric region link`) are applied from the data directory. */
+  region?: { name: string; applyRemotes: (remotes: RegionLeafRemote[]) => Promise<void> };
 }
 
 type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "sinks" | "mqtt" | "grpc" | "statusPage">;
@@ -84,6 +87,8 @@ export function serviceSettings(o: {
 
 export interface RunningHubServices {
   urls: string[];
+  /** The region's links, when the hub is a region. */
+  regions: RegionLinksRunner | undefined;
   /** The MQTT ingress's ports, when it runs. */
   mqtt: Ingress["ports"] | undefined;
   /** The gRPC gateway's port, when it runs. */
@@ -146,7 +151,8 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
 
     // --- streams, KV, identity service per tenant account ---
     let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
-    for (const acc of ks.accounts().filter((a) => !a.system)) {
+    let regionRunner: RegionLinksRunner | undefined;
+    for (const acc of ks.tenantAccounts()) {
       const creds = await hubCreds(ks, o.dataDir, acc.name, log);
       const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
       connections.push(nc);
@@ -160,10 +166,15 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
       const sites = await serveSites(nc, log, { watcher: await accountWatcher(), accountKey: acc.publicKey });
       services.push({ stop: () => Promise.resolve(sites.stop()) });
+      if (o.region !== undefined && acc.name === ks.storeFile().region?.account) {
+        const regions = await startRegionLinks({ ks, region: o.region.name, dataDir: o.dataDir, urls, nc, watcher: await accountWatcher(), replicas: o.replicas, applyRemotes: o.region.applyRemotes, logger: log });
+        services.push({ stop: () => regions.stop() });
+        regionRunner = regions;
+      }
       if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
       if (o.sinks) sinkRunners.push(await runDefinedSinks(nc, log));
     }
-    const tenant = ks.accounts().find((a) => !a.system);
+    const tenant = ks.tenantAccounts()[0];
     let mqtt: Ingress["ports"] | undefined;
     if (o.mqtt !== undefined && tenant !== undefined) {
       const m = o.mqtt;
@@ -214,7 +225,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       }
       if (existsSync(devPath)) devCreds = devPath;
     }
-    return { urls, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
+    return { urls, regions: regionRunner, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -18,7 +18,9 @@ import {
   type ServerPorts,
   type Supervisor,
 } from "../core/index.js";
-import { initKeystore, Keystore, upgradeKeystore } from "../../identity/index.js";
+import { isDeepStrictEqual } from "node:util";
+import { initKeystore, Keystore, setKeystoreRegion, upgradeKeystore } from "../../identity/index.js";
+import type { RegionLeafRemote } from "./regions/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, leafTlsSchema, writeServerConfig } from "./config.js";
 import { HUB_READY_TIMEOUT_MS, lockDataDir, serviceSettings, startHubServices, type RunningHubServices } from "./services.js";
 
@@ -62,6 +64,8 @@ export const hubOptionsSchema = z.strictObject({
     .optional(),
   /** The read-only status page: open on loopback, elsewhere it asks for the token in `<dataDir>/status-page.token`. */
   statusPage: z.strictObject({ host: z.string().min(1), port: portSchema }).optional(),
+  /** This hub is region `region` (its JetStream domain), linked to others with `fabric region link`. */
+  region: z.string().optional(),
 });
 export type HubOptions = z.input<typeof hubOptionsSchema>;
 
@@ -81,7 +85,7 @@ export interface RunningHub extends RunningHubServices {
   serverPids(): number[];
 }
 
-const hubStateSchema = z.strictObject({ operator: z.string(), nodes: z.number().int() });
+const hubStateSchema = z.strictObject({ operator: z.string(), nodes: z.number().int(), region: z.string().optional() });
 
 function nodePort(base: number, i: number): number {
   return base === 0 ? -1 : base + i;
@@ -130,8 +134,17 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
         );
       }
       if (state.data.nodes !== o.nodes) throw new ConfigError(`data directory ${o.dataDir} holds a ${state.data.nodes}-node hub; start it with --nodes ${state.data.nodes} or use another --data`);
+      if (state.data.region !== o.region) {
+        throw new ConfigError(`data directory ${o.dataDir} holds ${state.data.region === undefined ? "a hub that is no region" : `region ${state.data.region}`}: start it ${state.data.region === undefined ? "without --region" : `with --region ${state.data.region}`} or use another --data`);
+      }
     }
-    writeFileAtomic(statePath, `${JSON.stringify({ operator: store.operator.publicKey, nodes: o.nodes }, null, 2)}\n`, 0o600);
+    if (o.region !== undefined) {
+      const region = o.region;
+      const tenant = ks.tenantAccounts()[0];
+      if (tenant === undefined) throw new ConfigError(`keystore ${o.keystoreDir} has no tenant account to link regions with`);
+      await ks.withLock(() => setKeystoreRegion(ks, region, tenant.name));
+    }
+    writeFileAtomic(statePath, `${JSON.stringify({ operator: store.operator.publicKey, nodes: o.nodes, ...(o.region === undefined ? {} : { region: o.region }) }, null, 2)}\n`, 0o600);
 
     // --- nodes ---
     const names = Array.from({ length: o.nodes }, (_, i) => (o.nodes === 1 ? "hub" : `hub-${i + 1}`));
@@ -148,11 +161,16 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
       known.forEach((k, i) => (k.cluster = picked[i] ?? -1));
     }
     const nodeDir = (i: number): string => join(o.dataDir, names[i] ?? `hub-${i + 1}`);
-    const spawnOptions = (i: number) => () => {
+    // leaf remotes to the peer regions this region dials (they change with `fabric region link`)
+    let leafRemotes: RegionLeafRemote[] = [];
+    // the ports each node was started with: a reload must not change them (nats-server refuses that)
+    const startedWith: (typeof known)[number][] = [];
+    const spawnOptions = (i: number, reload = false) => () => {
       const dir = nodeDir(i);
       for (const d of ["", "jetstream", "jwt", "run"]) ensurePrivateDir(join(dir, d));
-      const k = known[i];
+      const k = reload ? startedWith[i] : known[i];
       if (k === undefined) throw new Error(`no node ${i}`);
+      if (!reload) startedWith[i] = { ...k };
       const preload: Record<string, string> = {};
       for (const acc of ks.accounts()) preload[acc.publicKey] = ks.accountJwt(acc.name);
       const routes = known.flatMap((p, j) => (j !== i && p.cluster > 0 ? [`nats-route://${routeHost}:${p.cluster}`] : []));
@@ -170,6 +188,8 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
         systemAccount: store.systemAccount,
         preload,
         ...(o.nodes > 1 ? { cluster: { name: DEFAULT_CLUSTER_NAME, port: k.cluster, routes } } : {}),
+        ...(o.region === undefined ? {} : { domain: o.region }),
+        leafRemotes,
       });
       const configFile = join(dir, "nats-server.conf");
       writeServerConfig(configFile, config);
@@ -222,6 +242,24 @@ export async function startHub(input: HubOptions, logger: Logger): Promise<Runni
         urls,
         replicas: o.nodes >= 3 ? 3 : 1,
         ...serviceSettings(o),
+        ...(o.region === undefined
+          ? {}
+          : {
+              region: {
+                name: o.region,
+                applyRemotes: (remotes: RegionLeafRemote[]): Promise<void> => {
+                  if (isDeepStrictEqual(remotes, leafRemotes)) return Promise.resolve();
+                  leafRemotes = remotes;
+                  // each node's config written again (and checked), then reloaded: nats-server adds and drops leaf remotes on SIGHUP
+                  supervisors.forEach((sup, i) => {
+                    spawnOptions(i, true)();
+                    process.kill(sup.current().pid, "SIGHUP");
+                  });
+                  log.info({ remotes: remotes.length }, "leaf remotes to peer regions reloaded");
+                  return Promise.resolve();
+                },
+              },
+            }),
       },
       log,
     );

@@ -41,6 +41,8 @@ export async function startTestHub(
     statusPage?: { host: string };
     /** The hub's logger (default: testLogger()). */
     logger?: Logger;
+    /** The hub is this region (its keystore a copy of the operator's, serving this region only). */
+    region?: string;
   } = {},
 ): Promise<TestHub> {
   const root = h.tempDir("fabric-hub-");
@@ -63,6 +65,7 @@ export async function startTestHub(
       sinks: options.sinks ?? true,
       ...(options.grpc === true ? { grpc: { port: 0 } } : {}),
       ...(options.statusPage === undefined ? {} : { statusPage: { host: options.statusPage.host, port: 0 } }),
+      ...(options.region === undefined ? {} : { region: options.region }),
       ...(options.mqtt === true
         ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
         : {}),

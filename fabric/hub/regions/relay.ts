@@ -1,0 +1,91 @@
+import type { NatsConnection, Subscription } from "@nats-io/transport-node";
+import { counter, errorMessage, histogram, type Logger } from "../../core/index.js";
+import { adoptRevocations, openClaimsPusher, regionSubjects, validateAccountJwt, type AccountWatcher, type ClaimsPusher, type Keystore } from "../../../identity/index.js";
+
+/** A relay's admin connection is opened again this often (its short-lived admin credential expires after 2 min). */
+const PUSHER_REFRESH_MS = 60_000;
+
+const relayed = counter<"direction" | "result">({
+  name: "fabric_region_claims_total",
+  help: "account JWT updates relayed between regions: out (sent to the peers), in (from a peer: adopted, known already, or invalid)",
+  labelNames: ["direction", "result"],
+});
+const adoptSeconds = histogram({
+  name: "fabric_region_claims_apply_seconds",
+  help: "time from a peer's account update arriving to this region's servers holding it (re-signed and pushed)",
+});
+
+/**
+ * Revocations across regions. Every account JWT this region's servers take (pushed by `fabric-id`, the identity
+ * service or this relay) is sent to the linked peers on `$REGION.claims.out`. One arriving from a peer is checked
+ * against the operator; its revocations this region lacks are taken into the region's keystore, the account's
+ * JWT here is signed again (each region's tenant JWT has its own links' imports, so a peer's JWT is never pushed
+ * as it is) and pushed, and nats-server disconnects the revoked users. A region that knew them all stays silent,
+ * which ends the relay in any topology, rings included.
+ */
+export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher: AccountWatcher; urls: string[]; linked: () => boolean; logger: Logger }): { stop(): Promise<void> } {
+  const log = o.logger.child({ component: "region-claims" });
+  const operatorKeys = [o.ks.storeFile().operator.publicKey];
+  let pusher: { p: Promise<ClaimsPusher>; at: number } | undefined;
+  const getPusher = (): Promise<ClaimsPusher> => {
+    if (pusher === undefined || Date.now() - pusher.at > PUSHER_REFRESH_MS) {
+      const old = pusher;
+      const p = openClaimsPusher(o.ks, { servers: o.urls, logger: log });
+      p.catch(() => (pusher = undefined));
+      pusher = { p, at: Date.now() };
+      void old?.p.then((x) => x.close()).catch(() => undefined);
+    }
+    return pusher.p;
+  };
+  const refresh = setInterval(() => {
+    if (o.linked()) void getPusher().catch(() => undefined);
+  }, PUSHER_REFRESH_MS / 2);
+  refresh.unref();
+
+  let queue: Promise<unknown> = Promise.resolve();
+  const unlisten = o.watcher.onUpdate((claims) => {
+    if (!o.linked()) return;
+    const account = o.ks.accountByKey(claims.sub);
+    if (account === undefined || account.link !== undefined) return;
+    const jwt = o.watcher.accountJwt(claims.sub);
+    if (jwt === undefined) return;
+    o.nc.publish(regionSubjects.claimsOut, jwt);
+    relayed.inc({ direction: "out", result: "sent" });
+  });
+  const sub: Subscription = o.nc.subscribe(regionSubjects.claimsInAll, {
+    callback: (err, m) => {
+      if (err !== null) return;
+      const started = performance.now();
+      const from = m.subject.split(".")[3] ?? "?";
+      let claims;
+      try {
+        claims = validateAccountJwt(m.string(), operatorKeys);
+      } catch (e) {
+        relayed.inc({ direction: "in", result: "invalid" });
+        log.warn({ from, err: errorMessage(e) }, "ignored an account update from a peer region that does not validate");
+        return;
+      }
+      const c = claims;
+      queue = queue.then(async () => {
+        const name = await o.ks.withLock(() => adoptRevocations(o.ks, c));
+        if (name === undefined) {
+          relayed.inc({ direction: "in", result: "known" });
+          return;
+        }
+        const r = await (await getPusher()).push(name);
+        relayed.inc({ direction: "in", result: "adopted" });
+        adoptSeconds.observe((performance.now() - started) / 1000);
+        log.info({ from, account: name, complete: r.complete }, "revocations from a peer region adopted and pushed");
+      }).catch((e: unknown) => log.warn({ from, err: errorMessage(e) }, "could not adopt an account update from a peer region"));
+    },
+  });
+  return {
+    stop: async () => {
+      clearInterval(refresh);
+      unlisten();
+      sub.unsubscribe();
+      await queue.catch(() => undefined);
+      await pusher?.p.then((p) => p.close()).catch(() => undefined);
+    },
+  };
+}

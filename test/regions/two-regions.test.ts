@@ -1,0 +1,128 @@
+/**
+ * Two regions (issue 13) on this machine, their link through a proxy with 100 ms one-way delay: live traffic
+ * both ways by interest, commands into the other region, EVENTS copied exactly once across cuts and a hub
+ * restart, and a revocation in one region kicking the user in the other.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { jetstream } from "@nats-io/jetstream";
+import { pollUntil } from "../../fabric/core/index.js";
+import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
+import { connectAs, Harness, waitClosed } from "../harness/index.js";
+import { copySubjects, startTestRegions, type TestRegions } from "./region-helpers.js";
+
+const h = new Harness();
+let t: TestRegions;
+
+afterAll(() => h.dispose());
+beforeAll(async () => {
+  t = await startTestRegions(h, ["a", "b"], [["a", "b"]], { delayMs: 100 });
+  await t.waitLinked("a");
+  await t.waitLinked("b");
+}, 120_000);
+
+describe("two regions", () => {
+  it("a subscriber in one region gets what is published in the other, under region.<origin>.…, both ways", async () => {
+    const a = await t.service("a");
+    const b = await t.service("b");
+    const inB = b.subscribe("region.a.telemetry.>");
+    const inA = a.subscribe("region.b.telemetry.>");
+    // interest crosses the link (100 ms each way): publish until the first arrives
+    const first = (async () => {
+      for await (const m of inB) return m.subject;
+      return undefined;
+    })();
+    const firstA = (async () => {
+      for await (const m of inA) return m.subject;
+      return undefined;
+    })();
+    const pump = setInterval(() => {
+      a.publish("telemetry.s1.d1.temp", "21");
+      b.publish("telemetry.s2.d2.temp", "22");
+    }, 50);
+    try {
+      expect(await first).toBe("region.a.telemetry.s1.d1.temp");
+      expect(await firstA).toBe("region.b.telemetry.s2.d2.temp");
+    } finally {
+      clearInterval(pump);
+    }
+  });
+
+  it("a command from one region reaches a device in the other: stored in that region's COMMANDS, the device asked once", async () => {
+    const a = await t.service("a");
+    const b = await t.service("b");
+    const got: string[] = [];
+    a.subscribe("cmd.s1.d1.>", {
+      callback: (_e, m) => {
+        got.push(m.subject);
+      },
+    });
+    await a.flush();
+    // the first answer is the JetStream ack of a's COMMANDS stream (domain a): the command is durable in a
+    const ack = await pollUntil(async () => JSON.parse((await b.request("region.a.cmd.s1.d1.reboot", "go", { timeout: 2_000 })).string()) as { stream: string; domain: string }, {
+      timeoutMs: 20_000,
+      intervalMs: 100,
+    });
+    expect(ack).toMatchObject({ stream: "COMMANDS", domain: "a" });
+    await pollUntil(() => got.length > 0, { timeoutMs: 5_000 });
+    expect(got).toEqual(["cmd.s1.d1.reboot"]);
+    // a command to a region not linked is answered at once: no responders
+    await expect(b.request("region.c.cmd.s1.d1.reboot", "go", { timeout: 2_000 })).rejects.toThrow(/503|no responders/i);
+  });
+
+  it("a revocation in one region reaches the other and disconnects the user there", async () => {
+    const ksA = t.regions["a"]?.ks;
+    if (ksA === undefined) throw new Error("no region a");
+    const user = issueUser(ksA, { account: "fleet", role: "service", name: "roaming" });
+    const inB = await connectAs(t.regions["b"]?.url ?? "", user.creds ?? "");
+    const started = performance.now();
+    revokeUsers(ksA, "fleet", user.record.publicKey);
+    await pushAccounts(ksA, { servers: [t.regions["a"]?.url ?? ""], accounts: ["fleet"] });
+    await waitClosed(inB, 10_000);
+    const ms = performance.now() - started;
+    // 100 ms each way: one crossing, re-signed and pushed in b
+    expect(ms).toBeLessThan(2_000);
+    // b's keystore copy took the revocation: a JWT b signs later keeps it
+    expect(t.regions["b"]?.ks.account("fleet").revocations[user.record.publicKey]).toBeGreaterThan(0);
+    await expect(connectAs(t.regions["b"]?.url ?? "", user.creds ?? "")).rejects.toThrow(/authorization|revoked/i);
+  });
+
+  it("EVENTS are copied into the other region exactly once, across a cut of the link and a restart of a hub", async () => {
+    const a = await t.service("a");
+    const b = await t.service("b");
+    const jsA = jetstream(a);
+    const jsB = jetstream(b);
+    const publish = async (js: typeof jsA, site: string, from: number, n: number): Promise<void> => {
+      const acks = [];
+      for (let i = from; i < from + n; i++) acks.push(js.publish(`events.${site}.dev.e${i}`, `${i}`, { msgID: `${site}-${i}` }));
+      await Promise.all(acks);
+    };
+    await publish(jsA, "sa", 0, 500);
+    await publish(jsB, "sb", 0, 500);
+    t.proxies["a-b"]?.cut();
+    await publish(jsA, "sa", 500, 500);
+    await publish(jsB, "sb", 500, 500);
+    t.proxies["a-b"]?.restore();
+    await publish(jsA, "sa", 1_000, 200);
+    // b down and up again on its data (new ports): a's backlog for it waits in a's consumer
+    await t.restart("b");
+    await publish(jsA, "sa", 1_200, 300);
+    await t.waitLinked("b");
+    const b2 = await t.service("b");
+    const inB = await pollUntil(async () => {
+      const s = await copySubjects(b2, "a");
+      return s.size >= 1_500 ? s : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: "1 500 events of a in b" });
+    const inA = await pollUntil(async () => {
+      const s = await copySubjects(a, "b");
+      return s.size >= 1_000 ? s : undefined;
+    }, { timeoutMs: 60_000, intervalMs: 250, what: "1 000 events of b in a" });
+    expect(inB.size).toBe(1_500);
+    expect([...inB.values()].every((n) => n === 1)).toBe(true);
+    expect([...inB.keys()].every((s) => s.startsWith("region.a.events.sa.dev.e"))).toBe(true);
+    expect(inA.size).toBe(1_000);
+    expect([...inA.values()].every((n) => n === 1)).toBe(true);
+    // nothing a region received is shipped back: a's own EVENTS hold only its own
+    const own = await (await import("@nats-io/jetstream")).jetstreamManager(a).then((m) => m.streams.info("EVENTS", { subjects_filter: ">" }));
+    expect(Object.keys(own.state.subjects ?? {}).every((s) => s.startsWith("events.sa."))).toBe(true);
+  }, 120_000);
+});
