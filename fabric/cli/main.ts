@@ -108,7 +108,8 @@ addServiceOptions(program.command("serve"))
   .requiredOption("--server <url...>", "the hub's servers (nats://host:port)")
   .addOption(new Option("--replicas <n>", "replicas of the hub's streams: 1, or 3 on a cluster of 3 or more").default("1"))
   .option("--monitor <url...>", "the servers' monitoring listeners (http://host:8222): their figures (connections, streams, consumer lag) join this process's /metrics")
-  .action(async (flags: ServiceFlags & { server: string[]; replicas: string; monitor?: string[] }) => {
+  .option("--region <name>", "the servers are this region (fabric config hub --region): apply the region links of --data (copies, consumers, relay of revocations)")
+  .action(async (flags: ServiceFlags & { server: string[]; replicas: string; monitor?: string[]; region?: string }) => {
     const services = serviceOptionsFromFlags(flags);
     const monitored = monitoredServersOf(flags.monitor ?? []);
     const logger = createLogger({ name: "fabric" });
@@ -121,6 +122,7 @@ addServiceOptions(program.command("serve"))
         replicas: Number(flags.replicas),
         host: flags.host,
         ...services,
+        ...(flags.region === undefined ? {} : { region: assertRegionName(flags.region) }),
       },
       logger,
     );
@@ -244,10 +246,19 @@ addLeafTlsOptions(config.command("hub"), ": an absolute path on each host")
   .addOption(portOption("--cluster-port <port>", "route port", DEFAULT_CLUSTER_PORT))
   .addOption(portOption("--monitor-port <port>", "monitoring port", DEFAULT_MONITOR_PORT))
   .addOption(portOption("--leaf-port <port>", "leaf node port", DEFAULT_LEAF_PORT))
-  .action((flags: LeafTlsFlags & { hosts: string[]; out: string; store?: string; dataDir: string; port: number; clusterPort: number; monitorPort: number; leafPort: number }, _cmd: Command) => {
+  .option("--region <name>", "the cluster is this region (its JetStream domain); the keystore (a copy of the operator's) then serves it")
+  .option("--link <peer=url...>", "with --region: dial this peer region's leaf listener (nats-leaf://host:7422); its credential is written to <out>/regions/")
+  .action(async (flags: LeafTlsFlags & { hosts: string[]; out: string; store?: string; dataDir: string; port: number; clusterPort: number; monitorPort: number; leafPort: number; region?: string; link?: string[] }, _cmd: Command) => {
     const leafTls = leafTlsFromFlags(flags, (f) => f);
     const ks = Keystore.open(resolve(flags.store ?? defaultKeystoreDir()));
-    const { files, uncheckedFiles } = writeClusterConfigs(ks, resolve(flags.out), {
+    if (flags.link !== undefined && flags.region === undefined) throw new InvalidInputError("--link needs --region");
+    const dials = (flags.link ?? []).map((spec) => {
+      const at = spec.indexOf("=");
+      if (at <= 0) throw new InvalidInputError(`--link ${JSON.stringify(spec)}: give peer=nats-leaf://host:port`);
+      return { peer: spec.slice(0, at), urls: [spec.slice(at + 1)] };
+    });
+    const { files, uncheckedFiles, regionFiles } = await writeClusterConfigs(ks, resolve(flags.out), {
+      ...(flags.region === undefined ? {} : { region: { name: assertRegionName(flags.region), dials } }),
       hosts: flags.hosts,
       clientPort: flags.port,
       clusterPort: flags.clusterPort,
@@ -259,6 +270,9 @@ addLeafTlsOptions(config.command("hub"), ": an absolute path on each host")
     out(files.join("\n"));
     if (uncheckedFiles.length > 0) say(`not on this machine, so checked without them: ${uncheckedFiles.join(", ")} (they must exist on every host)`);
     say(`wrote ${files.length} configs (0600: they carry the operator JWT); start each host with: nats-server -c hub-N.conf`);
+    if (regionFiles.length > 0) {
+      say(`region ${flags.region ?? ""}: copy ${regionFiles.filter((f) => f.endsWith(".creds")).join(", ")} to ${flags.dataDir}/regions/ on every host, and region-links.json into fabric serve's --data directory (run it with --region ${flags.region ?? ""})`);
+    }
   });
 
 await runCli(program);

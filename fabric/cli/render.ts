@@ -1,4 +1,4 @@
-import type { HubStatus, SiteInfo } from "../hub/index.js";
+import type { HubStatus, RegionLinkStatus, SiteInfo } from "../hub/index.js";
 import type { ServerPorts } from "../core/index.js";
 
 export interface ReadySummary {
@@ -70,6 +70,7 @@ export function renderHubStatus(s: HubStatus): string {
     for (const i of s.ingress) lines.push(`  ${i.instance}  pid ${i.pid}  ${i.connections} connection(s)  up since ${new Date(i.startedAt).toISOString()}`);
   }
   if (s.sites !== undefined) lines.push(...renderSites(s.sites));
+  if (s.regions !== undefined) lines.push("region links:", ...renderRegionLinks(s.regions).map((l) => `  ${l}`));
   lines.push("clients by role:");
   const roles = Object.entries(s.clientsByRole).sort();
   if (roles.length === 0) lines.push("  (none)");
@@ -98,6 +99,19 @@ export function renderSites(sites: readonly SiteInfo[], now = Date.now()): strin
           (st === undefined ? "" : `backlog ${st.backlog} msgs (oldest ${Math.round(st.oldestBacklogMs / 1_000)} s), buffer ${mb(st.bytes)} of ${mb(st.maxBytes)} ${st.overflow}${st.full ? " FULL" : ""}, dropped ${st.dropped}; `) +
           (src === undefined ? "not sourced" : `hub source lag ${src.lag}, active ${ago(src.activeMs)}`),
       );
+    }
+  }
+  return lines;
+}
+
+/** Region links: each peer's state, its copies here and this region's backlog for it. */
+export function renderRegionLinks(links: readonly RegionLinkStatus[]): string[] {
+  if (links.length === 0) return ["no region links"];
+  const lines: string[] = [];
+  for (const l of links) {
+    lines.push(`region ${l.peer}: ${l.up ? "up" : "DOWN"}${l.dials === undefined ? "" : l.dials ? " (this region dials it)" : " (it dials this region)"}${l.error === undefined ? "" : ` error: ${l.error}`}`);
+    for (const s of l.streams) {
+      lines.push(`  ${s.kind}: copy ${s.copy} ${s.messages} msgs, lag ${s.lag}, last heard ${s.activeMs < 0 ? "never" : `${(s.activeMs / 1000).toFixed(1)} s ago`}; backlog for ${l.peer}: ${s.backlog}`);
     }
   }
   return lines;

@@ -1,8 +1,9 @@
 import { existsSync, rmSync } from "node:fs";
-import { isAbsolute, join } from "node:path";
+import { dirname, isAbsolute, join } from "node:path";
 import { z } from "zod";
-import { ensurePrivateDir, parseInput } from "../core/index.js";
-import type { Keystore } from "../../identity/index.js";
+import { ConfigError, ensurePrivateDir, parseInput, writeSecretFile } from "../core/index.js";
+import { issueLinkCreds, linkAccountName, setDialedLinks, setKeystoreRegion, type Keystore } from "../../identity/index.js";
+import { linkCredsFile, putRegionLink, regionLinkSchema, regionLinksFile, type RegionLeafRemote } from "./regions/index.js";
 import { DEFAULT_CLUSTER_NAME, hubServerConfig, leafTlsFiles, leafTlsSchema, writeServerConfig } from "./config.js";
 
 const hostSchema = z.string().regex(/^[A-Za-z0-9.:[\]-]+$/, "a host is a name or an IP address");
@@ -19,11 +20,20 @@ export const clusterConfigOptionsSchema = z.strictObject({
   leafTls: leafTlsSchema
     .refine((t) => leafTlsFiles(t).every((f) => isAbsolute(f)), "leaf TLS files are absolute paths, as they are on each host")
     .optional(),
+  /** The cluster is this region (its JetStream domain); with `dials`, the peers it dials and their leaf URLs. */
+  region: z
+    .strictObject({
+      name: z.string().min(1),
+      dials: z.array(z.strictObject({ peer: z.string().min(1), urls: z.array(z.string().min(1)).min(1) })).default([]),
+    })
+    .optional(),
 });
 export type ClusterConfigOptions = z.input<typeof clusterConfigOptionsSchema>;
 
 export interface ClusterConfigs {
   files: string[];
+  /** With a region that dials: the link credentials (copy each to `<dataDir>/regions/` on every host) and the links file for `fabric serve`'s data directory. */
+  regionFiles: string[];
   /** Leaf TLS files named by the configs that are not on this machine: `nats-server -t` ran without them. */
   uncheckedFiles: string[];
 }
@@ -34,9 +44,10 @@ export interface ClusterConfigs {
  * listener), each checked with `nats-server -t`. The leaf TLS files are paths on the hosts: when they are not
  * on this machine too, the check runs on a copy without them and the answer names them.
  */
-export function writeClusterConfigs(ks: Keystore, outDir: string, input: ClusterConfigOptions): ClusterConfigs {
+export async function writeClusterConfigs(ks: Keystore, outDir: string, input: ClusterConfigOptions): Promise<ClusterConfigs> {
   const o = parseInput(clusterConfigOptionsSchema, input, "cluster config");
   ensurePrivateDir(outDir);
+  const region = o.region === undefined ? undefined : await regionConfig(ks, outDir, o.dataDir, o.region);
   const preload: Record<string, string> = {};
   for (const acc of ks.accounts()) preload[acc.publicKey] = ks.accountJwt(acc.name);
   const files: string[] = [];
@@ -55,6 +66,7 @@ export function writeClusterConfigs(ks: Keystore, outDir: string, input: Cluster
       systemAccount: ks.storeFile().systemAccount,
       preload,
       ...(o.leafTls === undefined ? {} : { leafTls: o.leafTls }),
+      ...(region === undefined ? {} : { domain: region.name, leafRemotes: region.remotes }),
       cluster: {
         name: o.clusterName,
         port: o.clusterPort,
@@ -63,9 +75,15 @@ export function writeClusterConfigs(ks: Keystore, outDir: string, input: Cluster
     });
     const file = join(outDir, `${name}.conf`);
     const hostConfig: Record<string, unknown> = { ...config, cluster: { ...(config["cluster"] as object), advertise: `${host}:${o.clusterPort}` }, client_advertise: `${host}:${o.clientPort}` };
-    writeServerConfig(file, hostConfig, uncheckedFiles.length === 0);
-    if (uncheckedFiles.length > 0) {
-      const { tls: _hostOnly, ...leafnodes } = hostConfig["leafnodes"] as Record<string, unknown>;
+    writeServerConfig(file, hostConfig, uncheckedFiles.length === 0 && region === undefined);
+    if (uncheckedFiles.length > 0 || region !== undefined) {
+      // checked with what this machine has: the link credentials from the output directory, TLS files left out when absent
+      const { tls: hostTls, ...rest } = hostConfig["leafnodes"] as Record<string, unknown>;
+      const leafnodes = {
+        ...rest,
+        ...(uncheckedFiles.length === 0 && hostTls !== undefined ? { tls: hostTls } : {}),
+        ...(region === undefined ? {} : { remotes: region.remotes.map((r) => ({ urls: r.urls, account: r.account, credentials: region.localCreds[r.credentials] })) }),
+      };
       const probe = join(outDir, `.${name}.check.conf`);
       try {
         writeServerConfig(probe, { ...hostConfig, leafnodes });
@@ -75,5 +93,42 @@ export function writeClusterConfigs(ks: Keystore, outDir: string, input: Cluster
     }
     files.push(file);
   });
-  return { files, uncheckedFiles };
+  return { files, uncheckedFiles, regionFiles: region?.files ?? [] };
+}
+
+/**
+ * The keystore serves the region and dials its peers (link accounts made, the tenant JWT signed with their
+ * imports); a link credential per peer in `<out>/regions/`, named in the configs as `<dataDir>/regions/<peer>.creds`
+ * on the hosts; and `<out>/region-links.json` for `fabric serve --region` (its data directory).
+ */
+async function regionConfig(
+  ks: Keystore,
+  outDir: string,
+  dataDir: string,
+  region: { name: string; dials: { peer: string; urls: string[] }[] },
+): Promise<{ name: string; remotes: RegionLeafRemote[]; localCreds: Record<string, string>; files: string[] }> {
+  const tenant = ks.tenantAccounts()[0];
+  if (tenant === undefined) throw new ConfigError(`keystore ${ks.dir} has no tenant account to link regions with`);
+  const links = region.dials.map((d) => parseInput(regionLinkSchema, d, `link to ${d.peer}`));
+  return ks.withLock(() => {
+    setKeystoreRegion(ks, region.name, tenant.name);
+    setDialedLinks(ks, links.map((l) => l.peer));
+    const remotes: RegionLeafRemote[] = [];
+    const localCreds: Record<string, string> = {};
+    const files: string[] = [];
+    for (const l of links) {
+      const local = linkCredsFile(outDir, l.peer);
+      ensurePrivateDir(dirname(local));
+      writeSecretFile(local, issueLinkCreds(ks, l.peer).creds);
+      const onHost = linkCredsFile(dataDir, l.peer);
+      localCreds[onHost] = local;
+      remotes.push({ urls: l.urls ?? [], account: ks.account(linkAccountName(l.peer)).publicKey, credentials: onHost });
+      files.push(local);
+    }
+    if (links.length > 0) {
+      for (const l of links) putRegionLink(outDir, l);
+      files.push(regionLinksFile(outDir));
+    }
+    return { name: region.name, remotes, localCreds, files };
+  });
 }

@@ -18,5 +18,5 @@ export { startHubServices, HUB_READY_TIMEOUT_MS } from "./services.js";
 export type { HubServicesOptions, RunningHubServices } from "./services.js";
 export { serveHub, serveOptionsSchema } from "./serve.js";
 export type { ServeOptions } from "./serve.js";
-export { putRegionLink, removeRegionLink, readRegionLinks, regionLinksStatus, regionCopyStream, REGION_STREAM_KINDS } from "./regions/index.js";
+export { putRegionLink, removeRegionLink, readRegionLinks, regionLinksStatus, discoverRegionLinks, linksToShow, regionCopyStream, REGION_STREAM_KINDS } from "./regions/index.js";
 export type { RegionLink, RegionLinkStatus, RegionStreamKind } from "./regions/index.js";

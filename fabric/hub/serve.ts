@@ -19,6 +19,8 @@ export const serveOptionsSchema = z.strictObject({
   mqtt: hubOptionsSchema.shape.mqtt,
   grpc: hubOptionsSchema.shape.grpc,
   statusPage: hubOptionsSchema.shape.statusPage,
+  /** The servers are region `region` (`fabric config hub --region`): its links are applied from the data directory. */
+  region: z.string().optional(),
 });
 export type ServeOptions = z.input<typeof serveOptionsSchema>;
 
@@ -33,6 +35,10 @@ export async function serveHub(input: ServeOptions, logger: Logger): Promise<Run
   const release = await lockDataDir(o.dataDir, "fabric serve");
   try {
     const ks = Keystore.open(o.keystoreDir);
+    const region = o.region;
+    if (region !== undefined && ks.storeFile().region?.name !== region) {
+      throw new ConfigError(`keystore ${o.keystoreDir} does not serve region ${region}: make the servers' configs with \`fabric config hub --region ${region}\` from it`);
+    }
     const upgraded = await ks.withLock(() => upgradeKeystore(ks));
     if (upgraded.length > 0) log.info({ accounts: upgraded }, "keystore upgraded with new built-in roles");
     const running = await startHubServices(
@@ -43,6 +49,7 @@ export async function serveHub(input: ServeOptions, logger: Logger): Promise<Run
         urls: o.servers,
         replicas: o.replicas,
         ...serviceSettings(o),
+        ...(region === undefined ? {} : { region: { name: region } }),
       },
       log,
     );

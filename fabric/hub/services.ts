@@ -59,7 +59,7 @@ export interface HubServicesOptions {
   /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
   statusPage?: { host: string; port: number };
   /** This hub is a region: its links to peer regions (`fabric region link`) are applied from the data directory. */
-  region?: { name: string; applyRemotes: (remotes: RegionLeafRemote[]) => Promise<void> };
+  region?: { name: string; applyRemotes?: ((remotes: RegionLeafRemote[]) => Promise<void>) | undefined };
 }
 
 type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "sinks" | "mqtt" | "grpc" | "statusPage">;

@@ -6,6 +6,7 @@ import { adminConnection, connectWithCreds, pingServers, type Keystore } from ".
 import { kvKeys, MQTT_INSTANCES_BUCKET } from "../../streams/index.js";
 import { consumerDetailSchema, groupConsumers, type ConsumerGroup } from "./consumer-purpose.js";
 import { listSites, type SiteInfo } from "./sites.js";
+import { discoverRegionLinks, regionLinksStatus, type RegionLinkStatus } from "./regions/index.js";
 
 export const STATUS_TIMEOUT_MS = 3_000; // 3 s
 const CONNZ_LIMIT = 100_000;
@@ -44,6 +45,8 @@ export interface HubStatus {
   ingress?: IngressInstanceStatus[];
   /** The edge sites the hub sources, with their latest reports, when a tenant credential was given. */
   sites?: SiteInfo[];
+  /** The hub's links to other regions (found from its copy streams), when a tenant credential was given. */
+  regions?: RegionLinkStatus[];
   streams: StreamStatus[];
   /** Client connections by role (the `role:` tag of their JWT), over all servers. */
   clientsByRole: Record<string, number>;
@@ -84,7 +87,7 @@ const connzSchema = z.looseObject({
 const heartbeatSchema = z.looseObject({ pid: z.number().default(0), connections: z.number().default(0), startedAt: z.number().default(0) });
 
 /** What the tenant account shows: the MQTT ingress instances alive now (their heartbeats in KV) and the edge sites. */
-async function tenantView(servers: string[], creds: string): Promise<{ ingress: IngressInstanceStatus[]; sites: SiteInfo[] }> {
+async function tenantView(servers: string[], creds: string): Promise<{ ingress: IngressInstanceStatus[]; sites: SiteInfo[]; regions: RegionLinkStatus[] }> {
   const nc = await connectWithCreds(creds, { servers, name: "fabric status", timeoutMs: STATUS_TIMEOUT_MS });
   try {
     const kv = await new Kvm(nc).open(MQTT_INSTANCES_BUCKET);
@@ -96,7 +99,8 @@ async function tenantView(servers: string[], creds: string): Promise<{ ingress: 
       const hb = heartbeatSchema.safeParse(e.json());
       if (hb.success) out.push({ instance: k, pid: hb.data.pid, connections: hb.data.connections, startedAt: hb.data.startedAt });
     }
-    return { ingress: out.sort((a, b) => a.instance.localeCompare(b.instance)), sites: await listSites(nc) };
+    const jsm = await jetstreamManager(nc);
+    return { ingress: out.sort((a, b) => a.instance.localeCompare(b.instance)), sites: await listSites(nc), regions: await regionLinksStatus(jsm, await discoverRegionLinks(jsm)) };
   } finally {
     await nc.close();
   }
@@ -184,7 +188,7 @@ export async function hubStatus(ks: Keystore, servers: string[], tenantCreds?: s
       }
     }
     return {
-      ...(tenant === undefined ? {} : { ingress: tenant.ingress, sites: tenant.sites }),
+      ...(tenant === undefined ? {} : { ingress: tenant.ingress, sites: tenant.sites, ...(tenant.regions.length === 0 ? {} : { regions: tenant.regions }) }),
       servers: serversOut,
       streams: [...streams.values()].map(({ leader: _l, ...s }) => s).sort((a, b) => a.account.localeCompare(b.account) || a.name.localeCompare(b.name)),
       clientsByRole,

@@ -30,7 +30,7 @@ export interface TestRegions {
  * Regions on this machine: one operator keystore, copied for each region (as an operator would), each region a
  * real hub (`fabric up --region`); each link `[dialer, peer]` goes through a TCP proxy the test can cut and delay.
  */
-export async function startTestRegions(h: Harness, names: readonly string[], links: readonly (readonly [string, string])[], options: { delayMs?: number; streams?: RegionStreamKind[] } = {}): Promise<TestRegions> {
+export async function startTestRegions(h: Harness, names: readonly string[], links: readonly (readonly [string, string])[], options: { delayMs?: number; streams?: RegionStreamKind[]; mqtt?: boolean } = {}): Promise<TestRegions> {
   const root = h.tempDir("fabric-regions-");
   const master = join(root, "operator-keys");
   initKeystore(master);
@@ -38,7 +38,7 @@ export async function startTestRegions(h: Harness, names: readonly string[], lin
   for (const name of names) {
     const keystoreDir = join(root, `${name}-keys`);
     cpSync(master, keystoreDir, { recursive: true });
-    const hub = await startTestHub(h, { keystoreDir, region: name, windows: false, sinks: false });
+    const hub = await startTestHub(h, { keystoreDir, region: name, windows: false, sinks: false, mqtt: options.mqtt ?? false });
     regions[name] = { name, hub, ks: Keystore.open(keystoreDir), url: hub.urls[0] ?? "" };
   }
   const proxies: Record<string, TcpProxy> = {};
@@ -79,7 +79,7 @@ export async function startTestRegions(h: Harness, names: readonly string[], lin
     const r = regions[region];
     if (r === undefined) throw new Error(`no region ${region}`);
     await r.hub.stop();
-    r.hub = await startTestHub(h, { keystoreDir: r.hub.keystoreDir, dataDir: r.hub.dataDir, region, windows: false, sinks: false });
+    r.hub = await startTestHub(h, { keystoreDir: r.hub.keystoreDir, dataDir: r.hub.dataDir, region, windows: false, sinks: false, mqtt: options.mqtt ?? false });
     r.url = r.hub.urls[0] ?? "";
     for (const [key, proxy] of Object.entries(proxies)) if (key.endsWith(`-${region}`)) proxy.target = r.hub.nodes[0]?.ports.leafnode ?? 0;
   };

@@ -6,8 +6,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
 import { pollUntil } from "../../fabric/core/index.js";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { renderMetrics } from "../../fabric/core/index.js";
 import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
-import { connectAs, Harness, waitClosed } from "../harness/index.js";
+import { connectAs, Harness, modesBelow, runCli, waitClosed } from "../harness/index.js";
+import { connectMqtt, mqttUrl, serviceUser, versionOptions } from "../ingress/mqtt-helpers.js";
 import { copySubjects, startTestRegions, type TestRegions } from "./region-helpers.js";
 
 const h = new Harness();
@@ -15,7 +19,7 @@ let t: TestRegions;
 
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  t = await startTestRegions(h, ["a", "b"], [["a", "b"]], { delayMs: 100 });
+  t = await startTestRegions(h, ["a", "b"], [["a", "b"]], { delayMs: 100, mqtt: true });
   await t.waitLinked("a");
   await t.waitLinked("b");
 }, 120_000);
@@ -45,6 +49,46 @@ describe("two regions", () => {
     } finally {
       clearInterval(pump);
     }
+  });
+
+  it("an MQTT subscriber in one region gets what a device publishes in the other (region/<origin>/…)", async () => {
+    const hubB = t.regions["b"]?.hub;
+    if (hubB === undefined) throw new Error("no region b");
+    const a = await t.service("a");
+    const user = serviceUser(hubB, "mqtt-reader");
+    const { client } = await connectMqtt(h, mqttUrl(hubB), { ...versionOptions(5), ...user.auth("reader-b") });
+    const got: string[] = [];
+    client.on("message", (topic) => got.push(topic));
+    await client.subscribeAsync("region/a/telemetry/#", { qos: 0 });
+    await pollUntil(
+      async () => {
+        a.publish("telemetry.s1.d9.rpm", "1200");
+        await a.flush();
+        return got.includes("region/a/telemetry/s1/d9/rpm");
+      },
+      { timeoutMs: 20_000, intervalMs: 200, what: "a's reading at b's MQTT subscriber" },
+    );
+    expect(got.every((topic) => topic.startsWith("region/a/telemetry/"))).toBe(true);
+  });
+
+  it("the link credential is for leaf connections only; each link shows in the metrics, fabric status and fabric region ls", async () => {
+    const a = t.regions["a"];
+    const b = t.regions["b"];
+    if (a === undefined || b === undefined) throw new Error("no regions");
+    const linkCreds = readFileSync(join(a.hub.dataDir, "regions", "b.creds"), "utf8");
+    expect(modesBelow(join(a.hub.dataDir, "regions")).map((f) => f.mode)).toEqual([0o600]);
+    await expect(connectAs(b.url, linkCreds)).rejects.toThrow(/authorization/i);
+    const metrics = (await renderMetrics()).body;
+    expect(metrics).toMatch(/fabric_region_link_up\{peer="b"\} 1/);
+    expect(metrics).toMatch(/fabric_region_link_up\{peer="a"\} 1/);
+    expect(metrics).toMatch(/fabric_region_backlog_messages\{peer="b",stream="EVENTS"\} \d+/);
+    const status = await runCli("fabric", ["status", "--json", "--store", a.hub.keystoreDir, "--data", a.hub.dataDir, "--server", a.url]);
+    expect(status.code).toBe(0);
+    const regions = (JSON.parse(status.stdout) as { regions?: { peer: string; up: boolean; streams: { copy: string }[] }[] }).regions;
+    expect(regions).toEqual([expect.objectContaining({ peer: "b", up: true, streams: [expect.objectContaining({ copy: "REGION_b_EVENTS" })] })]);
+    const ls = await runCli("fabric", ["region", "ls", "--store", b.hub.keystoreDir, "--data", b.hub.dataDir, "--server", b.url]);
+    expect(ls.stdout).toMatch(/region a: up \(it dials this region\)/);
+    expect(ls.stdout).toMatch(/events: copy REGION_a_EVENTS/);
   });
 
   it("a command from one region reaches a device in the other: stored in that region's COMMANDS, the device asked once", async () => {

@@ -31,8 +31,8 @@ export interface RegionStreamStatus {
 
 export interface RegionLinkStatus {
   peer: string;
-  /** This region dials the peer (else the peer dials it). */
-  dials: boolean;
+  /** This region dials the peer, or the peer dials it; unknown when read from JetStream alone (`fabric status`). */
+  dials: boolean | undefined;
   /** The peer was heard from within the last few heartbeats. */
   up: boolean;
   streams: RegionStreamStatus[];
@@ -75,8 +75,38 @@ for (const [name, help, value] of [
   });
 }
 
+/** A link whose state to read: whether this region dials it is known from the links file only. */
+export type LinkToShow = Pick<RegionLink, "peer" | "streams"> & { dials?: boolean | undefined };
+
+/** The links of a links file, to show. */
+export function linksToShow(links: readonly RegionLink[]): LinkToShow[] {
+  return links.map((l) => ({ peer: l.peer, streams: l.streams, dials: l.urls !== undefined }));
+}
+
+/**
+ * The links a region has, found in JetStream alone (its copy streams `REGION_<peer>_<STREAM>`): for a status read
+ * away from the hub's data directory. Whether this region dials is not known there.
+ */
+export async function discoverRegionLinks(jsm: JetStreamManager): Promise<LinkToShow[]> {
+  const byPeer = new Map<string, RegionLink["streams"]>();
+  for await (const si of jsm.streams.list()) {
+    for (const [kind, k] of Object.entries(REGION_STREAM_KINDS) as [RegionStreamKind, (typeof REGION_STREAM_KINDS)[RegionStreamKind]][]) {
+      const suffix = `_${k.stream}`;
+      const name = si.config.name;
+      if (!name.startsWith("REGION_") || !name.endsWith(suffix)) continue;
+      const peer = name.slice("REGION_".length, -suffix.length);
+      byPeer.set(peer, [...(byPeer.get(peer) ?? []), { kind }]);
+    }
+  }
+  return [...byPeer.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([peer, streams]) => ({ peer, streams }));
+}
+
 /** Each link's state, read from JetStream: its copies' sources here and this region's consumers for the peer. */
-export async function regionLinksStatus(jsm: JetStreamManager, links: readonly RegionLink[], errors: ReadonlyMap<string, string> = new Map()): Promise<RegionLinkStatus[]> {
+export async function regionLinksStatus(
+  jsm: JetStreamManager,
+  links: readonly LinkToShow[],
+  errors: ReadonlyMap<string, string> = new Map(),
+): Promise<RegionLinkStatus[]> {
   return Promise.all(
     links.map(async (l) => {
       const streams = await Promise.all(
@@ -96,7 +126,7 @@ export async function regionLinksStatus(jsm: JetStreamManager, links: readonly R
         }),
       );
       const error = errors.get(l.peer);
-      return { peer: l.peer, dials: l.urls !== undefined, up: streams.some((s) => s.activeMs >= 0 && s.activeMs < REGION_SOURCE_DOWN_MS), streams, ...(error === undefined ? {} : { error }) };
+      return { peer: l.peer, dials: l.dials, up: streams.some((s) => s.activeMs >= 0 && s.activeMs < REGION_SOURCE_DOWN_MS), streams, ...(error === undefined ? {} : { error }) };
     }),
   );
 }
@@ -110,8 +140,11 @@ export interface RegionLinksOptions {
   nc: NatsConnection;
   watcher: AccountWatcher;
   replicas: number;
-  /** Gives the region's servers these leaf remotes (configs written again and reloaded when they change). */
-  applyRemotes: (remotes: RegionLeafRemote[]) => Promise<void>;
+  /**
+   * Gives the region's servers these leaf remotes (configs written again and reloaded when they change). Without
+   * it (`fabric serve`) the servers' configs carry the remotes (`fabric config hub --link`) and their credentials.
+   */
+  applyRemotes?: ((remotes: RegionLeafRemote[]) => Promise<void>) | undefined;
   logger: Logger;
 }
 
@@ -152,15 +185,17 @@ export async function startRegionLinks(o: RegionLinksOptions): Promise<RegionLin
     }
     const changed = await o.ks.withLock(() => setDialedLinks(o.ks, dial.map((l) => l.peer)));
     if (changed.length > 0) await pushAccounts(o.ks, { servers: o.urls, accounts: changed, logger: log });
-    for (const l of dial) {
-      const path = linkCredsFile(o.dataDir, l.peer);
-      if (existsSync(path)) continue;
-      const c = await o.ks.withLock(() => issueLinkCreds(o.ks, l.peer));
-      ensurePrivateDir(dirname(path));
-      writeSecretFile(path, c.creds);
-      log.info({ peer: l.peer, user: c.name }, "link credential issued");
+    if (o.applyRemotes !== undefined) {
+      for (const l of dial) {
+        const path = linkCredsFile(o.dataDir, l.peer);
+        if (existsSync(path)) continue;
+        const c = await o.ks.withLock(() => issueLinkCreds(o.ks, l.peer));
+        ensurePrivateDir(dirname(path));
+        writeSecretFile(path, c.creds);
+        log.info({ peer: l.peer, user: c.name }, "link credential issued");
+      }
+      await o.applyRemotes(dial.map((l) => ({ urls: l.urls ?? [], account: o.ks.account(linkAccountName(l.peer)).publicKey, credentials: linkCredsFile(o.dataDir, l.peer) })));
     }
-    await o.applyRemotes(dial.map((l) => ({ urls: l.urls ?? [], account: o.ks.account(linkAccountName(l.peer)).publicKey, credentials: linkCredsFile(o.dataDir, l.peer) })));
     for (const l of wanted) {
       try {
         await ensureLinkStreams(jsm, o.region, l, o.replicas);
@@ -185,7 +220,7 @@ export async function startRegionLinks(o: RegionLinksOptions): Promise<RegionLin
   const file = regionLinksFile(o.dataDir);
   watchFile(file, { interval: 500 }, () => void apply().catch(() => undefined));
 
-  const status = (): Promise<RegionLinkStatus[]> => regionLinksStatus(jsm, links, errors);
+  const status = (): Promise<RegionLinkStatus[]> => regionLinksStatus(jsm, linksToShow(links), errors);
   const runner: RegionLinksRunner = {
     status,
     apply,
