@@ -8,6 +8,7 @@ import "../../ingress/metrics.js";
 import "../../fabric/grpc/metrics.js";
 import "../../streams/metrics.js";
 import "../../identity/metrics.js";
+import "../../fabric/hub/regions/metrics.js";
 import "../../edge/metrics.js";
 import "../../sink/metrics.js";
 

@@ -1,19 +1,10 @@
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
-import { counter, errorMessage, histogram, type Logger } from "../../core/index.js";
+import { errorMessage, type Logger } from "../../core/index.js";
+import { regionMetrics } from "./metrics.js";
 import { adoptRevocations, openClaimsPusher, regionSubjects, validateAccountJwt, type AccountWatcher, type ClaimsPusher, type Keystore } from "../../../identity/index.js";
 
 /** A relay's admin connection is opened again this often (its short-lived admin credential expires after 2 min). */
 const PUSHER_REFRESH_MS = 60_000;
-
-const relayed = counter<"direction" | "result">({
-  name: "fabric_region_claims_total",
-  help: "account JWT updates relayed between regions: out (sent to the peers), in (from a peer: adopted, known already, or invalid)",
-  labelNames: ["direction", "result"],
-});
-const adoptSeconds = histogram({
-  name: "fabric_region_claims_apply_seconds",
-  help: "time from a peer's account update arriving to this region's servers holding it (re-signed and pushed)",
-});
 
 /**
  * Revocations across regions. Every account JWT this region's servers take (pushed by `fabric-id`, the identity
@@ -50,7 +41,7 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
     const jwt = o.watcher.accountJwt(claims.sub);
     if (jwt === undefined) return;
     o.nc.publish(regionSubjects.claimsOut, jwt);
-    relayed.inc({ direction: "out", result: "sent" });
+    regionMetrics.relayed("out", "sent");
   });
   const sub: Subscription = o.nc.subscribe(regionSubjects.claimsInAll, {
     callback: (err, m) => {
@@ -61,7 +52,7 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
       try {
         claims = validateAccountJwt(m.string(), operatorKeys);
       } catch (e) {
-        relayed.inc({ direction: "in", result: "invalid" });
+        regionMetrics.relayed("in", "invalid");
         log.warn({ from, err: errorMessage(e) }, "ignored an account update from a peer region that does not validate");
         return;
       }
@@ -69,12 +60,12 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
       queue = queue.then(async () => {
         const name = await o.ks.withLock(() => adoptRevocations(o.ks, c));
         if (name === undefined) {
-          relayed.inc({ direction: "in", result: "known" });
+          regionMetrics.relayed("in", "known");
           return;
         }
         const r = await (await getPusher()).push(name);
-        relayed.inc({ direction: "in", result: "adopted" });
-        adoptSeconds.observe((performance.now() - started) / 1000);
+        regionMetrics.relayed("in", "adopted");
+        regionMetrics.applied((performance.now() - started) / 1000);
         log.info({ from, account: name, complete: r.complete }, "revocations from a peer region adopted and pushed");
       }).catch((e: unknown) => log.warn({ from, err: errorMessage(e) }, "could not adopt an account update from a peer region"));
     },
