@@ -9,7 +9,7 @@ import { pollUntil } from "../../fabric/core/index.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderMetrics } from "../../fabric/core/index.js";
-import { issueUser, pushAccounts, revokeUsers } from "../../identity/index.js";
+import { issueUser, linkAccountName, pushAccounts, requestSiteTrust, revokeUsers } from "../../identity/index.js";
 import { connectAs, Harness, modesBelow, runCli, waitClosed } from "../harness/index.js";
 import { connectMqtt, mqttUrl, serviceUser, versionOptions } from "../ingress/mqtt-helpers.js";
 import { copySubjects, startTestRegions, type TestRegions } from "./region-helpers.js";
@@ -169,4 +169,35 @@ describe("two regions", () => {
     const own = await (await import("@nats-io/jetstream")).jetstreamManager(a).then((m) => m.streams.info("EVENTS", { subjects_filter: ">" }));
     expect(Object.keys(own.state.subjects ?? {}).every((s) => s.startsWith("events.sa."))).toBe(true);
   }, 120_000);
+
+  it("a revocation made while the link is cut reaches the other region when it is back", async () => {
+    const a = t.regions["a"];
+    const b = t.regions["b"];
+    const proxy = t.proxies["a-b"];
+    if (a === undefined || b === undefined || proxy === undefined) throw new Error("no regions");
+    const user = issueUser(a.ks, { account: "fleet", role: "service", name: "offline-revoked" });
+    const inB = await connectAs(b.url, user.creds ?? "");
+    proxy.cut();
+    await pollUntil(async () => ((await b.hub.regions?.status())?.every((l) => !l.up) === true ? true : undefined), { timeoutMs: 15_000, what: "b sees the link down" });
+    revokeUsers(a.ks, "fleet", user.record.publicKey);
+    await pushAccounts(a.ks, { servers: [a.url], accounts: ["fleet"] });
+    expect(inB.isClosed()).toBe(false);
+    proxy.restore();
+    // announced again when the link is back (and every 10 s while linked)
+    await waitClosed(inB, 20_000);
+    expect(b.ks.account("fleet").revocations[user.record.publicKey]).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("a site of a region is handed the link accounts' JWTs with its trust (the tenant account imports from them)", async () => {
+    const a = t.regions["a"];
+    if (a === undefined) throw new Error("no region a");
+    const leaf = issueUser(a.ks, { account: "fleet", role: "leaf", name: "site-leaf", site: "plant-x" });
+    const nc = await t.service("a");
+    const trust = await requestSiteTrust(nc, leaf.creds ?? "");
+    const keys = Object.keys(trust.accounts);
+    const link = a.ks.account(linkAccountName("b")).publicKey;
+    expect(keys).toContain(link);
+    // before the tenant account: a site's server given the tenant account first would stall on its imports
+    expect(keys.indexOf(link)).toBeLessThan(keys.indexOf(a.ks.account("fleet").publicKey));
+  });
 });

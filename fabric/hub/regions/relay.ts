@@ -5,6 +5,11 @@ import { adoptRevocations, openClaimsPusher, regionSubjects, validateAccountJwt,
 
 /** A relay's admin connection is opened again this often (its short-lived admin credential expires after 2 min). */
 const PUSHER_REFRESH_MS = 60_000;
+/**
+ * A region sends its current account JWTs again this often while linked (and when a link comes up): an update
+ * sent while a link was cut reaches no one, and the peer learns of it from the next announcement.
+ */
+export const CLAIMS_ANNOUNCE_MS = 10_000;
 
 /**
  * Revocations across regions. Every account JWT this region's servers take (pushed by `fabric-id`, the identity
@@ -14,7 +19,11 @@ const PUSHER_REFRESH_MS = 60_000;
  * as it is) and pushed, and nats-server disconnects the revoked users. A region that knew them all stays silent,
  * which ends the relay in any topology, rings included.
  */
-export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher: AccountWatcher; urls: string[]; linked: () => boolean; logger: Logger }): { stop(): Promise<void> } {
+export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher: AccountWatcher; urls: string[]; linked: () => boolean; logger: Logger }): {
+  /** Sends the region's current account JWTs to its peers now (a link came up). */
+  announce(): void;
+  stop(): Promise<void>;
+} {
   const log = o.logger.child({ component: "region-claims" });
   const operatorKeys = [o.ks.storeFile().operator.publicKey];
   let pusher: { p: Promise<ClaimsPusher>; at: number } | undefined;
@@ -34,14 +43,26 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
   refresh.unref();
 
   let queue: Promise<unknown> = Promise.resolve();
-  const unlisten = o.watcher.onUpdate((claims) => {
-    if (!o.linked()) return;
-    const account = o.ks.accountByKey(claims.sub);
+  const send = (accountKey: string): void => {
+    const account = o.ks.accountByKey(accountKey);
     if (account === undefined || account.link !== undefined) return;
-    const jwt = o.watcher.accountJwt(claims.sub);
+    const jwt = o.watcher.accountJwt(accountKey);
     if (jwt === undefined) return;
     o.nc.publish(regionSubjects.claimsOut, jwt);
     regionMetrics.relayed("out", "sent");
+  };
+  const announce = (): void => {
+    if (!o.linked()) return;
+    for (const a of o.ks.accounts()) {
+      if (a.link !== undefined) continue;
+      // the JWT this region's servers hold (the watcher looks it up once), else the keystore's
+      void o.watcher.ensure(a.publicKey).then(() => send(a.publicKey));
+    }
+  };
+  const announcer = setInterval(announce, CLAIMS_ANNOUNCE_MS);
+  announcer.unref();
+  const unlisten = o.watcher.onUpdate((claims) => {
+    if (o.linked()) send(claims.sub);
   });
   const sub: Subscription = o.nc.subscribe(regionSubjects.claimsInAll, {
     callback: (err, m) => {
@@ -71,8 +92,10 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
     },
   });
   return {
+    announce,
     stop: async () => {
       clearInterval(refresh);
+      clearInterval(announcer);
       unlisten();
       sub.unsubscribe();
       await queue.catch(() => undefined);

@@ -10,6 +10,9 @@ import { startClaimsRelay } from "./relay.js";
 import { dropUnlinkedConsumers, ensureLinkStreams } from "./streams.js";
 import { linksToShow, regionLinksStatus, type RegionLinkStatus } from "./status.js";
 
+/** How often a runner looks whether a link came up (to announce its account JWTs to it at once). */
+const REGION_UP_CHECK_MS = 1_000;
+
 /** A leaf remote of the region's servers: one per peer it dials, bound to the link's account. */
 export interface RegionLeafRemote {
   urls: string[];
@@ -113,12 +116,23 @@ export async function startRegionLinks(o: RegionLinksOptions): Promise<RegionLin
   const file = regionLinksFile(o.dataDir);
   watchFile(file, { interval: 500 }, () => void apply().catch(() => undefined));
 
-  const status = (): Promise<RegionLinkStatus[]> => regionLinksStatus(jsm, linksToShow(links), errors);
+  // a link that comes up hears this region's account JWTs at once (what it missed while down)
+  const wasUp = new Set<string>();
+  const status = async (): Promise<RegionLinkStatus[]> => {
+    const all = await regionLinksStatus(jsm, linksToShow(links), errors);
+    if (all.some((l) => l.up && !wasUp.has(l.peer))) relay.announce();
+    wasUp.clear();
+    for (const l of all) if (l.up) wasUp.add(l.peer);
+    return all;
+  };
+  const watchUp = setInterval(() => void status().catch(() => undefined), REGION_UP_CHECK_MS);
+  watchUp.unref();
   const runner: RegionLinksRunner = {
     status,
     apply,
     stop: async () => {
       unregister();
+      clearInterval(watchUp);
       unwatchFile(file);
       await queue.catch(() => undefined);
       await relay.stop();
