@@ -6,8 +6,14 @@ import { REGION_STREAM_KINDS, regionCopyStream, type RegionLink, type RegionStre
 const ms2ns = (ms: number): number => ms * 1_000_000;
 /** Heartbeats of a region's consumer for a peer while it has nothing to send: a cut shows within a few. */
 export const REGION_SOURCE_HEARTBEAT_MS = 1_000;
-/** Messages in flight per link and stream before the origin waits for flow control. */
-const REGION_MAX_ACK_PENDING = 20_000;
+/**
+ * Messages in flight per link and stream. With the flow-control ack policy a consumer asks for flow control
+ * (which also acknowledges) once half its byte window is out (up to 16 MiB after a ramp-up), or when it reaches
+ * this limit, and then stops until the answer is back: one round trip over the WAN with nothing delivered. The
+ * limit is set far above what the byte window holds of small messages (~80 000 of ~200 bytes), so the byte
+ * window, which lets delivery go on while the answer travels, is what paces a link.
+ */
+export const REGION_MAX_ACK_PENDING = 250_000;
 /**
  * The copies' duplicate window. A copy is exactly once by its source's sequence tracking, not by message id:
  * ids are unique per origin region, not across regions, so the window only has to be valid.
