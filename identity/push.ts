@@ -13,6 +13,7 @@ export const CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE";
 export const SERVER_PING_SUBJECT = "$SYS.REQ.SERVER.PING";
 export const ACCOUNTZ_PING_SUBJECT = "$SYS.REQ.SERVER.PING.ACCOUNTZ";
 export const CONNZ_PING_SUBJECT = "$SYS.REQ.SERVER.PING.CONNZ";
+export const LEAFZ_PING_SUBJECT = "$SYS.REQ.SERVER.PING.LEAFZ";
 /** Connections of one user to kick, at most, per server. */
 const KICK_CONNZ_LIMIT = 1_024;
 /** The short-lived system user the fabric pushes with lives this long. */
@@ -107,8 +108,19 @@ export interface ClaimsPusher {
    * right after keeps them out. Returns how many connections were kicked.
    */
   kick(account: string, userKeys: readonly string[]): Promise<number>;
+  /**
+   * Disconnects every leaf connection bound to the account on the hub's servers (the remotes dial again at once).
+   * nats-server 2.15 gets a connected leaf user's permissions wrong once the account's imports or exports change;
+   * a new connection gets them right. Returns how many were disconnected.
+   */
+  kickLeafs(account: string): Promise<number>;
   close(): Promise<void>;
 }
+
+const leafzSchema = z.looseObject({
+  server: serverInfoSchema,
+  data: z.looseObject({ leafs: z.array(z.looseObject({ id: z.number().int(), account: z.string().optional() })).nullish() }).optional(),
+});
 
 const connzByUserSchema = z.looseObject({
   server: serverInfoSchema,
@@ -183,6 +195,24 @@ export async function openClaimsPusher(ks: Keystore, options: { servers: string[
           ),
         );
         log.info({ account, users: userKeys.length, kicked: kicks.length }, "revoked users disconnected");
+        return kicks.length;
+      },
+      kickLeafs: async (account) => {
+        const accountKey = ks.account(account).publicKey;
+        const kicks: { server: string; cid: number }[] = [];
+        const replies = await nc.requestMany(LEAFZ_PING_SUBJECT, JSON.stringify({ account: accountKey }), { strategy: "count", maxMessages: expected, maxWait: timeoutMs });
+        for await (const m of replies) {
+          const r = leafzSchema.safeParse(m.json());
+          if (r.success) for (const l of r.data.data?.leafs ?? []) if (l.account === undefined || l.account === accountKey) kicks.push({ server: r.data.server.id, cid: l.id });
+        }
+        await Promise.all(
+          kicks.map((k) =>
+            nc.request(`$SYS.REQ.SERVER.${k.server}.KICK`, JSON.stringify({ cid: k.cid }), { timeout: timeoutMs }).catch((err: unknown) => {
+              log.warn({ server: k.server, lid: k.cid, err: errorMessage(err) }, "could not disconnect a leaf connection");
+            }),
+          ),
+        );
+        log.info({ account, leafs: kicks.length }, "leaf connections of the account disconnected (they dial again)");
         return kicks.length;
       },
       close: () => nc.close(),

@@ -127,28 +127,33 @@ export function linkAccountClaims(region: string, peer: string, tenantKey: strin
  * needed (without the reply subjects sources stay inactive without an error, without flow control they stall).
  */
 export function linkUserPermissions(region: string, peer: string): UserPermissionLimits {
-  const send = [
-    ...REGION_LIVE_SERVICES,
-    ...REGION_LIVE_STREAMS.map((s) => regionSubjects.mount(region, s)),
-    `$JS.${peer}.API.CONSUMER.>`,
-    regionSubjects.flowControl(region),
-    regionSubjects.deliveries(peer, region),
-    regionSubjects.claimsIn(region),
-    "_INBOX.>",
-    "$JSC.R.>",
-  ];
-  const receive = [
-    ...REGION_LIVE_STREAMS,
-    ...REGION_LIVE_SERVICES.map((s) => regionSubjects.mount(region, s)),
-    `$JS.${region}.API.CONSUMER.>`,
-    regionSubjects.flowControl(peer),
-    regionSubjects.deliveries(region, peer),
-    regionSubjects.claimsOut,
-    "_R_.>",
-  ];
-  // nats-server 2.15 applies a connected leaf user's permissions the other way round once the account's JWT is
-  // updated (a revocation, a new link) while it is connected: both lists are given both ways, so the link works
-  // either way (docs/regions-design.md, "Permissions of the link credential")
-  const both = [...send, ...receive];
-  return { allowed_connection_types: ["LEAFNODE"], pub: { allow: both }, sub: { allow: both }, subs: -1, data: -1, payload: -1 };
+  return {
+    allowed_connection_types: ["LEAFNODE"],
+    pub: {
+      allow: [
+        ...REGION_LIVE_SERVICES,
+        ...REGION_LIVE_STREAMS.map((s) => regionSubjects.mount(region, s)),
+        `$JS.${peer}.API.CONSUMER.>`,
+        regionSubjects.flowControl(region),
+        regionSubjects.deliveries(peer, region),
+        regionSubjects.claimsIn(region),
+        "_INBOX.>",
+        "$JSC.R.>",
+      ],
+    },
+    sub: {
+      allow: [
+        ...REGION_LIVE_STREAMS,
+        ...REGION_LIVE_SERVICES.map((s) => regionSubjects.mount(region, s)),
+        `$JS.${region}.API.CONSUMER.>`,
+        regionSubjects.flowControl(peer),
+        regionSubjects.deliveries(region, peer),
+        regionSubjects.claimsOut,
+        "_R_.>",
+      ],
+    },
+    subs: -1,
+    data: -1,
+    payload: -1,
+  };
 }

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 import { pollUntil } from "../../fabric/core/index.js";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -199,5 +200,42 @@ describe("two regions", () => {
     expect(keys).toContain(link);
     // before the tenant account: a site's server given the tenant account first would stall on its imports
     expect(keys.indexOf(link)).toBeLessThan(keys.indexOf(a.ks.account("fleet").publicKey));
+  });
+
+  it("the link credential is least privilege: a server dialing with it cannot write b's own subjects or read b's commands", async () => {
+    const a = t.regions["a"];
+    const b = t.regions["b"];
+    if (a === undefined || b === undefined) throw new Error("no regions");
+    // a rogue server that stole a's link credential dials b with it (no JetStream, its own global account)
+    const rogue = await h.startServer({
+      jetstream: false,
+      name: "rogue",
+      config: { leafnodes: { remotes: [{ url: `nats-leaf://127.0.0.1:${b.hub.nodes[0]?.ports.leafnode ?? 0}`, credentials: join(a.hub.dataDir, "regions", "b.creds") }] } },
+    });
+    const nr = await connect({ servers: rogue.url });
+    h.defer(() => nr.close());
+    const nb = await t.service("b");
+    const inB: string[] = [];
+    nb.subscribe("telemetry.>", { callback: (_e, m) => void inB.push(m.subject) });
+    nb.subscribe("region.a.telemetry.>", { callback: (_e, m) => void inB.push(m.subject) });
+    const stolen: string[] = [];
+    nr.subscribe("cmd.>", { callback: (_e, m) => void stolen.push(m.subject) });
+    nr.subscribe("region.a.cmd.>", { callback: (_e, m) => void stolen.push(m.subject) });
+    await nb.flush();
+    await nr.flush();
+    // what the link may carry arrives (so the rogue's link is up), what it may not never does
+    await pollUntil(
+      async () => {
+        nr.publish("telemetry.s1.d1.spoofed", "x");
+        nr.publish("region.a.telemetry.s1.d1.allowed", "x");
+        nb.publish("cmd.s2.d2.secret", "x");
+        nb.publish("region.a.cmd.s2.d2.for-a", "x");
+        await Promise.all([nr.flush(), nb.flush()]);
+        return inB.includes("region.a.telemetry.s1.d1.allowed") && stolen.includes("region.a.cmd.s2.d2.for-a");
+      },
+      { timeoutMs: 20_000, intervalMs: 200, what: "the rogue leaf's allowed subjects" },
+    );
+    expect(inB.filter((x) => x === "telemetry.s1.d1.spoofed")).toEqual([]);
+    expect(stolen.filter((x) => x === "cmd.s2.d2.secret")).toEqual([]);
   });
 });

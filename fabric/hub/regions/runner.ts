@@ -3,7 +3,7 @@ import { dirname } from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { ensurePrivateDir, errorMessage, writeSecretFile, type Logger } from "../../core/index.js";
-import { issueLinkCreds, linkAccountName, pushAccounts, REGION_LINK_ROLE, revokeUsers, setDialedLinks, type AccountWatcher, type Keystore } from "../../../identity/index.js";
+import { issueLinkCreds, linkAccountName, openClaimsPusher, pushAccounts, REGION_LINK_ROLE, revokeUsers, setDialedLinks, type AccountWatcher, type Keystore } from "../../../identity/index.js";
 import { linkCredsFile, readRegionLinks, regionLinksFile, type RegionLink } from "./links.js";
 import { regionMetrics } from "./metrics.js";
 import { startClaimsRelay } from "./relay.js";
@@ -80,7 +80,17 @@ export async function startRegionLinks(o: RegionLinksOptions): Promise<RegionLin
       log.info({ peer, revoked: had }, "link to a peer region removed: its credential revoked");
     }
     const changed = await o.ks.withLock(() => setDialedLinks(o.ks, dial.map((l) => l.peer)));
-    if (changed.length > 0) await pushAccounts(o.ks, { servers: o.urls, accounts: changed, logger: log });
+    if (changed.length > 0) {
+      const pusher = await openClaimsPusher(o.ks, { servers: o.urls, logger: log });
+      try {
+        for (const name of changed) await pusher.push(name);
+        // the tenant account's imports changed: nats-server 2.15 then applies a connected leaf user's permissions
+        // the other way round (the links that peers dial into this region, the sites), so they dial again
+        if (changed.includes(account)) await pusher.kickLeafs(account);
+      } finally {
+        await pusher.close();
+      }
+    }
     if (o.applyRemotes !== undefined) {
       for (const l of dial) {
         const path = linkCredsFile(o.dataDir, l.peer);
