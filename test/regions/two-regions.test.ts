@@ -171,23 +171,34 @@ describe("two regions", () => {
     expect(Object.keys(own.state.subjects ?? {}).every((s) => s.startsWith("events.sa."))).toBe(true);
   }, 120_000);
 
-  it("a revocation made while the link is cut reaches the other region when it is back", async () => {
+  it("after an outage of 11 s, events stored meanwhile arrive within seconds (no stalled source) and a revocation made during it reaches the other region", async () => {
     const a = t.regions["a"];
     const b = t.regions["b"];
     const proxy = t.proxies["a-b"];
     if (a === undefined || b === undefined || proxy === undefined) throw new Error("no regions");
     const user = issueUser(a.ks, { account: "fleet", role: "service", name: "offline-revoked" });
     const inB = await connectAs(b.url, user.creds ?? "");
+    const js = jetstream(await t.service("a"));
+    const nb = await t.service("b");
+    const before = (await copySubjects(nb, "a")).size;
+    const cutAt = Date.now();
     proxy.cut();
     await pollUntil(async () => ((await b.hub.regions?.status())?.every((l) => !l.up) === true ? true : undefined), { timeoutMs: 15_000, what: "b sees the link down" });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => js.publish(`events.sa.dev.outage${i}`, `${i}`, { msgID: `outage-${i}` })));
     revokeUsers(a.ks, "fleet", user.record.publicKey);
     await pushAccounts(a.ks, { servers: [a.url], accounts: ["fleet"] });
     expect(inB.isClosed()).toBe(false);
+    // the outage lasts 11 s: a source that is not durable stalls 30-40 s after an outage over ~10 s
+    await pollUntil(() => Date.now() - cutAt >= 11_000, { timeoutMs: 15_000, intervalMs: 250 });
     proxy.restore();
-    // announced again when the link is back (and every 10 s while linked)
+    const restoredAt = Date.now();
+    await pollUntil(async () => ((await copySubjects(nb, "a")).size >= before + 200 ? true : undefined), { timeoutMs: 20_000, intervalMs: 100, what: "the outage's events in b" });
+    expect(Date.now() - restoredAt).toBeLessThan(10_000);
+    expect((await copySubjects(nb, "a")).size).toBe(before + 200);
+    // the revocation: announced again when the link is back (and every 10 s while linked)
     await waitClosed(inB, 20_000);
     expect(b.ks.account("fleet").revocations[user.record.publicKey]).toBeGreaterThan(0);
-  }, 60_000);
+  }, 90_000);
 
   it("a site of a region is handed the link accounts' JWTs with its trust (the tenant account imports from them)", async () => {
     const a = t.regions["a"];
