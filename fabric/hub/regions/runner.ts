@@ -84,8 +84,8 @@ export async function startRegionLinks(o: RegionLinksOptions): Promise<RegionLin
       const pusher = await openClaimsPusher(o.ks, { servers: o.urls, logger: log });
       try {
         for (const name of changed) await pusher.push(name);
-        // the tenant account's imports changed: nats-server 2.15 then applies a connected leaf user's permissions
-        // the other way round (the links that peers dial into this region, the sites), so they dial again
+        // the tenant account's imports changed: nats-server 2.15 then gets the permissions of the leaf users
+        // connected to it wrong (the links peers dial into this region, the sites), so they dial again
         if (changed.includes(account)) await pusher.kickLeafs(account);
       } finally {
         await pusher.close();
@@ -122,7 +122,8 @@ export async function startRegionLinks(o: RegionLinksOptions): Promise<RegionLin
     queue = next.catch((err: unknown) => log.error({ err: errorMessage(err) }, "could not apply the region links"));
     return next;
   };
-  await apply();
+  // a link that cannot be applied is logged and tried again at the next change of the file: the hub runs on
+  await apply().catch(() => undefined);
   const file = regionLinksFile(o.dataDir);
   watchFile(file, { interval: 500 }, () => void apply().catch(() => undefined));
 
