@@ -9,6 +9,7 @@ import { benchWindows, windowsMarkdown } from "./windows.js";
 import { benchEdge, edgeMarkdown } from "./edge.js";
 import { benchMetrics, metricsMarkdown, METRICS_ROUNDS } from "./metrics.js";
 import { benchSink, sinkMarkdown } from "./sink.js";
+import { benchRegions, regionsMarkdown, REGIONS_CUT_MS, REGIONS_CUTS, REGIONS_DELAY_MS, REGIONS_LATENCY_SECONDS, REGIONS_RATE, REGIONS_REVOKED, REGIONS_UP_MS } from "./regions.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
   identity: async (h) => {
@@ -157,6 +158,41 @@ BENCHES["grpc"] = async (h) => {
     "benchmark's process, on the same stream, one after the other, each after a warm-up of 50 000 messages of its own.",
     "",
     grpcMarkdown(r),
+  ].join("\n");
+};
+
+BENCHES["regions"] = async (h) => {
+  const r = await benchRegions(h);
+  const md = regionsMarkdown(r);
+  console.log(md);
+  console.log(
+    `regions: copy p99 ${(r.latency.stored.p99 / r.delayMs).toFixed(2)}× the one-way delay; revocation in b p99 ${(r.revocation.warm.remote.p99 / r.delayMs).toFixed(2)}× it ` +
+      `with an open pusher (local ${(r.revocation.warm.local.p99 / r.delayMs).toFixed(2)}×), ${(r.revocation.cold.remote.p99 / r.delayMs).toFixed(2)}× with pushAccounts ` +
+      `(local ${(r.revocation.cold.local.p99 / r.delayMs).toFixed(2)}×); ${r.cuts.missing} missing, ${r.cuts.duplicates} duplicates`,
+  );
+  return [
+    "## Regions (issue 13)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- regions\`.`,
+    "",
+    "Two regions on this machine, a and b, each a real hub in a process of its own (`fabric up --region`, its",
+    "nats-server a child of it, its own JetStream domain and copy of the operator's keystore; no MQTT, gRPC, window",
+    "workers, sinks or status page), linked as an operator links them (`fabric region link b --url` in a, `fabric",
+    "region link a` in b; linked when `fabric region ls` says up). a dials b through a TCP proxy, a process of its",
+    `own too, that holds every chunk ${REGIONS_DELAY_MS} ms each way: a WAN's one-way delay, the floor of anything crossing.`,
+    "The benchmark's process runs only the clients: a service client (credential from a's keystore copy) publishes",
+    `events into a's EVENTS at ${REGIONS_RATE.toLocaleString("en-US")}/s (JetStream publishes, each with its own Nats-Msg-Id, at most 2 000 unacknowledged):`,
+    `${REGIONS_LATENCY_SECONDS} s with the link up, then ${((REGIONS_CUTS * (REGIONS_CUT_MS + REGIONS_UP_MS) + REGIONS_UP_MS) / 1000).toFixed(1)} s during which the proxy cuts the link ${REGIONS_CUTS} times (${REGIONS_CUT_MS / 1000} s each, ${REGIONS_UP_MS / 1000} s apart).`,
+    "An ordered consumer in b reads b's copy `REGION_a_EVENTS`: latency is the copy's own stored timestamp (b's",
+    "server) minus the publish time in the payload (same clock); every event id is counted as it arrives. One run.",
+    `Then users (${REGIONS_REVOKED} connected to b, ${REGIONS_REVOKED} to a) are revoked one at a time in a's keystore copy (\`revokeUsers\` under`,
+    "the keystore's lock, which a's hub shares) and pushed to a's server through one claims pusher kept open; then",
+    `${REGIONS_REVOKED} more of each with \`pushAccounts\` as \`fabric-id revoke\` does (a new admin connection and a 150 ms wait`,
+    "for the servers' answers to its ping each time: informational). Timed from the start of the revocation to the",
+    "user's connection closing. a's hub relays the account update to b, which adopts the revocation and pushes it to",
+    "its own server.",
+    "",
+    md,
   ].join("\n");
 };
 
