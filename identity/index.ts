@@ -27,7 +27,7 @@ export { startIdentityService, DEFAULT_DEVICE_EXPIRY_SEC } from "./service.js";
 export { NONCE_TTL_MS, NONCE_OPERATIONS } from "./nonces.js";
 export type { NonceOperation } from "./nonces.js";
 export type { IdentityService, IdentityServiceOptions } from "./service.js";
-export { provisionDevice, renewCredential, requestCredential, requestNonce, requestSiteTrust } from "./provision-client.js";
+export { provisionDevice, renewCredential, requestCredential, requestNonce, requestSiteTrust, exchangeToken } from "./provision-client.js";
 export { siteTrustSchema } from "./provision-protocol.js";
 export type { SiteTrust } from "./provision-protocol.js";
 export { credsAuthenticator, connectWithCreds } from "./connect.js";
@@ -42,3 +42,5 @@ export type { TenantServerOptions, TenantServerConnection } from "./tenant-serve
 export type { AccountWatcher, AccountWatcherOptions } from "./watch.js";
 export { assertRegionName, setKeystoreRegion, setDialedLinks, issueLinkCreds, adoptRevocations, MAX_REGION_NAME_LENGTH, REGION_LINK_ROLE } from "./regions.js";
 export { regionSubjects, regionSourceConsumer, linkAccountName, linkUserPermissions, REGION_LIVE_STREAMS, REGION_LIVE_SERVICES } from "./region-claims.js";
+export { ExternalIdentityError, ExternalTokenVerifier, exchangeExternalToken, revokeExternalSubject, externalProviderSchema, mapClaims, putProvider, readProviders, readRevokedSubjects, removeProvider, revokeSubject, EXTERNAL_ALGORITHMS } from "./external/index.js";
+export type { ExternalProvider, ExternalProviderInput, ExchangeResult } from "./external/index.js";

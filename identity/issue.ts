@@ -24,6 +24,8 @@ export interface IssueOptions {
   tags?: readonly string[] | undefined;
   /** Do not record it in the keystore (the fabric's own short-lived admin users). */
   ephemeral?: boolean;
+  /** Issued in exchange for an identity provider's token (recorded, for `fabric-id revoke external`). */
+  external?: { provider: string; subject: string } | undefined;
 }
 
 export interface IssueResult {
@@ -96,6 +98,7 @@ export function issueUser(ks: Keystore, options: IssueOptions): IssueResult {
     issuer: signer.publicKey,
     jwt,
     issueCount: (previous?.issueCount ?? 0) + 1,
+    ...(options.external === undefined ? {} : { external: options.external }),
   };
   if (options.ephemeral !== true) ks.saveUser(record);
   identityMetrics.issued(options.role);

@@ -78,6 +78,8 @@ export const userRecordSchema = z.strictObject({
   /** How many JWTs were issued for this key (renewals included). */
   issueCount: z.number().int(),
   revokedAt: z.number().int().optional(),
+  /** Issued in exchange for an identity provider's token: the provider and the token's subject. */
+  external: z.strictObject({ provider: z.string(), subject: z.string() }).optional(),
 });
 export type UserRecord = z.infer<typeof userRecordSchema>;
 

@@ -11,7 +11,7 @@ import type { Keystore } from "./keystore.js";
 export const NONCE_TTL_MS = 60_000; // 1 min
 
 /** What a nonce is for: it is refused for any other operation. */
-export const NONCE_OPERATIONS = ["provision", "renew", "site"] as const;
+export const NONCE_OPERATIONS = ["provision", "renew", "site", "exchange"] as const;
 export type NonceOperation = (typeof NONCE_OPERATIONS)[number];
 export const nonceOperationSchema = z.enum(NONCE_OPERATIONS, { error: `operation must be one of ${NONCE_OPERATIONS.join(", ")}` });
 

@@ -64,6 +64,16 @@ export async function provisionDevice(options: ProvisionDeviceOptions): Promise<
   }
 }
 
+/**
+ * An identity provider's token for a fabric credential on `keyPair` (its seed never leaves the caller), over any
+ * connection that reaches the identity service (a bootstrap credential's, say). Refusals are ProvisionErrors
+ * with the service's code (FABRIC_ERR_EXTERNAL_TOKEN_INVALID, …_EXPIRED, …_NO_ROLE, …_REVOKED, …).
+ */
+export async function exchangeToken(nc: NatsConnection, token: string, keyPair: NKeyPair): Promise<{ jwt: string; expiresAt?: number }> {
+  const proof = await signedNonce(nc, keyPair, "exchange");
+  return requestCredential(nc, subjects.identity.exchange, { token, publicKey: keyPair.publicKey, ...proof });
+}
+
 /** Device side of renewal: connects with its current creds and gets a fresh JWT for the same key. */
 export async function renewCredential(options: { servers: string | string[]; creds: string; inboxPrefix: string }): Promise<{ jwt: string; expiresAt?: number }> {
   const { jwt, seed } = parseCreds(options.creds);

@@ -28,6 +28,15 @@ export const renewRequestSchema = z.strictObject({
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 
+/** An identity provider's token, for a fabric credential on the caller's own key (proven by signing the nonce). */
+export const exchangeRequestSchema = z.strictObject({
+  token: z.string().min(1).max(16_384),
+  publicKey: z.string().min(1).max(64),
+  nonce: z.string().min(1).max(512),
+  signature: z.string().min(1).max(256),
+});
+export type ExchangeRequest = z.infer<typeof exchangeRequestSchema>;
+
 /** Every refusal of the service: a stable code and a message. */
 export const errorReplySchema = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
 

@@ -74,7 +74,7 @@ export const BUILTIN_ROLE_TEMPLATES: Readonly<Record<BuiltinRole, UserPermission
   hub: { pub: { allow: [">"] }, sub: { allow: [">"] }, ...NO_LIMITS },
   /** A factory credential: can ask the identity service for a nonce and a credential, nothing else. */
   bootstrap: {
-    pub: { allow: ["$FABRIC.id.nonce", "$FABRIC.id.provision"] },
+    pub: { allow: ["$FABRIC.id.nonce", "$FABRIC.id.provision", "$FABRIC.id.exchange"] },
     sub: { allow: [`_INBOX.boot.${NAME}.>`] },
     ...NO_LIMITS,
   },

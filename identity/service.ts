@@ -7,7 +7,8 @@ import type { Keystore } from "./keystore.js";
 import { identityMetrics } from "./metrics.js";
 import { isPublicKey } from "./nkeys.js";
 import { checkNonce, makeNonce, nonceKey, UsedNonces, type NonceOperation } from "./nonces.js";
-import { nonceRequestSchema, provisionRequestSchema, renewRequestSchema, siteTrustRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
+import { exchangeExternalToken, ExternalTokenVerifier } from "./external/index.js";
+import { exchangeRequestSchema, nonceRequestSchema, provisionRequestSchema, renewRequestSchema, siteTrustRequestSchema, type CredentialReply, type SiteTrust } from "./provision-protocol.js";
 import { SYSTEM_ACCOUNT_NAME } from "./init.js";
 import { validateUserJwt, verifyProof, type ValidatedUser } from "./validate.js";
 
@@ -172,6 +173,19 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     };
   };
 
+  /** An identity provider's token for a credential on the caller's key: its nonce, proof, then the exchange. */
+  const verifier = new ExternalTokenVerifier();
+  const exchange = async (msg: Msg): Promise<CredentialReply> => {
+    const req = parse(exchangeRequestSchema, msg);
+    checkNonce(key, req.nonce, "exchange");
+    if (!isPublicKey(req.publicKey, "user")) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "publicKey is not a user public key (U…)");
+    if (!verifyProof(req.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with publicKey");
+    await usedNonces.claim(req.nonce);
+    const r = await exchangeExternalToken(ks, verifier, req.token, req.publicKey);
+    log.info({ provider: r.provider, role: r.role, user: r.name, site: r.site, publicKey: req.publicKey }, "identity provider token exchanged");
+    return { jwt: r.jwt, expiresAt: r.expiresAt };
+  };
+
   const serve = (subject: string, handler: (msg: Msg) => unknown): Subscription => {
     const operation = subject.slice(subject.lastIndexOf(".") + 1);
     return nc.subscribe(subject, {
@@ -208,6 +222,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
     serve(subjects.identity.provision, provision),
     serve(subjects.identity.renew, renew),
     serve(subjects.identity.site, site),
+    serve(subjects.identity.exchange, exchange),
   ];
   log.info("identity service started");
   return {

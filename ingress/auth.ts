@@ -1,5 +1,5 @@
-import { randomBytes } from "node:crypto";
-import { errorMessage } from "../fabric/core/index.js";
+import { createHash, randomBytes } from "node:crypto";
+import { errorMessage, isFabricError } from "../fabric/core/index.js";
 import { CredentialError, validateUserJwt, verifyProof, type AccountWatcher, type ValidatedUser } from "../identity/index.js";
 import { PROOF_WINDOW_MS } from "./config.js";
 import { MqttError, ReasonCode } from "./errors.js";
@@ -35,9 +35,54 @@ export interface Authenticator {
 const refuse = (message: string, cause?: unknown): MqttError =>
   new MqttError(cause instanceof CredentialError && cause.code === "FABRIC_ERR_CREDENTIAL_REVOKED" ? ReasonCode.NotAuthorized : ReasonCode.BadUserNameOrPassword, message, { cause });
 
-/** Verifies device credentials against the account JWTs the watcher holds (the chain, revocations, expiry). */
-export function createAuthenticator(watcher: AccountWatcher, accountKey: string): Authenticator {
+/** An identity provider's token exchanged for a fabric user JWT (the identity service's token exchange). */
+export type ExternalExchange = (token: string) => Promise<string>;
+
+/** Whether a password is an identity provider's JWT (signed with an IdP's algorithm), not a fabric one. */
+export function isExternalToken(password: string): boolean {
+  const parts = password.split(".");
+  if (parts.length !== 3) return false;
+  try {
+    const header = JSON.parse(Buffer.from(parts[0] ?? "", "base64url").toString("utf8")) as { alg?: unknown };
+    return typeof header.alg === "string" && header.alg !== "ed25519-nkey";
+  } catch {
+    return false;
+  }
+}
+
+/** Exchanged credentials kept per IdP token until they expire, so reconnects do not exchange again. */
+const EXCHANGE_CACHE_MAX = 10_000;
+
+/**
+ * Verifies device credentials against the account JWTs the watcher holds (the chain, revocations, expiry). With
+ * `exchange`, an identity provider's token as the password (MQTT 3 and 5) is exchanged for a fabric credential
+ * first: the client is then that credential's user (its role, site and name from the provider's rules), until
+ * the token expires; a revocation of the provider's subject disconnects it.
+ */
+export function createAuthenticator(watcher: AccountWatcher, accountKey: string, exchange?: ExternalExchange): Authenticator {
   const seenProofs = new Map<string, number>();
+  const exchanged = new Map<string, { jwt: string; exp: number }>();
+  const fromExternal = async (token: string): Promise<ValidatedUser> => {
+    if (exchange === undefined) throw new MqttError(ReasonCode.BadUserNameOrPassword, "identity provider tokens are not taken here (no identity service)");
+    const id = createHash("sha256").update(token).digest("base64url");
+    const now = Math.floor(Date.now() / 1000);
+    let held = exchanged.get(id);
+    if (held === undefined || held.exp <= now) {
+      let jwt: string;
+      try {
+        jwt = await exchange(token);
+      } catch (err) {
+        const code = isFabricError(err) ? err.code : undefined;
+        throw new MqttError(code === "FABRIC_ERR_EXTERNAL_NO_ROLE" || code === "FABRIC_ERR_EXTERNAL_REVOKED" ? ReasonCode.NotAuthorized : ReasonCode.BadUserNameOrPassword, `identity provider token refused: ${errorMessage(err)}`, { cause: err });
+      }
+      const exp = Number((JSON.parse(Buffer.from(jwt.split(".")[1] ?? "", "base64url").toString("utf8")) as { exp?: unknown }).exp ?? now + 60);
+      if (exchanged.size >= EXCHANGE_CACHE_MAX) for (const [k, v] of exchanged) if (v.exp <= now || exchanged.size >= EXCHANGE_CACHE_MAX) exchanged.delete(k);
+      held = { jwt, exp };
+      exchanged.set(id, held);
+    }
+    // checked like any credential: a revoked one (the provider's subject revoked) is refused here
+    return validate(held.jwt);
+  };
   const validate = async (jwt: string): Promise<ValidatedUser> => {
     const parts = jwt.split(".");
     let account: string | undefined;
@@ -62,7 +107,10 @@ export function createAuthenticator(watcher: AccountWatcher, accountKey: string)
   return {
     password: async (username, password, clientId) => {
       if (password === undefined || password.length === 0) throw new MqttError(ReasonCode.BadUserNameOrPassword, "a password (the device's credential) is required");
-      const parts = password.toString("utf8").trim().split(".");
+      const text = password.toString("utf8").trim();
+      // an identity provider's token: the username is the client's to choose (the token says who it is)
+      if (isExternalToken(text)) return fromExternal(text);
+      const parts = text.split(".");
       if (parts.length !== 3 && parts.length !== 5) throw new MqttError(ReasonCode.BadUserNameOrPassword, "the password is neither a JWT nor a JWT with a proof of possession");
       const user = await validate(parts.slice(0, 3).join("."));
       if (username !== undefined && username !== "" && username !== user.name) {

@@ -6,7 +6,7 @@ import { createServer as createTlsServer, type TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { WebSocketServer, createWebSocketStream } from "ws";
 import { errorMessage, JetStreamPublisher, parseInput, type Logger } from "../fabric/core/index.js";
-import { connectTenantServer, validateUserJwt, type TenantServerOptions } from "../identity/index.js";
+import { connectTenantServer, createKeyPair, exchangeToken, validateUserJwt, type TenantServerOptions } from "../identity/index.js";
 import { createAuthenticator } from "./auth.js";
 import { ingressOptionsSchema, MAX_SESSION_EXPIRY_SEC, type IngressOptions } from "./config.js";
 import { MqttConnection } from "./connection.js";
@@ -83,7 +83,7 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
       nc,
       publisher,
       store,
-      auth: createAuthenticator(watcher, options.accountKey),
+      auth: createAuthenticator(watcher, options.accountKey, async (token) => (await exchangeToken(nc, token, createKeyPair("user"))).jwt),
       mapper: createTopicMapper(config.mappings),
       locator: new StreamLocator(nc),
       registry,

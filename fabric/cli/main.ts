@@ -86,6 +86,7 @@ addServiceOptions(addLeafTlsOptions(program.command("up"), ""))
       mqtt: hub.mqtt,
       grpc: hub.grpc,
       statusPage: hub.statusPage,
+      exchange: hub.exchange,
       metrics: metrics === undefined ? undefined : { port: metrics.port, url: metrics.url },
       nodes: hub.nodes.map((n) => ({ name: n.name, url: n.url, ports: n.ports, log: n.logFile })),
       keystore: hub.keystore.dir,
@@ -131,7 +132,7 @@ addServiceOptions(program.command("serve"))
       throw err;
     });
     const unmonitor = metrics === undefined || monitored.length === 0 ? undefined : monitorNatsServers(() => monitored);
-    const summary = { urls: running.urls, mqtt: running.mqtt, grpc: running.grpc, statusPage: running.statusPage, metrics: metrics === undefined ? undefined : { port: metrics.port, url: metrics.url }, streams: running.streams };
+    const summary = { urls: running.urls, mqtt: running.mqtt, grpc: running.grpc, statusPage: running.statusPage, exchange: running.exchange, metrics: metrics === undefined ? undefined : { port: metrics.port, url: metrics.url }, streams: running.streams };
     if (flags.json === true) outJson(summary);
     else say(`fabric services up against ${running.urls.join(", ")}${running.grpc === undefined ? "" : `; gRPC API :${running.grpc}`}${running.mqtt === undefined ? "" : `; MQTT :${running.mqtt.tcp}`}${running.statusPage === undefined ? "" : `; status page ${running.statusPage.url}`}${metrics === undefined ? "" : `; metrics ${metrics.url}`}`);
     await untilSignal(async () => {

@@ -6,6 +6,8 @@ export interface ReadySummary {
   mqtt: { tcp: number; tls: number; ws: number } | undefined;
   grpc: number | undefined;
   statusPage: { url: string; tokenFile: string | undefined } | undefined;
+  /** The HTTP token exchange (identity provider tokens in, fabric credentials out). */
+  exchange: { url: string } | undefined;
   /** Where Prometheus scrapes this process (undefined with --no-metrics). */
   metrics: { port: number; url: string } | undefined;
   nodes: { name: string; url: string; ports: ServerPorts; log: string }[];
@@ -27,6 +29,7 @@ export function renderReady(s: ReadySummary): string {
     lines.push(`  MQTT ingress: mqtt://127.0.0.1:${s.mqtt.tcp}${s.mqtt.ws > 0 ? `  ws://127.0.0.1:${s.mqtt.ws}/mqtt` : ""}${s.mqtt.tls > 0 ? `  mqtts://127.0.0.1:${s.mqtt.tls}` : ""}`);
   }
   if (s.metrics !== undefined) lines.push(`  metrics (Prometheus): ${s.metrics.url}`);
+  if (s.exchange !== undefined) lines.push(`  token exchange (OAuth2/OIDC tokens in, fabric credentials out): ${s.exchange.url}/token (fabric-id idp add)`);
   if (s.statusPage !== undefined) {
     lines.push(`  status page: ${s.statusPage.url}${s.statusPage.tokenFile === undefined ? "" : ` (it asks for the token in ${s.statusPage.tokenFile}: HTTP Basic password, or Authorization: Bearer)`}`);
   }

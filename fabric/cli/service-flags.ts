@@ -3,7 +3,7 @@ import { resolve } from "node:path";
 import { addMetricsOptions, DEFAULT_METRICS_PORT, InvalidInputError, portOption, type MetricsFlags } from "../core/index.js";
 import { DEFAULT_GRPC_PORT } from "../grpc/server.js";
 import { DEFAULT_MQTT_PORT, DEFAULT_MQTT_WS_PORT, DEFAULT_MQTTS_PORT } from "../../ingress/index.js";
-import { DEFAULT_HOST, DEFAULT_STATUS_HOST, DEFAULT_STATUS_PORT, type HubServicesOptions } from "../hub/index.js";
+import { DEFAULT_EXCHANGE_PORT, DEFAULT_HOST, DEFAULT_STATUS_HOST, DEFAULT_STATUS_PORT, type HubServicesOptions } from "../hub/index.js";
 
 /** The flags of the hub's services, shared by `fabric up` and `fabric serve`. */
 export interface ServiceFlags extends MetricsFlags {
@@ -26,6 +26,8 @@ export interface ServiceFlags extends MetricsFlags {
   statusPage: boolean;
   statusHost: string;
   statusPort: number;
+  exchange: boolean;
+  exchangePort: number;
   json?: boolean;
 }
 
@@ -54,11 +56,13 @@ export function addServiceOptions(cmd: Command): Command {
     .addOption(portOption("--status-port <port>", "status page port (0: pick one)", DEFAULT_STATUS_PORT))
     .option("--status-host <addr>", "status page listen address (beyond loopback it asks for the token in <data>/status-page.token)", DEFAULT_STATUS_HOST)
     .option("--no-status-page", "do not serve the status page")
+    .addOption(portOption("--exchange-port <port>", "HTTP token exchange port: identity provider tokens for fabric credentials (0: pick one)", DEFAULT_EXCHANGE_PORT))
+    .option("--no-exchange", "do not serve the HTTP token exchange")
     .option("--json", "print the ready summary as JSON on stdout");
 }
 
 /** The services the flags ask for (files resolved); refuses half-given TLS settings. */
-export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOptions, "windows" | "sinks" | "mqtt" | "grpc" | "statusPage"> {
+export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOptions, "windows" | "sinks" | "mqtt" | "grpc" | "statusPage" | "exchange"> {
   if ((flags.mqttTlsCert === undefined) !== (flags.mqttTlsKey === undefined)) throw new InvalidInputError("--mqtt-tls-cert and --mqtt-tls-key go together");
   if ((flags.grpcTlsCert === undefined) !== (flags.grpcTlsKey === undefined)) throw new InvalidInputError("--grpc-tls-cert and --grpc-tls-key go together");
   if (flags.grpcTlsCa !== undefined && flags.grpcTlsCert === undefined) throw new InvalidInputError("--grpc-tls-ca (mTLS) needs --grpc-tls-cert and --grpc-tls-key");
@@ -66,6 +70,7 @@ export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOp
     windows: flags.windows,
     sinks: flags.sinks,
     ...(flags.statusPage ? { statusPage: { host: flags.statusHost, port: flags.statusPort } } : {}),
+    ...(flags.exchange ? { exchange: { port: flags.exchangePort } } : {}),
     ...(flags.grpc
       ? {
           grpc: {

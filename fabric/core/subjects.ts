@@ -30,6 +30,8 @@ export const subjects = {
     renew: "$FABRIC.id.renew",
     /** A site's leaf asks for the trust it needs offline (operator and account JWTs) and a sync credential. */
     site: "$FABRIC.id.site",
+    /** An identity provider's token exchanged for a fabric credential (issue 14). */
+    exchange: "$FABRIC.id.exchange",
   },
   /** Edge sites: what a site's agent reports and asks, and what the hub's sourcing receives. */
   edge: {

@@ -8,6 +8,7 @@ import { publicUnary } from "./handlers.js";
 const OPERATIONS: Readonly<Partial<Record<NonceOperation, IdentityOperation>>> = {
   [NonceOperation.NONCE_OPERATION_PROVISION]: "provision",
   [NonceOperation.NONCE_OPERATION_RENEW]: "renew",
+  [NonceOperation.NONCE_OPERATION_EXCHANGE]: "exchange",
 };
 
 /** The identity service not answering is UNAVAILABLE (the caller may retry), not an internal error. */
@@ -21,7 +22,7 @@ async function forwarded<T>(p: Promise<T>): Promise<T> {
 }
 
 /**
- * CredentialService: the identity service's provisioning and renewal, forwarded over NATS. These calls carry
+ * CredentialService: the identity service's provisioning, renewal and token exchange, forwarded over NATS. These calls carry
  * no fabric credential (a device provisioning has none yet): the one-time token, the nonce and the key's
  * signature are the proof, checked by the identity service as for NATS clients.
  */
@@ -29,11 +30,15 @@ export function credentialService(ctx: GatewayContext): CredentialServiceServer 
   return {
     getNonce: publicUnary(ctx, async (req) => {
       const operation = OPERATIONS[req.operation];
-      if (operation === undefined) throw new InvalidInputError("operation is required: NONCE_OPERATION_PROVISION or NONCE_OPERATION_RENEW (a nonce is accepted for that operation only)");
+      if (operation === undefined) throw new InvalidInputError("operation is required: NONCE_OPERATION_PROVISION, NONCE_OPERATION_RENEW or NONCE_OPERATION_EXCHANGE (a nonce is accepted for that operation only)");
       return { nonce: await forwarded(requestNonce(ctx.nc, operation)) };
     }),
     provision: publicUnary(ctx, async (req) => {
       const r = await forwarded(requestCredential(ctx.nc, subjects.identity.provision, { token: req.token, name: req.name, publicKey: req.publicKey, nonce: req.nonce, signature: req.signature }));
+      return { jwt: r.jwt, expiresAt: r.expiresAt ?? 0 };
+    }),
+    exchange: publicUnary(ctx, async (req) => {
+      const r = await forwarded(requestCredential(ctx.nc, subjects.identity.exchange, { token: req.token, publicKey: req.publicKey, nonce: req.nonce, signature: req.signature }));
       return { jwt: r.jwt, expiresAt: r.expiresAt ?? 0 };
     }),
     renew: publicUnary(ctx, async (req) => {

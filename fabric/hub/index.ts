@@ -20,3 +20,5 @@ export { serveHub, serveOptionsSchema } from "./serve.js";
 export type { ServeOptions } from "./serve.js";
 export { putRegionLink, removeRegionLink, readRegionLinks, regionLinksStatus, discoverRegionLinks, linksToShow, regionCopyStream, REGION_STREAM_KINDS } from "./regions/index.js";
 export type { RegionLink, RegionLinkStatus, RegionStreamKind } from "./regions/index.js";
+export { startTokenExchangeHttp, DEFAULT_EXCHANGE_PORT, TOKEN_EXCHANGE_GRANT, NATS_USER_JWT_TOKEN_TYPE } from "./token-exchange-http.js";
+export type { TokenExchangeHttp } from "./token-exchange-http.js";

@@ -21,6 +21,7 @@ import { startIngress, type Ingress } from "../../ingress/index.js";
 import { runDefinedSinks } from "../../sink/index.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 import { serveSites } from "./sites.js";
+import { startTokenExchangeHttp, type TokenExchangeHttp } from "./token-exchange-http.js";
 import { startRegionLinks, type RegionLeafRemote, type RegionLinksRunner } from "./regions/index.js";
 import { createStatusSource, startStatusPage, type StatusPage } from "./status-page/index.js";
 
@@ -58,11 +59,13 @@ export interface HubServicesOptions {
   grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
   /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
   statusPage?: { host: string; port: number };
+  /** The HTTP token exchange (identity provider tokens for fabric credentials), on the services' host. */
+  exchange?: { port: number };
   /** This hub is a region: its links to peer regions (`fabric region link`) are applied from the data directory. */
   region?: { name: string; applyRemotes?: ((remotes: RegionLeafRemote[]) => Promise<void>) | undefined };
 }
 
-type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "sinks" | "mqtt" | "grpc" | "statusPage">;
+type ServiceSettings = Pick<HubServicesOptions, "host" | "identityService" | "windows" | "sinks" | "mqtt" | "grpc" | "statusPage" | "exchange">;
 
 /** The service settings out of `fabric up`'s or `fabric serve`'s parsed options. */
 export function serviceSettings(o: {
@@ -73,6 +76,7 @@ export function serviceSettings(o: {
   mqtt?: HubServicesOptions["mqtt"] | undefined;
   grpc?: HubServicesOptions["grpc"] | undefined;
   statusPage?: HubServicesOptions["statusPage"] | undefined;
+  exchange?: HubServicesOptions["exchange"] | undefined;
 }): ServiceSettings {
   return {
     host: o.host,
@@ -82,6 +86,7 @@ export function serviceSettings(o: {
     ...(o.mqtt === undefined ? {} : { mqtt: o.mqtt }),
     ...(o.grpc === undefined ? {} : { grpc: o.grpc }),
     ...(o.statusPage === undefined ? {} : { statusPage: o.statusPage }),
+    ...(o.exchange === undefined ? {} : { exchange: o.exchange }),
   };
 }
 
@@ -93,6 +98,8 @@ export interface RunningHubServices {
   mqtt: Ingress["ports"] | undefined;
   /** The gRPC gateway's port, when it runs. */
   grpc: number | undefined;
+  /** The HTTP token exchange, when it runs. */
+  exchange: { url: string; port: number } | undefined;
   /** The status page, when it runs: its URL and, off loopback, the file of the token it asks for. */
   statusPage: Pick<StatusPage, "url" | "port" | "tokenFile"> | undefined;
   /** A service credential for trying the fabric, created with the keystore. */
@@ -117,8 +124,11 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
   const windowRunners: { stop(): Promise<void> }[] = [];
   const sinkRunners: { stop(): Promise<void> }[] = [];
   const pages: StatusPage[] = [];
+  /** HTTP servers of the services (the token exchange). */
+  const servers: (() => Promise<void>)[] = [];
   const stop = async (): Promise<void> => {
     for (const p of pages.splice(0)) await p.stop().catch(() => undefined);
+    for (const s of servers.splice(0)) await s().catch(() => undefined);
     for (const g of gateways.splice(0)) await g.stop().catch(() => undefined);
     for (const w of windowRunners.splice(0)) await w.stop().catch(() => undefined);
     for (const s of sinkRunners.splice(0)) await s.stop().catch(() => undefined);
@@ -152,10 +162,12 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
     // --- streams, KV, identity service per tenant account ---
     let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
     let regionRunner: RegionLinksRunner | undefined;
+    let firstTenantNc: NatsConnection | undefined;
     for (const acc of ks.tenantAccounts()) {
       const creds = await hubCreds(ks, o.dataDir, acc.name, log);
       const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
       connections.push(nc);
+      firstTenantNc ??= nc;
       // right after start (a cluster above all) an account's JetStream may not be enabled everywhere yet: retry
       const r = await pollUntil(async () => ensureHubStreams(nc, await jetstreamManager(nc), o.replicas), {
         timeoutMs: HUB_READY_TIMEOUT_MS,
@@ -203,6 +215,12 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       gateways.push(gateway);
       grpc = gateway.port;
     }
+    let exchange: TokenExchangeHttp | undefined;
+    if (o.exchange !== undefined && o.identityService && firstTenantNc !== undefined) {
+      exchange = await startTokenExchangeHttp({ nc: firstTenantNc, host: o.host, port: o.exchange.port, logger: log });
+      const e = exchange;
+      servers.push(() => e.stop());
+    }
     let statusPage: StatusPage | undefined;
     if (o.statusPage !== undefined) {
       const gateway = gateways[0];
@@ -225,7 +243,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       }
       if (existsSync(devPath)) devCreds = devPath;
     }
-    return { urls, regions: regionRunner, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
+    return { urls, regions: regionRunner, exchange: exchange === undefined ? undefined : { url: exchange.url, port: exchange.port }, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
   } catch (err) {
     await stop();
     throw err;

@@ -24,10 +24,15 @@ import {
   PushError,
   pushAccounts,
   removeRole,
+  putProvider,
+  readProviders,
+  removeProvider,
+  revokeExternalSubject,
   revokeUsers,
   rotateRole,
   type PushReport,
 } from "../index.js";
+import { readDefinitionFile } from "../../fabric/cli/definition-file.js";
 import { renderStatus, renderUsers } from "./render.js";
 
 interface GlobalOptions {
@@ -202,6 +207,50 @@ revoke
     const push = await pushAfterChange(cmd, ks, [flags.account]);
     if (flags.json === true) outJson({ role, oldKey: r.oldKey, newKey: r.newKey, invalidated: r.invalidated, push });
     else out(String(r.invalidated));
+  });
+
+revoke
+  .command("external <subject>")
+  .description("an identity provider's subject: its tokens are exchanged no more, and every credential issued for it is revoked")
+  .requiredOption("--provider <name>", "the identity provider (fabric-id idp ls)")
+  .option("--json", "JSON output")
+  .action(async (subject: string, flags: { provider: string; json?: boolean }, cmd: Command) => {
+    const ks = open(cmd);
+    const r = await ks.withLock(() => revokeExternalSubject(ks, flags.provider, subject));
+    say(`subject ${JSON.stringify(subject)} of ${flags.provider} revoked: no more exchanges; ${r.keys.length} credential(s) revoked in account ${r.account}`);
+    const push = await pushAfterChange(cmd, ks, [r.account], { account: r.account, users: r.keys });
+    if (flags.json === true) outJson({ provider: flags.provider, subject, revoked: r.keys, push });
+    else out(r.keys.join("\n"));
+  });
+
+const idp = program.command("idp").description("identity providers whose tokens are exchanged for fabric credentials (OAuth2/OIDC)");
+idp
+  .command("add <file>")
+  .description("add or replace a provider from a YAML or JSON file: name, issuer, jwksUri, audiences, algorithms, maxTtlSec, rules")
+  .action(async (file: string, _flags: unknown, cmd: Command) => {
+    const ks = open(cmd);
+    const p = await ks.withLock(() => putProvider(ks, readDefinitionFile(file)));
+    say(`identity provider ${p.name} (${p.issuer}): ${p.rules.length} rule(s); the identity service uses it from its next exchange`);
+  });
+idp
+  .command("ls")
+  .description("the providers")
+  .option("--json", "JSON output")
+  .action((flags: { json?: boolean }, cmd: Command) => {
+    const providers = readProviders(open(cmd));
+    if (flags.json === true) outJson(providers);
+    else out(providers.map((p) => `${p.name}  ${p.issuer}  audiences ${p.audiences.join(",")}  ${p.rules.map((r) => r.role).join(",")}`).join("\n") || "no identity providers");
+  });
+idp
+  .command("rm <name>")
+  .description("remove a provider: its tokens are exchanged no more (credentials issued stay valid until they expire; revoke them with revoke external)")
+  .action(async (name: string, _flags: unknown, cmd: Command) => {
+    const ks = open(cmd);
+    if (await ks.withLock(() => removeProvider(ks, name))) say(`identity provider ${name} removed`);
+    else {
+      say(`no identity provider ${name}`);
+      process.exitCode = 1;
+    }
   });
 
 const role = program.command("role").description("roles (scoped signing keys with permission templates)");

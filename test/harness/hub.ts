@@ -41,6 +41,8 @@ export async function startTestHub(
     statusPage?: { host: string };
     /** The hub's logger (default: testLogger()). */
     logger?: Logger;
+    /** Serve the HTTP token exchange (on a port the system picks). */
+    exchange?: boolean;
     /** The hub is this region (its keystore a copy of the operator's, serving this region only). */
     region?: string;
   } = {},
@@ -66,6 +68,7 @@ export async function startTestHub(
       ...(options.grpc === true ? { grpc: { port: 0 } } : {}),
       ...(options.statusPage === undefined ? {} : { statusPage: { host: options.statusPage.host, port: 0 } }),
       ...(options.region === undefined ? {} : { region: options.region }),
+      ...(options.exchange === true ? { exchange: { port: 0 } } : {}),
       ...(options.mqtt === true
         ? { mqtt: { port: 0, wsPort: 0, ingress: options.ingress ?? {}, ...(options.mqttTls === undefined ? {} : { tls: { port: 0, ...options.mqttTls } }) } }
         : {}),

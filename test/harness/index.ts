@@ -15,3 +15,5 @@ export type { TcpProxy } from "./tcp-proxy.js";
 export { nodeServerPids, reapOnDispose, unrelatedProcess } from "./leftover.js";
 export { startPostgres } from "./postgres.js";
 export type { TestPostgres } from "./postgres.js";
+export { startTestIdp, newIdpKey } from "./idp.js";
+export type { TestIdp, TestIdpKey } from "./idp.js";

@@ -27,6 +27,7 @@ export enum NonceOperation {
   NONCE_OPERATION_UNSPECIFIED = 0,
   NONCE_OPERATION_PROVISION = 1,
   NONCE_OPERATION_RENEW = 2,
+  NONCE_OPERATION_EXCHANGE = 3,
   UNRECOGNIZED = -1,
 }
 
@@ -41,6 +42,9 @@ export function nonceOperationFromJSON(object: any): NonceOperation {
     case 2:
     case "NONCE_OPERATION_RENEW":
       return NonceOperation.NONCE_OPERATION_RENEW;
+    case 3:
+    case "NONCE_OPERATION_EXCHANGE":
+      return NonceOperation.NONCE_OPERATION_EXCHANGE;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -56,6 +60,8 @@ export function nonceOperationToJSON(object: NonceOperation): string {
       return "NONCE_OPERATION_PROVISION";
     case NonceOperation.NONCE_OPERATION_RENEW:
       return "NONCE_OPERATION_RENEW";
+    case NonceOperation.NONCE_OPERATION_EXCHANGE:
+      return "NONCE_OPERATION_EXCHANGE";
     case NonceOperation.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -96,6 +102,22 @@ export interface RenewRequest {
 
 export interface RenewResponse {
   jwt: string;
+  expiresAt: number;
+}
+
+export interface ExchangeRequest {
+  /** The identity provider's token (a signed JWT, at most 16 KiB). */
+  token: string;
+  /** The caller's NKey user public key (U…): the credential is issued for it. */
+  publicKey: string;
+  nonce: string;
+  /** The key's Ed25519 signature over the nonce, base64url. */
+  signature: string;
+}
+
+export interface ExchangeResponse {
+  jwt: string;
+  /** Unix seconds; never after the token's exp. */
   expiresAt: number;
 }
 
@@ -649,6 +671,216 @@ export const RenewResponse: MessageFns<RenewResponse> = {
   },
 };
 
+function createBaseExchangeRequest(): ExchangeRequest {
+  return { token: "", publicKey: "", nonce: "", signature: "" };
+}
+
+export const ExchangeRequest: MessageFns<ExchangeRequest> = {
+  encode(message: ExchangeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.token !== "") {
+      writer.uint32(10).string(message.token);
+    }
+    if (message.publicKey !== "") {
+      writer.uint32(18).string(message.publicKey);
+    }
+    if (message.nonce !== "") {
+      writer.uint32(26).string(message.nonce);
+    }
+    if (message.signature !== "") {
+      writer.uint32(34).string(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.token = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.publicKey = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.nonce = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.signature = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeRequest {
+    return {
+      token: isSet(object.token) ? globalThis.String(object.token) : "",
+      publicKey: isSet(object.publicKey)
+        ? globalThis.String(object.publicKey)
+        : isSet(object.public_key)
+        ? globalThis.String(object.public_key)
+        : "",
+      nonce: isSet(object.nonce) ? globalThis.String(object.nonce) : "",
+      signature: isSet(object.signature) ? globalThis.String(object.signature) : "",
+    };
+  },
+
+  toJSON(message: ExchangeRequest): unknown {
+    const obj: any = {};
+    if (message.token !== "") {
+      obj.token = message.token;
+    }
+    if (message.publicKey !== "") {
+      obj.publicKey = message.publicKey;
+    }
+    if (message.nonce !== "") {
+      obj.nonce = message.nonce;
+    }
+    if (message.signature !== "") {
+      obj.signature = message.signature;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExchangeRequest>, I>>(base?: I): ExchangeRequest {
+    return ExchangeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExchangeRequest>, I>>(object: I): ExchangeRequest {
+    const message = createBaseExchangeRequest();
+    message.token = object.token ?? "";
+    message.publicKey = object.publicKey ?? "";
+    message.nonce = object.nonce ?? "";
+    message.signature = object.signature ?? "";
+    return message;
+  },
+};
+
+function createBaseExchangeResponse(): ExchangeResponse {
+  return { jwt: "", expiresAt: 0 };
+}
+
+export const ExchangeResponse: MessageFns<ExchangeResponse> = {
+  encode(message: ExchangeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jwt !== "") {
+      writer.uint32(10).string(message.jwt);
+    }
+    if (message.expiresAt !== 0) {
+      writer.uint32(16).int64(message.expiresAt);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExchangeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExchangeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jwt = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expiresAt = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExchangeResponse {
+    return {
+      jwt: isSet(object.jwt) ? globalThis.String(object.jwt) : "",
+      expiresAt: isSet(object.expiresAt)
+        ? globalThis.Number(object.expiresAt)
+        : isSet(object.expires_at)
+        ? globalThis.Number(object.expires_at)
+        : 0,
+    };
+  },
+
+  toJSON(message: ExchangeResponse): unknown {
+    const obj: any = {};
+    if (message.jwt !== "") {
+      obj.jwt = message.jwt;
+    }
+    if (message.expiresAt !== 0) {
+      obj.expiresAt = Math.round(message.expiresAt);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExchangeResponse>, I>>(base?: I): ExchangeResponse {
+    return ExchangeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExchangeResponse>, I>>(object: I): ExchangeResponse {
+    const message = createBaseExchangeResponse();
+    message.jwt = object.jwt ?? "";
+    message.expiresAt = object.expiresAt ?? 0;
+    return message;
+  },
+};
+
 /**
  * The identity service's provisioning and renewal (the same as over NATS), for gRPC clients. These calls carry
  * no fabric credential: the one-time token, the nonce and the key's signature are the proof.
@@ -661,6 +893,11 @@ export const RenewResponse: MessageFns<RenewResponse> = {
  *   FABRIC_ERR_PERMISSION_DENIED                        PERMISSION_DENIED (a role that may not renew)
  *   FABRIC_ERR_TOKEN_INVALID / FABRIC_ERR_TOKEN_EXPIRED PERMISSION_DENIED
  *   FABRIC_ERR_TOKEN_USED / FABRIC_ERR_ALREADY_PROVISIONED ALREADY_EXISTS
+ * Exchange (an identity provider's token) adds:
+ *   FABRIC_ERR_EXTERNAL_TOKEN_INVALID, FABRIC_ERR_EXTERNAL_TOKEN_EXPIRED,
+ *   FABRIC_ERR_EXTERNAL_UNKNOWN_ISSUER, FABRIC_ERR_EXTERNAL_REVOKED     UNAUTHENTICATED
+ *   FABRIC_ERR_EXTERNAL_NO_ROLE                                        PERMISSION_DENIED (no rule maps the claims)
+ *   FABRIC_ERR_EXTERNAL_JWKS_UNAVAILABLE                               UNAVAILABLE (the provider's keys could not be fetched)
  */
 export type CredentialServiceService = typeof CredentialServiceService;
 export const CredentialServiceService = {
@@ -698,6 +935,21 @@ export const CredentialServiceService = {
     responseSerialize: (value: RenewResponse): Buffer => Buffer.from(RenewResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RenewResponse => RenewResponse.decode(value),
   },
+  /**
+   * Token exchange (RFC 8693 in spirit): an OAuth2/OIDC identity provider's JWT (`fabric-id idp add`) and the
+   * caller's own key, proven by signing a nonce of NONCE_OPERATION_EXCHANGE, for a fabric user JWT on that key.
+   * The provider's rules map the token's claims to a role, site and name; the credential expires with the
+   * token, or sooner. A subject revoked with `fabric-id revoke external` is refused.
+   */
+  exchange: {
+    path: "/fabric.v1.CredentialService/Exchange" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExchangeRequest): Buffer => Buffer.from(ExchangeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExchangeRequest => ExchangeRequest.decode(value),
+    responseSerialize: (value: ExchangeResponse): Buffer => Buffer.from(ExchangeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExchangeResponse => ExchangeResponse.decode(value),
+  },
 } as const;
 
 export interface CredentialServiceServer extends UntypedServiceImplementation {
@@ -711,6 +963,13 @@ export interface CredentialServiceServer extends UntypedServiceImplementation {
   provision: handleUnaryCall<ProvisionRequest, ProvisionResponse>;
   /** A fresh credential for the same key before the current one expires. */
   renew: handleUnaryCall<RenewRequest, RenewResponse>;
+  /**
+   * Token exchange (RFC 8693 in spirit): an OAuth2/OIDC identity provider's JWT (`fabric-id idp add`) and the
+   * caller's own key, proven by signing a nonce of NONCE_OPERATION_EXCHANGE, for a fabric user JWT on that key.
+   * The provider's rules map the token's claims to a role, site and name; the credential expires with the
+   * token, or sooner. A subject revoked with `fabric-id revoke external` is refused.
+   */
+  exchange: handleUnaryCall<ExchangeRequest, ExchangeResponse>;
 }
 
 export interface CredentialServiceClient extends Client {
@@ -765,6 +1024,27 @@ export interface CredentialServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RenewResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Token exchange (RFC 8693 in spirit): an OAuth2/OIDC identity provider's JWT (`fabric-id idp add`) and the
+   * caller's own key, proven by signing a nonce of NONCE_OPERATION_EXCHANGE, for a fabric user JWT on that key.
+   * The provider's rules map the token's claims to a role, site and name; the credential expires with the
+   * token, or sooner. A subject revoked with `fabric-id revoke external` is refused.
+   */
+  exchange(
+    request: ExchangeRequest,
+    callback: (error: ServiceError | null, response: ExchangeResponse) => void,
+  ): ClientUnaryCall;
+  exchange(
+    request: ExchangeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExchangeResponse) => void,
+  ): ClientUnaryCall;
+  exchange(
+    request: ExchangeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExchangeResponse) => void,
   ): ClientUnaryCall;
 }
 
