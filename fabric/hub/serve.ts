@@ -19,6 +19,7 @@ export const serveOptionsSchema = z.strictObject({
   mqtt: hubOptionsSchema.shape.mqtt,
   grpc: hubOptionsSchema.shape.grpc,
   statusPage: hubOptionsSchema.shape.statusPage,
+  exchange: hubOptionsSchema.shape.exchange,
   /** The servers are region `region` (`fabric config hub --region`): its links are applied from the data directory. */
   region: z.string().optional(),
 });
