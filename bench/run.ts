@@ -9,6 +9,7 @@ import { benchWindows, windowsMarkdown } from "./windows.js";
 import { benchEdge, edgeMarkdown } from "./edge.js";
 import { benchMetrics, metricsMarkdown, METRICS_ROUNDS } from "./metrics.js";
 import { benchSink, sinkMarkdown } from "./sink.js";
+import { benchExchange, exchangeMarkdown, EXCHANGE_CONCURRENCY, EXCHANGE_COUNT } from "./exchange.js";
 import { benchRegions, regionsMarkdown, REGIONS_CUT_MS, REGIONS_CUTS, REGIONS_DELAY_MS, REGIONS_LATENCY_SECONDS, REGIONS_RATE, REGIONS_REVOKED, REGIONS_UP_MS } from "./regions.js";
 
 const BENCHES: Record<string, (h: Harness) => Promise<string>> = {
@@ -191,6 +192,27 @@ BENCHES["regions"] = async (h) => {
     "for the servers' answers to its ping each time: informational). Timed from the start of the revocation to the",
     "user's connection closing. a's hub relays the account update to b, which adopts the revocation and pushes it to",
     "its own server.",
+    "",
+    md,
+  ].join("\n");
+};
+
+BENCHES["exchange"] = async (h) => {
+  console.log(`exchange: ${EXCHANGE_COUNT} token exchanges against ${EXCHANGE_COUNT} plain issues, ${EXCHANGE_CONCURRENCY.join(" and ")} in flight…`);
+  const md = exchangeMarkdown(await benchExchange(h));
+  console.log(md);
+  return [
+    "## Token exchange (issue 14)",
+    "",
+    `Measured ${new Date().toISOString().slice(0, 10)} on ${machine()}. Rerun: \`npm run bench -- exchange\`.`,
+    "",
+    "One hub (nats-server, the identity service in the hub's process), a local identity provider (RS256 keys made",
+    "with jose, its JWKS served over HTTP on loopback, fetched once). A service client sends each exchange as a",
+    "client does: a nonce for the exchange, then the IdP token with the client's public key and its signature over",
+    "the nonce; the service checks the nonce (and spends it in KV), the proof, the token against the provider's",
+    "keys, maps the claims and issues the credential (keystore lock, user record written). The anchor is what",
+    "`fabric-id issue` does for a credential (the same issuance, in process, without the CLI's process start).",
+    "Tokens are signed before the clock starts.",
     "",
     md,
   ].join("\n");
