@@ -31,25 +31,42 @@ export async function startTcpProxy(target: number, host = "127.0.0.1"): Promise
   const pairs = new Set<{ a: Socket; b?: Socket }>();
   const state = { target, delayMs: 0 };
 
-  /** Passes what `from` reads to `to`, each chunk held state.delayMs (in order: a timer per chunk, due times never decrease). */
+  /**
+   * Passes what `from` reads to `to`, each chunk held state.delayMs, strictly in order: one queue and one timer per
+   * direction (a timer per chunk is not enough: Node fires timers of different durations that fall due in the same
+   * millisecond in no set order, and a TCP stream whose chunks swap is no longer the stream that was sent).
+   */
   const forward = (from: Socket, to: Socket, count: (n: number) => void): void => {
-    let lastDue = 0;
-    from.on("data", (d: Buffer) => {
-      count(d.length);
-      if (state.delayMs <= 0 && lastDue <= Date.now()) {
-        to.write(d);
+    const queue: { due: number; data: Buffer | "end" }[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const pump = (): void => {
+      timer = undefined;
+      const now = Date.now();
+      while (queue.length > 0 && (queue[0]?.due ?? 0) <= now) {
+        const { data } = queue.shift() ?? { data: "end" as const };
+        if (to.destroyed) continue;
+        if (data === "end") to.end();
+        else to.write(data);
+      }
+      const next = queue[0];
+      if (next !== undefined) timer = setTimeout(pump, Math.max(0, next.due - now));
+    };
+    const enqueue = (data: Buffer | "end"): void => {
+      if (state.delayMs <= 0 && queue.length === 0) {
+        if (data === "end") to.end();
+        else to.write(data);
         return;
       }
-      const due = Math.max(Date.now() + state.delayMs, lastDue);
-      lastDue = due;
-      setTimeout(() => {
-        if (!to.destroyed) to.write(d);
-      }, due - Date.now());
+      // due times never decrease, so the queue is in due order
+      const due = Math.max(Date.now() + state.delayMs, queue[queue.length - 1]?.due ?? 0);
+      queue.push({ due, data });
+      if (timer === undefined) timer = setTimeout(pump, Math.max(0, due - Date.now()));
+    };
+    from.on("data", (d: Buffer) => {
+      count(d.length);
+      enqueue(d);
     });
-    from.on("end", () => {
-      const wait = Math.max(0, lastDue - Date.now());
-      setTimeout(() => to.end(), wait);
-    });
+    from.on("end", () => enqueue("end"));
   };
 
   const server: Server = createServer((a) => {
