@@ -27,7 +27,7 @@ export interface ServiceFlags extends MetricsFlags {
   statusHost: string;
   statusPort: number;
   exchange: boolean;
-  exchangePort: number;
+  exchangePort?: number;
   json?: boolean;
 }
 
@@ -56,7 +56,7 @@ export function addServiceOptions(cmd: Command): Command {
     .addOption(portOption("--status-port <port>", "status page port (0: pick one)", DEFAULT_STATUS_PORT))
     .option("--status-host <addr>", "status page listen address (beyond loopback it asks for the token in <data>/status-page.token)", DEFAULT_STATUS_HOST)
     .option("--no-status-page", "do not serve the status page")
-    .addOption(portOption("--exchange-port <port>", "HTTP token exchange port: identity provider tokens for fabric credentials (0: pick one)", DEFAULT_EXCHANGE_PORT))
+    .addOption(portOption("--exchange-port <port>", `HTTP token exchange port: identity provider tokens for fabric credentials (default ${DEFAULT_EXCHANGE_PORT}, or one the system picks when that is taken; 0: pick one)`))
     .option("--no-exchange", "do not serve the HTTP token exchange")
     .option("--json", "print the ready summary as JSON on stdout");
 }
@@ -70,7 +70,7 @@ export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOp
     windows: flags.windows,
     sinks: flags.sinks,
     ...(flags.statusPage ? { statusPage: { host: flags.statusHost, port: flags.statusPort } } : {}),
-    ...(flags.exchange ? { exchange: { port: flags.exchangePort } } : {}),
+    ...(flags.exchange ? { exchange: flags.exchangePort === undefined ? { port: DEFAULT_EXCHANGE_PORT, orAnyPort: true } : { port: flags.exchangePort } } : {}),
     ...(flags.grpc
       ? {
           grpc: {

@@ -60,7 +60,7 @@ export interface HubServicesOptions {
   /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
   statusPage?: { host: string; port: number };
   /** The HTTP token exchange (identity provider tokens for fabric credentials), on the services' host. */
-  exchange?: { port: number };
+  exchange?: { port: number; orAnyPort?: boolean | undefined };
   /** This hub is a region: its links to peer regions (`fabric region link`) are applied from the data directory. */
   region?: { name: string; applyRemotes?: ((remotes: RegionLeafRemote[]) => Promise<void>) | undefined };
 }
@@ -217,7 +217,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
     }
     let exchange: TokenExchangeHttp | undefined;
     if (o.exchange !== undefined && o.identityService && firstTenantNc !== undefined) {
-      exchange = await startTokenExchangeHttp({ nc: firstTenantNc, host: o.host, port: o.exchange.port, logger: log });
+      exchange = await startTokenExchangeHttp({ nc: firstTenantNc, host: o.host, port: o.exchange.port, orAnyPort: o.exchange.orAnyPort ?? false, logger: log });
       const e = exchange;
       servers.push(() => e.stop());
     }

@@ -77,7 +77,7 @@ export interface TokenExchangeHttp {
  * key (`issued_token_type` urn:fabric:params:oauth:token-type:nats-user-jwt, `expires_in`). Refusals are RFC 6749
  * error bodies with `fabric_error_code`. Forwarded to the identity service over NATS.
  */
-export async function startTokenExchangeHttp(o: { nc: NatsConnection; host: string; port: number; logger: Logger }): Promise<TokenExchangeHttp> {
+export async function startTokenExchangeHttp(o: { nc: NatsConnection; host: string; port: number; orAnyPort?: boolean; logger: Logger }): Promise<TokenExchangeHttp> {
   const log = o.logger.child({ component: "token-exchange-http" });
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? "/", "http://x");
@@ -121,10 +121,22 @@ export async function startTokenExchangeHttp(o: { nc: NatsConnection; host: stri
       send(res, e.status, { error: e.error, error_description: errorMessage(err), fabric_error_code: code ?? "FABRIC_ERR_INTERNAL" });
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host, () => resolve());
-  });
+  const listen = (port: number): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, o.host, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+  try {
+    await listen(o.port);
+  } catch (err) {
+    // the default port taken (a second fabric process on the machine): one the system picks, said so
+    if (o.orAnyPort !== true || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    log.warn({ port: o.port }, "the default token exchange port is taken: serving it on a port the system picks (see --exchange-port)");
+    await listen(0);
+  }
   const port = (server.address() as AddressInfo).port;
   const url = `http://${o.host.includes(":") ? `[${o.host}]` : o.host}:${port}`;
   log.info({ url }, "token exchange listening (POST /token, GET /nonce)");
