@@ -212,14 +212,14 @@ revoke
 revoke
   .command("external <subject>")
   .description("an identity provider's subject: its tokens are exchanged no more, and every credential issued for it is revoked")
-  .requiredOption("--provider <name>", "the identity provider (fabric-id idp ls)")
+  .option("--provider <name>", "the identity provider (fabric-id idp ls); needed when there are several")
   .option("--json", "JSON output")
-  .action(async (subject: string, flags: { provider: string; json?: boolean }, cmd: Command) => {
+  .action(async (subject: string, flags: { provider?: string; json?: boolean }, cmd: Command) => {
     const ks = open(cmd);
     const r = await ks.withLock(() => revokeExternalSubject(ks, flags.provider, subject));
-    say(`subject ${JSON.stringify(subject)} of ${flags.provider} revoked: no more exchanges; ${r.keys.length} credential(s) revoked in account ${r.account}`);
+    say(`subject ${JSON.stringify(subject)} of ${r.provider} revoked: no more exchanges; ${r.keys.length} credential(s) revoked in account ${r.account}`);
     const push = await pushAfterChange(cmd, ks, [r.account], { account: r.account, users: r.keys });
-    if (flags.json === true) outJson({ provider: flags.provider, subject, revoked: r.keys, push });
+    if (flags.json === true) outJson({ provider: r.provider, subject, revoked: r.keys, push });
     else out(r.keys.join("\n"));
   });
 

@@ -66,19 +66,23 @@ export async function exchangeExternalToken(ks: Keystore, verifier: ExternalToke
 }
 
 export interface ExternalRevocation {
+  provider: string;
   account: string;
   /** The user keys issued for the subject that are now revoked (disconnect them). */
   keys: string[];
 }
 
 /**
- * `fabric-id revoke external <sub>`: refuses every future exchange of the subject's tokens, and revokes every
+ * `fabric-id revoke external <sub> [--provider NAME]` (the only provider when there is one): refuses every future exchange of the subject's tokens, and revokes every
  * credential issued for it (one account JWT: push it, and the servers disconnect them). Call under the keystore
  * lock.
  */
-export function revokeExternalSubject(ks: Keystore, providerName: string, subject: string): ExternalRevocation {
-  const provider = readProviders(ks).find((p) => p.name === providerName);
-  if (provider === undefined) throw new ExternalIdentityError("FABRIC_ERR_EXTERNAL_CONFIG", `no identity provider ${JSON.stringify(providerName)} (have: ${readProviders(ks).map((p) => p.name).join(", ") || "none"})`);
+export function revokeExternalSubject(ks: Keystore, providerName: string | undefined, subject: string): ExternalRevocation {
+  const all = readProviders(ks);
+  const have = all.map((p) => p.name).join(", ") || "none";
+  if (providerName === undefined && all.length !== 1) throw new ExternalIdentityError("FABRIC_ERR_EXTERNAL_CONFIG", `name the identity provider of subject ${JSON.stringify(subject)} (have: ${have})`);
+  const provider = providerName === undefined ? all[0] : all.find((p) => p.name === providerName);
+  if (provider === undefined) throw new ExternalIdentityError("FABRIC_ERR_EXTERNAL_CONFIG", `no identity provider ${JSON.stringify(providerName)} (have: ${have})`);
   const account = provider.account ?? ks.tenantAccounts()[0]?.name;
   if (account === undefined) throw new ExternalIdentityError("FABRIC_ERR_EXTERNAL_CONFIG", "the keystore has no tenant account");
   revokeSubject(ks, provider.name, subject);
@@ -88,5 +92,5 @@ export function revokeExternalSubject(ks: Keystore, providerName: string, subjec
     .filter((u) => u.external?.provider === provider.name && u.external.subject === subject && u.revokedAt === undefined && (u.expiresAt === undefined || u.expiresAt > now))
     .map((u) => u.publicKey);
   for (const key of keys) revokeUsers(ks, account, key);
-  return { account, keys };
+  return { provider: provider.name, account, keys };
 }
