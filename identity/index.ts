@@ -41,6 +41,7 @@ export { connectTenantServer } from "./tenant-server.js";
 export type { TenantServerOptions, TenantServerConnection } from "./tenant-server.js";
 export type { AccountWatcher, AccountWatcherOptions } from "./watch.js";
 export { assertRegionName, setKeystoreRegion, setDialedLinks, issueLinkCreds, adoptRevocations, MAX_REGION_NAME_LENGTH, REGION_LINK_ROLE } from "./regions.js";
+export type { AdoptedRevocations } from "./regions.js";
 export { regionSubjects, regionSourceConsumer, linkAccountName, linkUserPermissions, REGION_LIVE_STREAMS, REGION_LIVE_SERVICES } from "./region-claims.js";
 export { ExternalIdentityError, ExternalTokenVerifier, exchangeExternalToken, revokeExternalSubject, externalProviderSchema, mapClaims, putProvider, readProviders, readRevokedSubjects, removeProvider, revokeSubject, EXTERNAL_ALGORITHMS } from "./external/index.js";
 export type { ExternalProvider, ExternalProviderInput, ExchangeResult } from "./external/index.js";

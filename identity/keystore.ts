@@ -217,6 +217,13 @@ export class Keystore {
    * keeps the newest it has seen; an older one would be ignored, or worse, un-revoke users).
    */
   saveAccount(record: AccountRecord): { record: AccountRecord; jwt: string } {
+    const signed = this.signAccount(record);
+    this.storeAccount(signed);
+    return signed;
+  }
+
+  /** The next account JWT for the record (newer than the last), signed but not stored: see storeAccount. */
+  signAccount(record: AccountRecord): { record: AccountRecord; jwt: string } {
     const nowSec = Math.floor(Date.now() / 1000);
     const iat = Math.max(nowSec, record.jwtIat + 1);
     const next: AccountRecord = { ...record, jwtIat: iat };
@@ -237,12 +244,16 @@ export class Keystore {
     };
     const operator = this.keyPair(this.storeFile().operator.publicKey);
     const jwt = encodeJwt<AccountClaims>(accountClaimsSchema.parse({ ...claims, iss: operator.publicKey, jti: "x" }), operator);
-    const dir = this.accountDir(record.name);
+    return { record: next, jwt };
+  }
+
+  /** Stores an account JWT signAccount made, with its record. */
+  storeAccount(signed: { record: AccountRecord; jwt: string }): void {
+    const dir = this.accountDir(signed.record.name);
     ensurePrivateDir(dir);
     ensurePrivateDir(join(dir, "users"));
-    writeSecretFile(join(dir, "account.jwt"), `${jwt}\n`);
-    writeSecretFile(join(dir, "account.json"), `${JSON.stringify(next, null, 2)}\n`);
-    return { record: next, jwt };
+    writeSecretFile(join(dir, "account.jwt"), `${signed.jwt}\n`);
+    writeSecretFile(join(dir, "account.json"), `${JSON.stringify(signed.record, null, 2)}\n`);
   }
 
   /** The exports and imports of a link account or of the region's tenant account (none outside a region). */

@@ -98,8 +98,8 @@ export async function pingServers(nc: NatsConnection, timeoutMs = DEFAULT_PUSH_T
 export interface ClaimsPusher {
   /** The servers that answered the ping when the pusher opened. */
   readonly servers: ServerInfo[];
-  /** Pushes one account's current JWT and collects one reply per server. */
-  push(account: string): Promise<AccountPushResult>;
+  /** Pushes one account's current JWT (or `jwt`, signed for it and not stored yet) and collects one reply per server. */
+  push(account: string, jwt?: string): Promise<AccountPushResult>;
   /**
    * Disconnects every connection of these user keys in the account, on every server, at once (CONNZ by user,
    * then KICK by connection id). A server applying an account update decodes and verifies the JWT of every
@@ -152,8 +152,8 @@ export async function openClaimsPusher(ks: Keystore, options: { servers: string[
     const expected = Math.max(1, servers.length);
     return {
       servers,
-      push: async (name) => {
-        const jwt = ks.accountJwt(name);
+      push: async (name, signed) => {
+        const jwt = signed ?? ks.accountJwt(name);
         const iat = Number(peekJwt(jwt)["iat"]);
         const started = performance.now();
         let results: ServerPushResult[];
@@ -165,7 +165,8 @@ export async function openClaimsPusher(ks: Keystore, options: { servers: string[
         }
         const complete = results.length >= expected && results.every((r) => r.ok);
         identityMetrics.pushed(complete ? "complete" : "incomplete", (performance.now() - started) / 1000);
-        if (complete) ks.markPushed(name, iat);
+        // a JWT not stored yet is marked pushed by the caller's store (its record carries jwtIat)
+        if (complete && signed === undefined) ks.markPushed(name, iat);
         log.info({ account: name, iat, servers: results.length, expected, complete }, "account JWT pushed");
         return { account: name, iat, servers: results, complete };
       },

@@ -94,28 +94,43 @@ export function issueLinkCreds(ks: Keystore, peer: string): { creds: string; pub
   return { creds: formatCreds(jwt, user.seed), publicKey: user.publicKey, name };
 }
 
+/** Revocations of a peer region's account JWT this region lacked: its account JWT signed again with them. */
+export interface AdoptedRevocations {
+  account: string;
+  /** The account's new JWT, signed, not stored yet: push it, then `store()`. */
+  jwt: string;
+  /** Stores the JWT and its record (pushed to every server: marked so), and marks the users revoked in the keystore. */
+  store(pushed: boolean): void;
+}
+
 /**
  * Takes in the revocations of an account JWT another region pushed (already checked against the operator): the
- * account's record here gains every revocation it lacks and its JWT is signed again, newer than both. Returns
- * the account's name when its JWT changed (push it), undefined when this region knew all of it (which ends the
- * relay: a region never sends back what it has). Accounts this keystore lacks and link accounts are ignored.
- * Call under the keystore lock.
+ * account's record here gains every revocation it lacks and its JWT is signed again, newer than both. Undefined
+ * when this region knew all of it (which ends the relay: a region never sends back what it has), and for
+ * accounts this keystore lacks and link accounts. Signing and storing are apart so that the caller can push first
+ * (the disk's fsyncs then cost the revocation nothing); call both under the keystore lock.
  */
-export function adoptRevocations(ks: Keystore, claims: AccountClaims): string | undefined {
+export function adoptRevocations(ks: Keystore, claims: AccountClaims): AdoptedRevocations | undefined {
   const account = ks.accountByKey(claims.sub);
   if (account === undefined || account.link !== undefined) return undefined;
   const revocations = { ...account.revocations };
-  let added = 0;
+  const added: string[] = [];
   for (const [key, at] of Object.entries(claims.nats.revocations ?? {})) {
     if ((revocations[key] ?? -1) >= at) continue;
     revocations[key] = at;
-    added++;
+    added.push(key);
   }
-  if (added === 0) return undefined;
-  ks.saveAccount({ ...account, revocations, jwtIat: Math.max(account.jwtIat, claims.iat) });
-  for (const key of Object.keys(revocations)) {
-    const u = ks.user(account.name, key);
-    if (u !== undefined && u.revokedAt === undefined) ks.saveUser({ ...u, revokedAt: revocations[key] ?? 0 });
-  }
-  return account.name;
+  if (added.length === 0) return undefined;
+  const signed = ks.signAccount({ ...account, revocations, jwtIat: Math.max(account.jwtIat, claims.iat) });
+  return {
+    account: account.name,
+    jwt: signed.jwt,
+    store: (pushed) => {
+      ks.storeAccount(pushed ? { ...signed, record: { ...signed.record, pushedIat: signed.record.jwtIat } } : signed);
+      for (const key of added) {
+        const u = ks.user(account.name, key);
+        if (u !== undefined && u.revokedAt === undefined) ks.saveUser({ ...u, revokedAt: revocations[key] ?? 0 });
+      }
+    },
+  };
 }

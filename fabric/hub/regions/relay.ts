@@ -79,15 +79,22 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
       }
       const c = claims;
       queue = queue.then(async () => {
-        const name = await o.ks.withLock(() => adoptRevocations(o.ks, c));
-        if (name === undefined) {
+        const pusher = await getPusher();
+        const r = await o.ks.withLock(async () => {
+          const adopted = adoptRevocations(o.ks, c);
+          if (adopted === undefined) return undefined;
+          // pushed first, stored after: the servers disconnect the revoked users without waiting for the disk
+          const pushed = await pusher.push(adopted.account, adopted.jwt);
+          adopted.store(pushed.complete);
+          return { account: adopted.account, complete: pushed.complete };
+        });
+        if (r === undefined) {
           regionMetrics.relayed("in", "known");
           return;
         }
-        const r = await (await getPusher()).push(name);
         regionMetrics.relayed("in", "adopted");
         regionMetrics.applied((performance.now() - started) / 1000);
-        log.info({ from, account: name, complete: r.complete }, "revocations from a peer region adopted and pushed");
+        log.info({ from, account: r.account, complete: r.complete }, "revocations from a peer region adopted and pushed");
       }).catch((e: unknown) => log.warn({ from, err: errorMessage(e) }, "could not adopt an account update from a peer region"));
     },
   });
