@@ -3,8 +3,10 @@ import { errorMessage, type Logger } from "../../core/index.js";
 import { regionMetrics } from "./metrics.js";
 import { adoptRevocations, openClaimsPusher, regionSubjects, validateAccountJwt, type AccountWatcher, type ClaimsPusher, type Keystore } from "../../../identity/index.js";
 
-/** A relay's admin connection is opened again this often (its short-lived admin credential expires after 2 min). */
+/** A relay's admin connection is replaced after this long (its short-lived admin credential expires after 2 min)… */
 const PUSHER_REFRESH_MS = 60_000;
+/** …and not used past this age. */
+const PUSHER_MAX_AGE_MS = 100_000;
 /**
  * A region sends its current account JWTs again this often while linked (and when a link comes up): an update
  * sent while a link was cut reaches no one, and the peer learns of it from the next announcement.
@@ -26,20 +28,36 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
 } {
   const log = o.logger.child({ component: "region-claims" });
   const operatorKeys = [o.ks.storeFile().operator.publicKey];
-  let pusher: { p: Promise<ClaimsPusher>; at: number } | undefined;
+  // one admin connection kept open, replaced in the background before its credential expires: a revocation
+  // never waits for a new one (opening one waits for the servers' answers to a ping)
+  let current: { pusher: ClaimsPusher; at: number } | undefined;
+  let opening: Promise<ClaimsPusher> | undefined;
+  const open = (): Promise<ClaimsPusher> => {
+    opening ??= openClaimsPusher(o.ks, { servers: o.urls, logger: log }).then(
+      (pusher) => {
+        const old = current;
+        current = { pusher, at: Date.now() };
+        opening = undefined;
+        void old?.pusher.close().catch(() => undefined);
+        return pusher;
+      },
+      (err: unknown) => {
+        opening = undefined;
+        throw err;
+      },
+    );
+    return opening;
+  };
   const getPusher = (): Promise<ClaimsPusher> => {
-    if (pusher === undefined || Date.now() - pusher.at > PUSHER_REFRESH_MS) {
-      const old = pusher;
-      const p = openClaimsPusher(o.ks, { servers: o.urls, logger: log });
-      p.catch(() => (pusher = undefined));
-      pusher = { p, at: Date.now() };
-      void old?.p.then((x) => x.close()).catch(() => undefined);
+    if (current !== undefined && Date.now() - current.at < PUSHER_MAX_AGE_MS) {
+      if (Date.now() - current.at > PUSHER_REFRESH_MS) void open().catch(() => undefined);
+      return Promise.resolve(current.pusher);
     }
-    return pusher.p;
+    return open();
   };
   const refresh = setInterval(() => {
     if (o.linked()) void getPusher().catch(() => undefined);
-  }, PUSHER_REFRESH_MS / 2);
+  }, PUSHER_REFRESH_MS / 4);
   refresh.unref();
 
   let queue: Promise<unknown> = Promise.resolve();
@@ -106,7 +124,8 @@ export function startClaimsRelay(o: { ks: Keystore; nc: NatsConnection; watcher:
       unlisten();
       sub.unsubscribe();
       await queue.catch(() => undefined);
-      await pusher?.p.then((p) => p.close()).catch(() => undefined);
+      await opening?.catch(() => undefined);
+      await current?.pusher.close().catch(() => undefined);
     },
   };
 }
