@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { topicMappingSchema } from "./mapping.js";
+import { formatEntrySchema } from "./formats/format-mapping.js";
 
 export const DEFAULT_MQTT_PORT = 1883;
 export const DEFAULT_MQTTS_PORT = 8883;
@@ -36,6 +37,8 @@ export const ingressOptionsSchema = z.strictObject({
   maxConnections: z.number().int().positive().default(DEFAULT_MAX_CONNECTIONS),
   sessionExpirySec: z.number().int().min(0).default(DEFAULT_SESSION_EXPIRY_SEC),
   mappings: z.array(topicMappingSchema).default([]),
+  /** Telegraf (line protocol, JSON) and Homie v4 layouts, expanded into TELEMETRY readings (ingress/formats). */
+  formats: z.array(formatEntrySchema).default([]),
 });
 export type IngressOptions = z.input<typeof ingressOptionsSchema>;
 export type IngressConfig = z.output<typeof ingressOptionsSchema>;

@@ -14,7 +14,8 @@ import { headersFromPublish, propertiesFromHeaders } from "./headers.js";
 import { ingressMetrics } from "./metrics.js";
 import { mayPublish, maySubscribe } from "./permissions.js";
 import type { SessionRecord, StoredSubscription } from "./store.js";
-import { filterToSubjects, parseSharedFilter, subjectMatches, subjectToTopic, topicFilterProblem, topicMatches, topicNameProblem } from "./topics.js";
+import { filterToSubjects, parseSharedFilter, subjectMatches, subjectToTopic, topicFilterProblem, topicMatches, topicNameProblem, topicToSubject } from "./topics.js";
+import type { Reading } from "./formats/format-mapping.js";
 
 type QoS = 0 | 1 | 2;
 type Version = 3 | 4 | 5;
@@ -593,7 +594,11 @@ export class MqttConnection {
       return;
     }
     const now = Date.now();
-    const mapped = this.ctx.mapper.inbound(topic, payload, now);
+    const mapped = this.ctx.mapper.inbound(topic, payload, now, user);
+    if (mapped.readings !== undefined) {
+      this.publishReadings(qos, pid, user, topic, packet, payload, mapped.readings, now);
+      return;
+    }
     if (!this.mayPublishCached(user, topic, mapped.subject) && !this.useResponseGrant(mapped.subject)) {
       this.log.info({ clientId: this.clientId, subject: mapped.subject }, "publish refused by permissions");
       ingressMetrics.published(qos, "refused");
@@ -635,6 +640,31 @@ export class MqttConnection {
     };
     const stored = located instanceof Promise ? located.then(store) : store(located.stream);
     this.chainAck(qos, pid, endWhenSettled(span, retained === undefined ? stored : Promise.all([stored, retained]).then(([r]) => r)));
+  }
+
+  /**
+   * A format message (Telegraf, Homie) expanded into readings: each within the publisher's permissions (one that
+   * is not, such as a Homie device publishing under another device's name, sends the whole message to REJECTED
+   * with the reason), then published (QoS 0) or stored, each under the message's id and its index (a
+   * retransmission stores nothing twice); acknowledged once all are stored. Not retained.
+   */
+  private publishReadings(qos: QoS, pid: number, user: ValidatedUser, topic: string, packet: IPublishPacket, payload: Buffer, readings: readonly Reading[], now: number): void {
+    const headers = headersFromPublish(this.clientId, packet, now);
+    const refused = readings.find((r) => !mayPublish(user.permissions, r.subject));
+    if (refused !== undefined) {
+      const reason = `${user.name} may not publish ${refused.subject} (a device publishes under its own name and site)`;
+      this.log.info({ clientId: this.clientId, subject: refused.subject }, "format message refused by permissions");
+      this.chainAck(qos, pid, this.ctx.rejected(topicToSubject(topic), payload, headers, reason).then(() => ({ reason: ReasonCode.NotAuthorized, message: reason })));
+      return;
+    }
+    if (qos === 0) {
+      for (const r of readings) this.ctx.nc.publish(r.subject, r.payload, { headers });
+      ingressMetrics.published(0, "forwarded");
+      return;
+    }
+    const msgId = this.messageId(pid, topic, payload);
+    const stored = Promise.all(readings.map((r, i) => this.ctx.publisher.publish(r.subject, r.payload, { msgId: `${msgId}.${i}`, headers }))).then(() => ({ reason: ReasonCode.Success }));
+    this.chainAck(qos, pid, stored);
   }
 
   /** Publish permissions per (valid) topic, remembered: a device publishes to few topics, many times. */

@@ -149,7 +149,15 @@ export class WillScheduler {
 export function willPublisher(ctx: IngressContext): (user: ValidatedUser, will: Will) => Promise<void> {
   return async (user, will) => {
     const now = Date.now();
-    const mapped = ctx.mapper.inbound(will.topic, will.payload, now);
+    const mapped = ctx.mapper.inbound(will.topic, will.payload, now, user);
+    if (mapped.readings !== undefined) {
+      // a will in a format layout (a Homie device's $state going lost is an attribute, not a reading): its readings
+      for (const r of mapped.readings.filter((x) => mayPublish(user.permissions, x.subject))) {
+        if (will.qos === 0) ctx.nc.publish(r.subject, r.payload);
+        else await ctx.publisher.publish(r.subject, r.payload);
+      }
+      return;
+    }
     if (!mayPublish(user.permissions, mapped.subject)) {
       ctx.log.info({ user: user.name, topic: will.topic }, "will refused by permissions");
       return;

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { isToken } from "../fabric/core/index.js";
 import { topicToSubject } from "./topics.js";
+import { createFormatMapper, type formatEntrySchema, type FormatUser, type Reading } from "./formats/format-mapping.js";
 
 /**
  * Legacy topic mappings and payload normalisers. A mapping turns a legacy topic shape into a fabric subject,
@@ -18,6 +19,8 @@ export const payloadNormaliserSchema = z.strictObject({
   ts: z.string().min(1).optional(),
   /** Unit of the legacy time: seconds or milliseconds since the epoch. */
   tsUnit: z.enum(["s", "ms"]).default("ms"),
+  /** Dotted path of the device's name in the legacy JSON: the subject's `{device}` comes from the payload. */
+  device: z.string().min(1).optional(),
 });
 
 export const topicMappingSchema = z
@@ -27,7 +30,7 @@ export const topicMappingSchema = z
     payload: payloadNormaliserSchema.optional(),
   })
   .superRefine((m, ctx) => {
-    const vars = new Set<string>();
+    const vars = new Set<string>(m.payload?.device === undefined ? [] : ["device"]);
     for (const level of m.topic.split("/")) {
       const v = VAR.exec(level);
       if (v !== null) vars.add(v[1] ?? "");
@@ -48,6 +51,8 @@ export interface MappedMessage {
   payload: Uint8Array;
   /** Why the message is refused (it goes to REJECTED with this reason). */
   rejected?: string;
+  /** A format message (Telegraf, Homie) expanded into readings: each is published or stored on its own. */
+  readings?: Reading[];
 }
 
 function at(obj: unknown, path: string): unknown {
@@ -75,11 +80,16 @@ export function telemetryProblem(payload: Uint8Array): string | undefined {
 }
 
 export interface TopicMapper {
-  inbound(topic: string, payload: Uint8Array, receivedAt: number): MappedMessage;
+  /** `user`: the publishing credential (format templates may name its site). */
+  inbound(topic: string, payload: Uint8Array, receivedAt: number, user?: FormatUser): MappedMessage;
 }
 
-/** Compiles the mappings (already validated) into a mapper; first matching mapping wins. */
-export function createTopicMapper(mappings: readonly z.output<typeof topicMappingSchema>[]): TopicMapper {
+/**
+ * Compiles the mappings (already validated) into a mapper: a format entry whose topic filter matches goes first
+ * (its message expands into readings), then the first matching topic mapping, then the default.
+ */
+export function createTopicMapper(mappings: readonly z.output<typeof topicMappingSchema>[], formats: readonly z.output<typeof formatEntrySchema>[] = []): TopicMapper {
+  const formatMapper = createFormatMapper(formats);
   // devices publish to the same few topics over and over
   const defaultSubjects = new Map<string, string>();
   const compiled = mappings.map((m) => ({ ...m, levels: m.topic.split("/").map((l) => VAR.exec(l)?.[1] ?? { literal: l }) }));
@@ -91,7 +101,12 @@ export function createTopicMapper(mappings: readonly z.output<typeof topicMappin
     return { subject, payload };
   };
   return {
-    inbound: (topic, payload, receivedAt) => {
+    inbound: (topic, payload, receivedAt, user) => {
+      const expanded = formats.length === 0 ? undefined : formatMapper.expand(topic, payload, receivedAt, user);
+      if (expanded !== undefined) {
+        if ("rejected" in expanded) return { subject: expanded.subject ?? topicToSubject(topic), payload, rejected: expanded.rejected };
+        return { subject: expanded.readings[0]?.subject ?? topicToSubject(topic), payload, readings: expanded.readings };
+      }
       const levels = topic.split("/");
       for (const m of compiled) {
         if (m.levels.length !== levels.length) continue;
@@ -105,14 +120,20 @@ export function createTopicMapper(mappings: readonly z.output<typeof topicMappin
           return l.literal === v;
         });
         if (!ok) continue;
-        const subject = m.subject.replace(/\{([^}]*)\}/g, (_, n: string) => vars[n] ?? "");
-        if (m.payload === undefined) return finish(subject, payload);
+        const fill = (): string => m.subject.replace(/\{([^}]*)\}/g, (_, n: string) => vars[n] ?? "");
+        if (m.payload === undefined) return finish(fill(), payload);
         let body: unknown;
         try {
           body = JSON.parse(Buffer.from(payload).toString("utf8"));
         } catch {
-          return { subject, payload, rejected: "legacy payload is not JSON" };
+          return { subject: m.payload.device === undefined ? fill() : topicToSubject(topic), payload, rejected: "legacy payload is not JSON" };
         }
+        if (m.payload.device !== undefined) {
+          const device = at(body, m.payload.device);
+          if (typeof device !== "string" || !isToken(device)) return { subject: topicToSubject(topic), payload, rejected: `legacy payload has no device name (a fabric token) at ${m.payload.device}` };
+          vars["device"] = device;
+        }
+        const subject = fill();
         const value = at(body, m.payload.value);
         if (typeof value !== "number" || !Number.isFinite(value)) return { subject, payload, rejected: `legacy payload has no number at ${m.payload.value}` };
         let ts = receivedAt;

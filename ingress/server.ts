@@ -84,7 +84,7 @@ export async function startIngress(options: StartIngressOptions): Promise<Ingres
       publisher,
       store,
       auth: createAuthenticator(watcher, options.accountKey, async (token) => (await exchangeToken(nc, token, createKeyPair("user"))).jwt),
-      mapper: createTopicMapper(config.mappings),
+      mapper: createTopicMapper(config.mappings, config.formats),
       locator: new StreamLocator(nc),
       registry,
       wills,
