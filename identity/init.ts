@@ -20,10 +20,11 @@ export const SYSTEM_ROLE_TEMPLATES: Readonly<Record<"admin" | "watcher" | "edge-
     sub: { allow: ["_INBOX.>"] },
     ...NO_LIMITS,
   },
-  /** The ingress and gateway: see every account JWT pushed, and look one up. */
+  /** The ingress, gateway and hub: see every account JWT pushed, look one up, see clients connect and go. */
   watcher: {
     pub: { allow: ["$SYS.REQ.ACCOUNT.*.CLAIMS.LOOKUP"] },
-    sub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "_INBOX.>"] },
+    // and the connect and disconnect advisories, for the device registry's live state
+    sub: { allow: ["$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.ACCOUNT.*.CLAIMS.UPDATE", "$SYS.ACCOUNT.*.CONNECT", "$SYS.ACCOUNT.*.DISCONNECT", "_INBOX.>"] },
     ...NO_LIMITS,
   },
   /**

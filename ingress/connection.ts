@@ -16,6 +16,10 @@ import { mayPublish, maySubscribe } from "./permissions.js";
 import type { SessionRecord, StoredSubscription } from "./store.js";
 import { filterToSubjects, parseSharedFilter, subjectMatches, subjectToTopic, topicFilterProblem, topicMatches, topicNameProblem, topicToSubject } from "./topics.js";
 import type { Reading } from "./formats/format-mapping.js";
+import type { MappedMessage } from "./mapping.js";
+
+const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 3: "3.1", 4: "3.1.1", 5: "5.0" };
+import { DEVICE_ROLES, HOMIE_ATTRIBUTES, INGRESS_PRESENCE_SUBJECT, type HomieAttribute, type IngressPresence } from "../devices/index.js";
 
 type QoS = 0 | 1 | 2;
 type Version = 3 | 4 | 5;
@@ -457,6 +461,7 @@ export class MqttConnection {
       this.write({ cmd: "connack", returnCode: 0, sessionPresent });
     }
     this.log.info({ clientId: this.clientId, user: user.name, role: user.role, version: this.version, sessionPresent }, "client connected");
+    this.presence("connect");
     ingressMetrics.connected(this.version);
     this.counted = true;
     if (this.keepaliveMs > 0) {
@@ -595,6 +600,7 @@ export class MqttConnection {
     }
     const now = Date.now();
     const mapped = this.ctx.mapper.inbound(topic, payload, now, user);
+    if (mapped.homieAttribute !== undefined) this.homieAttribute(user, mapped.homieAttribute, now);
     if (mapped.readings !== undefined) {
       this.publishReadings(qos, pid, user, topic, packet, payload, mapped.readings, now);
       return;
@@ -665,6 +671,21 @@ export class MqttConnection {
     const msgId = this.messageId(pid, topic, payload);
     const stored = Promise.all(readings.map((r, i) => this.ctx.publisher.publish(r.subject, r.payload, { msgId: `${msgId}.${i}`, headers }))).then(() => ({ reason: ReasonCode.Success }));
     this.chainAck(qos, pid, stored);
+  }
+
+  /** A device's connect or disconnect, for the hub's device registry (other roles are no devices). */
+  private presence(event: "connect" | "disconnect"): void {
+    const u = this.user;
+    if (u === undefined || u.role === undefined || !DEVICE_ROLES.has(u.role)) return;
+    const p: IngressPresence = { event, name: u.name, ...(u.site === undefined ? {} : { site: u.site }), role: u.role, publicKey: u.publicKey, tags: u.tags, protocol: `mqtt-${PROTOCOL_NAMES[this.version] ?? String(this.version)}`, at: Date.now() };
+    this.ctx.nc.publish(INGRESS_PRESENCE_SUBJECT(u.site, u.name), JSON.stringify(p));
+  }
+
+  /** A Homie v4 device's attribute (`homie/<device>/$state`, …) for the registry, when the publisher is that device. */
+  private homieAttribute(user: ValidatedUser, a: NonNullable<MappedMessage["homieAttribute"]>, now: number): void {
+    if (user.site !== undefined && !mayPublish(user.permissions, `telemetry.${user.site}.${a.device}.x`)) return;
+    const body: HomieAttribute = { device: a.device, ...(user.site === undefined ? {} : { site: user.site }), attribute: a.attribute, value: a.value.slice(0, 1_024), at: now };
+    this.ctx.nc.publish(HOMIE_ATTRIBUTES(user.site, a.device), JSON.stringify(body));
   }
 
   /** Publish permissions per (valid) topic, remembered: a device publishes to few topics, many times. */
@@ -1076,6 +1097,7 @@ export class MqttConnection {
         this.log.warn({ err: errorMessage(err) }, "could not save the session");
       }
     }
+    if (this.counted) this.presence("disconnect");
     this.log.info({ clientId: this.clientId, end: this.endReason.kind }, "client disconnected");
   }
 }

@@ -53,6 +53,8 @@ export interface MappedMessage {
   rejected?: string;
   /** A format message (Telegraf, Homie) expanded into readings: each is published or stored on its own. */
   readings?: Reading[];
+  /** A Homie v4 device attribute (`homie/<device>/$state`, …): the registry takes it in. */
+  homieAttribute?: { device: string; attribute: string; value: string };
 }
 
 function at(obj: unknown, path: string): unknown {
@@ -103,6 +105,7 @@ export function createTopicMapper(mappings: readonly z.output<typeof topicMappin
   return {
     inbound: (topic, payload, receivedAt, user) => {
       const expanded = formats.length === 0 ? undefined : formatMapper.expand(topic, payload, receivedAt, user);
+      const attribute = formats.length === 0 ? undefined : formatMapper.homieAttribute(topic, payload);
       if (expanded !== undefined) {
         if ("rejected" in expanded) return { subject: expanded.subject ?? topicToSubject(topic), payload, rejected: expanded.rejected };
         return { subject: expanded.readings[0]?.subject ?? topicToSubject(topic), payload, readings: expanded.readings };
@@ -150,7 +153,8 @@ export function createTopicMapper(mappings: readonly z.output<typeof topicMappin
         if (defaultSubjects.size >= SUBJECT_CACHE_SIZE) defaultSubjects.clear();
         defaultSubjects.set(topic, subject);
       }
-      return finish(subject, payload);
+      const message = finish(subject, payload);
+      return attribute === undefined ? message : { ...message, homieAttribute: attribute };
     },
   };
 }

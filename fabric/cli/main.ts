@@ -32,6 +32,7 @@ import { monitoredServersOf } from "./monitor-urls.js";
 import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
 import { addRegionCommands } from "./regions.js";
+import { addDeviceCommands } from "./devices.js";
 import { addSinkCommands } from "./sinks.js";
 import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
 import { addServiceOptions, mqttPortOption, mqttWsPortOption, serviceOptionsFromFlags, type ServiceFlags } from "./service-flags.js";
@@ -234,6 +235,7 @@ addMetricsOptions(program.command("ingress"), DEFAULT_INGRESS_METRICS_PORT)
 addWindowCommands(program);
 addSiteCommands(program);
 addRegionCommands(program);
+addDeviceCommands(program);
 addSinkCommands(program);
 
 const config = program.command("config").description("generate configs");

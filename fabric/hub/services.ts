@@ -21,6 +21,7 @@ import { startIngress, type Ingress } from "../../ingress/index.js";
 import { runDefinedSinks } from "../../sink/index.js";
 import { hubCreds, tenantServerOptions } from "./hub-creds.js";
 import { serveSites } from "./sites.js";
+import { startDeviceRegistry, type DeviceRegistryRunner } from "../../devices/index.js";
 import { startTokenExchangeHttp, type TokenExchangeHttp } from "./token-exchange-http.js";
 import { startRegionLinks, type RegionLeafRemote, type RegionLinksRunner } from "./regions/index.js";
 import { createStatusSource, startStatusPage, type StatusPage } from "./status-page/index.js";
@@ -94,6 +95,8 @@ export interface RunningHubServices {
   urls: string[];
   /** The region's links, when the hub is a region. */
   regions: RegionLinksRunner | undefined;
+  /** The device registry (of the first tenant account). */
+  devices: DeviceRegistryRunner | undefined;
   /** The MQTT ingress's ports, when it runs. */
   mqtt: Ingress["ports"] | undefined;
   /** The gRPC gateway's port, when it runs. */
@@ -149,9 +152,10 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
 
     // --- one watcher of account updates (the sites are told of each) ---
     let watcher: AccountWatcher | undefined;
+    let sysNc: NatsConnection | undefined;
     const accountWatcher = async (): Promise<AccountWatcher> => {
       if (watcher !== undefined) return watcher;
-      const sysNc = await connectWithCreds(await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"), { servers: urls, name: "fabric hub watcher", reconnect: true });
+      sysNc = await connectWithCreds(await hubCreds(ks, o.dataDir, SYSTEM_ACCOUNT_NAME, log, "watcher"), { servers: urls, name: "fabric hub watcher", reconnect: true });
       connections.push(sysNc);
       watcher = watchAccounts({ connection: sysNc, operatorKeys: [ks.storeFile().operator.publicKey], logger: log });
       const w = watcher;
@@ -163,6 +167,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
     let streams: EnsureResult = { created: [], updated: [], unchanged: [] };
     let regionRunner: RegionLinksRunner | undefined;
     let firstTenantNc: NatsConnection | undefined;
+    let devices: DeviceRegistryRunner | undefined;
     for (const acc of ks.tenantAccounts()) {
       const creds = await hubCreds(ks, o.dataDir, acc.name, log);
       const nc = await connectWithCreds(creds, { servers: urls, name: `fabric hub (${acc.name})`, reconnect: true });
@@ -182,6 +187,11 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
         const regions = await startRegionLinks({ ks, region: o.region.name, dataDir: o.dataDir, urls, nc, watcher: await accountWatcher(), replicas: o.replicas, applyRemotes: o.region.applyRemotes, logger: log });
         services.push({ stop: () => regions.stop() });
         regionRunner = regions;
+      }
+      if (acc.name === ks.tenantAccounts()[0]?.name && sysNc !== undefined) {
+        const d = await startDeviceRegistry({ nc, sysNc, ks, account: acc.name, logger: log });
+        services.push({ stop: () => d.stop() });
+        devices = d;
       }
       if (o.windows) windowRunners.push(await runDefinedWorkers(nc, log));
       if (o.sinks) sinkRunners.push(await runDefinedSinks(nc, log));
@@ -243,7 +253,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
       }
       if (existsSync(devPath)) devCreds = devPath;
     }
-    return { urls, regions: regionRunner, exchange: exchange === undefined ? undefined : { url: exchange.url, port: exchange.port }, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
+    return { urls, regions: regionRunner, devices, exchange: exchange === undefined ? undefined : { url: exchange.url, port: exchange.port }, mqtt, grpc, statusPage: statusPage === undefined ? undefined : { url: statusPage.url, port: statusPage.port, tokenFile: statusPage.tokenFile }, devCreds, streams, push, stop };
   } catch (err) {
     await stop();
     throw err;

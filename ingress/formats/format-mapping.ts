@@ -118,10 +118,17 @@ function homieValue(text: string): number | undefined {
 export interface FormatMapper {
   /** The readings a message of a format topic expands into, its refusal, or undefined (no format takes it). */
   expand(topic: string, payload: Uint8Array, receivedAt: number, user?: FormatUser): Expanded | undefined;
+  /** A Homie v4 device attribute (`homie/<device>/$<name>`) of a homie format's topic, or undefined. */
+  homieAttribute(topic: string, payload: Uint8Array): { device: string; attribute: string; value: string } | undefined;
 }
 
 export function createFormatMapper(entries: readonly FormatMapping[]): FormatMapper {
   return {
+    homieAttribute: (topic, payload) => {
+      const levels = topic.split("/");
+      if (levels.length !== 3 || !/^\$[a-z]+$/.test(levels[2] ?? "") || !entries.some((e) => e.format === "homie" && topicMatches(e.topic, topic))) return undefined;
+      return { device: levels[1] ?? "", attribute: levels[2] ?? "", value: Buffer.from(payload).toString("utf8") };
+    },
     expand: (topic, payload, receivedAt, user) => {
       const m = entries.find((e) => topicMatches(e.topic, topic));
       if (m === undefined) return undefined;

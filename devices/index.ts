@@ -1,0 +1,10 @@
+export { DeviceRegistry } from "./registry.js";
+export type { PresenceEvent } from "./registry.js";
+export { deviceKey, deviceRecordSchema, METADATA_KEY, MAX_METADATA_ENTRIES } from "./record.js";
+export type { DeviceRecord, DeviceState } from "./record.js";
+export { INGRESS_PRESENCE_SUBJECT, INGRESS_PRESENCE_ALL, DEVICE_ROLES } from "./presence.js";
+export type { IngressPresence } from "./presence.js";
+export { HOMIE_ATTRIBUTES, HOMIE_ATTRIBUTES_ALL } from "./homie.js";
+export type { HomieAttribute } from "./homie.js";
+export { startDeviceRegistry, ISSUED_SYNC_MS } from "./runner.js";
+export type { DeviceRegistryRunner } from "./runner.js";
