@@ -8,3 +8,5 @@ export { HOMIE_ATTRIBUTES, HOMIE_ATTRIBUTES_ALL } from "./homie.js";
 export type { HomieAttribute } from "./homie.js";
 export { startDeviceRegistry, ISSUED_SYNC_MS } from "./runner.js";
 export type { DeviceRegistryRunner } from "./runner.js";
+export { Twins, TwinError, twinDelta, twinSubjects, publishDelta, MAX_TWIN_BYTES } from "./twins.js";
+export type { Twin } from "./twins.js";

@@ -86,6 +86,9 @@ export const SINK_STATUS_TTL_MS = 15_000; // 15 s
 /** The device registry: one entry per device (`<site>.<name>`), its keys, metadata and live state (issue 15). */
 export const DEVICES_BUCKET = "devices";
 
+/** Device twins: desired and reported state per device, versioned (issue 15). */
+export const TWINS_BUCKET = "device_twins";
+
 export const HUB_KV_BUCKETS: readonly { name: string; description: string; history: number; ttlMs?: number }[] = [
   { name: LATEST_BUCKET, description: "latest window result per key", history: 1 },
   { name: DEFINITIONS_BUCKET, description: "window definitions shared by every worker", history: 5 },
@@ -98,6 +101,7 @@ export const HUB_KV_BUCKETS: readonly { name: string; description: string; histo
   { name: MQTT_INSTANCES_BUCKET, description: "live MQTT ingress instances", history: 1, ttlMs: MQTT_INSTANCE_TTL_MS },
   { name: EDGE_SITES_BUCKET, description: "the latest status report of each edge site", history: 1 },
   { name: DEVICES_BUCKET, description: "the device registry: keys, metadata and live state of every device", history: 1 },
+  { name: TWINS_BUCKET, description: "device twins: desired and reported state, versioned", history: 1 },
   { name: USED_NONCES_BUCKET, description: "nonces the identity service accepted once", history: 1, ttlMs: USED_NONCES_TTL_MS },
   { name: COMMAND_KEYS_BUCKET, description: "commands sent by idempotency key", history: 1, ttlMs: COMMAND_KEYS_TTL_MS },
 ];

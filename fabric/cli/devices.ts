@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { FabricError, InvalidInputError, out, outJson, say } from "../core/index.js";
-import { DeviceRegistry, type DeviceRecord } from "../../devices/index.js";
+import { DeviceRegistry, publishDelta, twinDelta, Twins, type DeviceRecord } from "../../devices/index.js";
 import { withConnection, withTenant, type ConnFlags } from "./tenant.js";
 
 const ago = (ms: number, now = Date.now()): string => {
@@ -18,7 +18,19 @@ export function renderDevices(devices: readonly DeviceRecord[]): string {
     .join("\n");
 }
 
-/** `fabric devices ls|describe|set`: the device registry (KV `devices`). */
+/** A JSON object from the command line, or a clear error naming the flag. */
+function jsonObject(text: string, flag: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    throw new InvalidInputError(`${flag} is not JSON`);
+  }
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new InvalidInputError(`${flag} must be a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** `fabric devices ls|describe|set|twin`: the device registry (KV `devices`) and twins (KV `device_twins`). */
 export function addDeviceCommands(program: Command): void {
   const devices = program.command("devices").description("the device registry: every device issued, provisioned or seen, its metadata and live state");
   withConnection(devices.command("ls").description("devices, online or not, with their metadata").option("--site <site>", "only this site's").option("--json", "JSON output")).action(
@@ -65,6 +77,30 @@ export function addDeviceCommands(program: Command): void {
     await withTenant(flags, async (nc) => {
       const d = await (await DeviceRegistry.open(nc)).setMetadata(name, flags.site, entries);
       say(`device ${d.site ?? "-"}/${d.name}: ${Object.entries(d.metadata).map(([k, v]) => `${k}=${v}`).join(" ") || "no metadata"}`);
+    });
+  });
+  withConnection(
+    devices
+      .command("twin <name>")
+      .description("a device's twin: desired, reported, the delta and the version; --desired sets desired (a JSON merge patch: null removes a key)")
+      .requiredOption("--site <site>", "its site")
+      .option("--desired <json>", "a merge patch of desired state, e.g. '{\"mode\":\"eco\"}'")
+      .option("--expected-version <n>", "refuse unless the twin is at this version (optimistic concurrency)")
+      .option("--json", "JSON output"),
+  ).action(async (name: string, flags: ConnFlags & { site: string; desired?: string; expectedVersion?: string; json?: boolean }) => {
+    const patch = flags.desired === undefined ? undefined : jsonObject(flags.desired, "--desired");
+    const expected = flags.expectedVersion === undefined ? undefined : Number(flags.expectedVersion);
+    if (expected !== undefined && (!Number.isInteger(expected) || expected < 0)) throw new InvalidInputError("--expected-version must be a whole number");
+    await withTenant(flags, async (nc) => {
+      const twins = await Twins.open(nc);
+      const twin = patch === undefined ? await twins.get(name, flags.site) : await twins.updateDesired(name, flags.site, patch, expected);
+      if (patch !== undefined) {
+        publishDelta(nc, name, flags.site, twin);
+        await nc.flush();
+      }
+      const shown = { ...twin, delta: twinDelta(twin.desired, twin.reported) };
+      if (flags.json === true) outJson(shown);
+      else out(JSON.stringify(shown, null, 2));
     });
   });
 }
