@@ -4,6 +4,8 @@ import { CredentialServiceService } from "../../proto/gen/fabric/v1/credential.j
 import { PublishServiceService } from "../../proto/gen/fabric/v1/publish.js";
 import { QueryServiceService } from "../../proto/gen/fabric/v1/query.js";
 import { WindowServiceService } from "../../proto/gen/fabric/v1/window.js";
+import { DeviceServiceService } from "../../proto/gen/fabric/v1/device.js";
+import { deviceService } from "./device-service.js";
 import { commandService } from "./command-service.js";
 import { credentialService } from "./credential-service.js";
 import { queryService } from "./query-service.js";
@@ -26,4 +28,5 @@ export const GATEWAY_SERVICES: readonly GatewayService[] = [
   { name: "fabric.v1.CredentialService", definition: CredentialServiceService, implement: credentialService },
   { name: "fabric.v1.ConsumerService", definition: ConsumerServiceService, implement: consumerService },
   { name: "fabric.v1.WindowService", definition: WindowServiceService, implement: windowService },
+  { name: "fabric.v1.DeviceService", definition: DeviceServiceService, implement: deviceService },
 ];

@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pollUntil } from "../../fabric/core/index.js";
 import { DeviceRegistry, type DeviceRecord } from "../../devices/index.js";
 import { issueUser } from "../../identity/index.js";
-import { connectAs, Harness, runCli, startTestHub, type TestHub } from "../harness/index.js";
+import { status, type ServiceError } from "@grpc/grpc-js";
+import { DeviceServiceClient, DeviceServiceService } from "../../proto/gen/fabric/v1/device.js";
+import { authFor, connectAs, grpcClient, Harness, runCli, startTestHub, type TestHub } from "../harness/index.js";
 import { connectMqtt, mqttUrl, versionOptions } from "../ingress/mqtt-helpers.js";
 
 const h = new Harness();
@@ -15,7 +17,7 @@ let registry: DeviceRegistry;
 
 afterAll(() => h.dispose());
 beforeAll(async () => {
-  hub = await startTestHub(h, { mqtt: true, ingress: { formats: [{ preset: "homie" }] }, windows: false, sinks: false });
+  hub = await startTestHub(h, { mqtt: true, grpc: true, ingress: { formats: [{ preset: "homie" }] }, windows: false, sinks: false });
   const svc = issueUser(hub.keystore, { account: "fleet", role: "service", name: "registry-reader" });
   const nc = await connectAs(hub.urls, svc.creds ?? "");
   h.defer(() => nc.close());
@@ -77,5 +79,42 @@ describe("device registry", () => {
     expect(bad.stderr).toMatch(/metadata key "Bad Key"/);
     const missing = await runCli("fabric", ["devices", "describe", "nope", "--site", "plant-r", ...flags]);
     expect(missing.stderr).toMatch(/no device plant-r\/nope/);
+  });
+
+  it("DeviceService over gRPC: list and get devices, read a twin, update desired with a version; refusals with their codes", async () => {
+    const c = grpcClient(DeviceServiceClient, hub.grpc ?? 0);
+    h.defer(() => c.close());
+    const svc = issueUser(hub.keystore, { account: "fleet", role: "service", name: "device-admin" }).creds ?? "";
+    const M = DeviceServiceService;
+    const call = <R>(f: (cb: (e: ServiceError | null, r: R) => void) => void): Promise<R> => new Promise((resolve, reject) => f((e, r) => (e === null ? resolve(r) : reject(e))));
+    const list = await call<{ devices: { name: string; online: boolean; metadata: Record<string, string> }[] }>((cb) => c.listDevices({ site: "plant-r" }, authFor(svc, M.listDevices.path), cb));
+    expect(list.devices.map((d) => d.name)).toEqual(expect.arrayContaining(["pump-1", "meter-4", "heater-2"]));
+    const got = await call<{ device?: { metadata: Record<string, string>; role: string } }>((cb) => c.getDevice({ site: "plant-r", name: "pump-1" }, authFor(svc, M.getDevice.path), cb));
+    expect(got.device).toMatchObject({ role: "device", metadata: { model: "P-100" } });
+    const upd = await call<{ twin?: { version: number; deltaJson: string } }>((cb) =>
+      c.updateDesired({ site: "plant-r", name: "pump-1", patchJson: '{"speed": 3}', expectedVersion: 0 }, authFor(svc, M.updateDesired.path), cb),
+    );
+    expect(upd.twin).toMatchObject({ version: 1, deltaJson: '{"speed":3}' });
+    const twin = await call<{ twin?: { desiredJson: string } }>((cb) => c.getTwin({ site: "plant-r", name: "pump-1" }, authFor(svc, M.getTwin.path), cb));
+    expect(JSON.parse(twin.twin?.desiredJson ?? "{}")).toEqual({ speed: 3 });
+    const refused = async (f: (cb: (e: ServiceError | null, r: unknown) => void) => void): Promise<[status, unknown]> => {
+      try {
+        await call(f);
+      } catch (err) {
+        const e = err as ServiceError;
+        return [e.code, e.metadata.get("fabric-error-code")[0]];
+      }
+      throw new Error("accepted");
+    };
+    expect(await refused((cb) => c.updateDesired({ site: "plant-r", name: "pump-1", patchJson: '{"speed": 4}', expectedVersion: 0 }, authFor(svc, M.updateDesired.path), cb))).toEqual([
+      status.FAILED_PRECONDITION,
+      "FABRIC_ERR_FAILED_PRECONDITION",
+    ]);
+    expect(await refused((cb) => c.updateDesired({ site: "plant-r", name: "pump-1", patchJson: "[1]" }, authFor(svc, M.updateDesired.path), cb))).toEqual([status.INVALID_ARGUMENT, "FABRIC_ERR_INVALID_INPUT"]);
+    expect(await refused((cb) => c.getDevice({ site: "plant-r", name: "nope" }, authFor(svc, M.getDevice.path), cb))).toEqual([status.NOT_FOUND, "FABRIC_ERR_NOT_FOUND"]);
+    expect(await refused((cb) => c.getDevice({ site: "Bad Site", name: "x" }, authFor(svc, M.getDevice.path), cb))).toEqual([status.INVALID_ARGUMENT, "FABRIC_ERR_INVALID_INPUT"]);
+    // a device's own credential may not read the registry
+    const dev = issueUser(hub.keystore, { account: "fleet", role: "device", name: "snoop", site: "plant-r" }).creds ?? "";
+    expect(await refused((cb) => c.getDevice({ site: "plant-r", name: "pump-1" }, authFor(dev, M.getDevice.path), cb))).toEqual([status.PERMISSION_DENIED, "FABRIC_ERR_PERMISSION_DENIED"]);
   });
 });
