@@ -88,6 +88,10 @@ describe("status page", () => {
     const ks = hub.keystore;
     await ks.withLock(() => issueUser(ks, { account: "fleet", role: "device", name: "sensor-gone", site: SITE }));
     await ks.withLock(() => revokeUsers(ks, "fleet", "sensor-gone", "device"));
+    // a device connected: the registry has it online
+    const live = await ks.withLock(() => issueUser(ks, { account: "fleet", role: "device", name: "sensor-live", site: SITE }));
+    const liveNc = await connectAs(hub.urls, live.creds ?? "");
+    h.defer(() => liveNc.close());
 
     const load = startLoad();
     try {
@@ -96,7 +100,7 @@ describe("status page", () => {
         async () => {
           const d = await statusJson(pageUrl);
           const site = d.sites.find((s) => s.site === SITE);
-          return site?.rate !== null && site?.rate !== undefined && site.rate > RATE * 0.5 && (d.windows[0]?.members.length ?? 0) > 0 ? d : undefined;
+          return site?.rate !== null && site?.rate !== undefined && site.rate > RATE * 0.5 && (d.windows[0]?.members.length ?? 0) > 0 && d.devices.online >= 1 ? d : undefined;
         },
         { intervalMs: 250, timeoutMs: 30_000, what: "a site rate and a window worker in status.json" },
       );
@@ -125,6 +129,7 @@ describe("status page", () => {
       for (const stream of ["TELEMETRY", "EVENTS", "AGGREGATES", "COMMANDS", "REJECTED"]) expect(dom).toContain(`fleet/${stream}`);
       expect(rowText(dom, 'data-window="temp-10s"')).toMatch(/temp-10s \S+/);
       expect(dom).toContain("device sensor-gone @ plant-shot");
+      expect(rowText(dom, `data-device="${SITE}/sensor-live"`)).toMatch(/sensor-live online nats/);
       expect(dom).toMatch(/1 server\(s\) healthy/);
 
       // the screenshot: a PNG of the window's size with the page drawn on it (not one colour)

@@ -1,3 +1,4 @@
+import { DeviceRegistry } from "../../../devices/index.js";
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { errorMessage, type Logger } from "../../core/index.js";
@@ -66,6 +67,18 @@ export interface StatusPageWindow {
   behind: number;
 }
 
+export interface StatusPageDevice {
+  name: string;
+  site: string;
+  online: boolean;
+  protocol: string;
+  lastSeen: number;
+  metadata: Record<string, string>;
+}
+
+/** The page lists at most this many devices (online first). */
+export const STATUS_PAGE_DEVICES = 200;
+
 /** GET /status.json: what the status page shows. */
 export interface StatusPageData {
   at: number;
@@ -75,6 +88,8 @@ export interface StatusPageData {
   ingress: IngressInstanceStatus[];
   windows: StatusPageWindow[];
   sites: StatusPageSite[];
+  /** The device registry: the first devices (online first), and how many there are and are online. */
+  devices: { total: number; online: number; shown: StatusPageDevice[] };
   revocations: StatusPageRevocation[];
   /** Parts that could not be read this time, and why. */
   problems: string[];
@@ -157,6 +172,7 @@ export function createStatusSource(o: StatusSourceOptions): StatusSource {
     const counts = new Map<string, number>();
     for (const s of status.streams) counts.set(`stream:${s.account}/${s.name}`, s.messages);
     const windows: StatusPageWindow[] = [];
+    let devices: StatusPageData["devices"] = { total: 0, online: 0, shown: [] };
     const conn = tenantConnection();
     if (conn !== undefined) {
       try {
@@ -167,6 +183,13 @@ export function createStatusSource(o: StatusSourceOptions): StatusSource {
           const w = await windowStatus(nc, def);
           windows.push({ name: w.name, members: w.members, partitions: w.partitions.length, unowned: w.partitions.filter((p) => p.owner === "").length, behind: w.behind });
         }
+        const all = await (await DeviceRegistry.open(nc)).list();
+        const sorted = [...all].sort((a, b) => Number(b.state.online) - Number(a.state.online) || b.state.lastSeen - a.state.lastSeen);
+        devices = {
+          total: all.length,
+          online: all.filter((d) => d.state.online).length,
+          shown: sorted.slice(0, STATUS_PAGE_DEVICES).map((d) => ({ name: d.name, site: d.site ?? "", online: d.state.online, protocol: d.state.protocol ?? "", lastSeen: d.state.lastSeen, metadata: d.metadata })),
+        };
       } catch (err) {
         problems.push(`tenant account: ${errorMessage(err)}`);
       }
@@ -214,6 +237,7 @@ export function createStatusSource(o: StatusSourceOptions): StatusSource {
           rate: rate(`site:${s.site}`),
         };
       }),
+      devices,
       revocations,
       problems,
     };
