@@ -180,7 +180,8 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
         what: `streams of account ${acc.name}`,
       });
       streams = { created: [...streams.created, ...r.created], updated: [...streams.updated, ...r.updated], unchanged: [...streams.unchanged, ...r.unchanged] };
-      if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log }));
+      // a device provisioned or renewed is in the registry at once (not only at its next sync)
+      if (o.identityService) services.push(startIdentityService({ keystore: ks, connection: nc, account: acc.name, logger: log, onIssued: () => void devices?.syncIssued().catch(() => undefined) }));
       const sites = await serveSites(nc, log, { watcher: await accountWatcher(), accountKey: acc.publicKey });
       services.push({ stop: () => Promise.resolve(sites.stop()) });
       if (o.region !== undefined && acc.name === ks.storeFile().region?.account) {

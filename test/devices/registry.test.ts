@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { pollUntil } from "../../fabric/core/index.js";
 import { DeviceRegistry, type DeviceRecord } from "../../devices/index.js";
-import { issueUser } from "../../identity/index.js";
+import { createKeyPair, issueBootstrap, issueUser, provisionDevice } from "../../identity/index.js";
 import { status, type ServiceError } from "@grpc/grpc-js";
 import { DeviceServiceClient, DeviceServiceService } from "../../proto/gen/fabric/v1/device.js";
 import { authFor, connectAs, grpcClient, Harness, runCli, startTestHub, type TestHub } from "../harness/index.js";
@@ -40,6 +40,14 @@ describe("device registry", () => {
     expect((await until("pump-1", "plant-r", (d) => d.state.online)).state).toMatchObject({ online: true, protocol: "nats", connections: 1 });
     await nc.close();
     expect((await until("pump-1", "plant-r", (d) => !d.state.online)).state.connections).toBe(0);
+  });
+
+  it("a device provisioned through the identity service is in the registry at once", async () => {
+    const boot = issueBootstrap(hub.keystore, "fleet", "plant-p", 1, 600);
+    const kp = createKeyPair("user");
+    await provisionDevice({ servers: hub.urls, bootstrapCreds: boot.creds, token: boot.tokens[0] ?? "", name: "valve-9", keyPair: kp });
+    const d = await pollUntil(() => registry.get("valve-9", "plant-p"), { timeoutMs: 5_000, intervalMs: 100, what: "valve-9 in the registry" });
+    expect(d).toMatchObject({ source: "issued", role: "device", keys: [kp.publicKey] });
   });
 
   it("an MQTT device through the ingress: first seen at its connect, online with its protocol, offline when it goes", async () => {
