@@ -1,12 +1,10 @@
 import { jetstreamManager, type JetStreamManager } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { InvalidInputError, isRevisionConflict, isToken } from "../fabric/core/index.js";
+import { InvalidInputError, isToken } from "../fabric/core/index.js";
+import { casUpdate } from "./kv-cas.js";
 import { DEVICES_BUCKET, kvKeys } from "../streams/index.js";
 import { deviceKey, deviceRecordSchema, MAX_METADATA_ENTRIES, METADATA_KEY, newDevice, type DeviceRecord } from "./record.js";
-
-/** How often a registry update is tried again when another process changed the entry meanwhile. */
-const MAX_CAS_TRIES = 10;
 
 export interface PresenceEvent {
   event: "connect" | "disconnect";
@@ -53,21 +51,15 @@ export class DeviceRegistry {
 
   /** Changes an entry (made when absent) with `fn`; undefined from `fn` leaves it as it is. */
   async modify(name: string, site: string | undefined, source: DeviceRecord["source"], fn: (r: DeviceRecord) => DeviceRecord | undefined): Promise<DeviceRecord> {
-    const key = deviceKey(name, site);
-    for (let i = 0; ; i++) {
-      const e = await this.kv.get(key);
-      const held = e !== null && e.operation === "PUT" ? deviceRecordSchema.safeParse(e.json()) : undefined;
-      const current = held?.success === true ? held.data : newDevice(name, site, source);
-      const next = fn(structuredClone(current));
-      if (next === undefined) return current;
-      try {
-        if (e === null || e.operation !== "PUT") await this.kv.create(key, JSON.stringify(next));
-        else await this.kv.update(key, JSON.stringify(next), e.revision);
-        return next;
-      } catch (err) {
-        if (!isRevisionConflict(err) || i >= MAX_CAS_TRIES) throw err;
-      }
-    }
+    return casUpdate(
+      this.kv,
+      deviceKey(name, site),
+      (e) => {
+        const held = e === undefined ? undefined : deviceRecordSchema.safeParse(e.json());
+        return held?.success === true ? held.data : newDevice(name, site, source);
+      },
+      (current) => fn(structuredClone(current)),
+    );
   }
 
   /** A device connected or disconnected (nats-server's advisories, the ingress's events). */

@@ -2,13 +2,13 @@ import { Kvm, type KV } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { isDeepStrictEqual } from "node:util";
 import { z } from "zod";
-import { FabricError, isRevisionConflict } from "../fabric/core/index.js";
+import { FabricError } from "../fabric/core/index.js";
+import { casUpdate } from "./kv-cas.js";
 import { TWINS_BUCKET } from "../streams/index.js";
 import { deviceKey } from "./record.js";
 
 /** A twin (desired and reported state together, as JSON) is at most this large: AWS's shadow limit. */
 export const MAX_TWIN_BYTES = 8 * 1024;
-const MAX_CAS_TRIES = 10;
 
 export const twinSubjects = {
   /** What a device publishes to report its state (`{"state": {"reported": {…}}}`); stored in EVENTS too. */
@@ -86,26 +86,27 @@ export class Twins {
   }
 
   private async change(name: string, site: string | undefined, expectedVersion: number | undefined, fn: (t: Twin) => Twin): Promise<Twin> {
-    const key = deviceKey(name, site);
-    for (let i = 0; ; i++) {
-      const e = await this.kv.get(key);
-      const held = e !== null && e.operation === "PUT" ? twinSchema.safeParse(e.json()) : undefined;
-      const current = held?.success === true ? held.data : empty();
-      if (expectedVersion !== undefined && expectedVersion !== current.version) {
-        throw new TwinError("FABRIC_ERR_TWIN_VERSION_CONFLICT", `twin of ${site ?? "-"}/${name} is at version ${current.version}, not ${expectedVersion}: read it again and retry`);
-      }
-      const next = { ...fn(current), version: current.version + 1 };
-      const size = Buffer.byteLength(JSON.stringify({ desired: next.desired, reported: next.reported }));
-      if (size > MAX_TWIN_BYTES) throw new TwinError("FABRIC_ERR_TWIN_TOO_LARGE", `twin of ${site ?? "-"}/${name} would be ${size} bytes: at most ${MAX_TWIN_BYTES}`);
-      try {
-        if (e === null || e.operation !== "PUT") await this.kv.create(key, JSON.stringify(next));
-        else await this.kv.update(key, JSON.stringify(next), e.revision);
+    const what = `twin of ${site ?? "-"}/${name}`;
+    return casUpdate(
+      this.kv,
+      deviceKey(name, site),
+      (e) => {
+        const held = e === undefined ? undefined : twinSchema.safeParse(e.json());
+        return held?.success === true ? held.data : empty();
+      },
+      (current) => {
+        if (expectedVersion !== undefined && expectedVersion !== current.version) {
+          throw new TwinError("FABRIC_ERR_TWIN_VERSION_CONFLICT", `${what} is at version ${current.version}, not ${expectedVersion}: read it again and retry`);
+        }
+        const next = { ...fn(current), version: current.version + 1 };
+        const size = Buffer.byteLength(JSON.stringify({ desired: next.desired, reported: next.reported }));
+        if (size > MAX_TWIN_BYTES) throw new TwinError("FABRIC_ERR_TWIN_TOO_LARGE", `${what} would be ${size} bytes: at most ${MAX_TWIN_BYTES}`);
         return next;
-      } catch (err) {
-        if (!isRevisionConflict(err) || i >= MAX_CAS_TRIES) throw err;
-        if (expectedVersion !== undefined) throw new TwinError("FABRIC_ERR_TWIN_VERSION_CONFLICT", `twin of ${site ?? "-"}/${name} changed meanwhile: read it again and retry`);
-      }
-    }
+      },
+      () => {
+        if (expectedVersion !== undefined) throw new TwinError("FABRIC_ERR_TWIN_VERSION_CONFLICT", `${what} changed meanwhile: read it again and retry`);
+      },
+    );
   }
 
   /** Operators and services: a merge patch of desired (null removes a key). */

@@ -64,6 +64,14 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
   const usedNonces = new UsedNonces(nc);
   const expirySec = options.deviceExpirySec ?? DEFAULT_DEVICE_EXPIRY_SEC;
 
+  /** A request for a credential on the caller's own key: a nonce of ours for `operation`, signed by that key, spent. */
+  const provenKey = async (req: { publicKey: string; nonce: string; signature: string }, operation: NonceOperation): Promise<void> => {
+    checkNonce(key, req.nonce, operation);
+    if (!isPublicKey(req.publicKey, "user")) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "publicKey is not a user public key (U…)");
+    if (!verifyProof(req.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with publicKey");
+    await usedNonces.claim(req.nonce);
+  };
+
   /**
    * Everything is checked before the token is spent (nonce, proof, key, name, token, what the credential would
    * be); only a credential issued spends it. A retry of a provision whose reply was lost (the same token, name
@@ -72,10 +80,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
    */
   const provision = async (msg: Msg): Promise<CredentialReply> => {
     const req = parse(provisionRequestSchema, msg);
-    checkNonce(key, req.nonce, "provision");
-    if (!isPublicKey(req.publicKey, "user")) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "publicKey is not a user public key (U…)");
-    if (!verifyProof(req.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with publicKey");
-    await usedNonces.claim(req.nonce);
+    await provenKey(req, "provision");
     return ks.withLock(() => {
       const acc = ks.account(account);
       if (acc.revocations[req.publicKey] !== undefined) throw new ProvisionError("FABRIC_ERR_CREDENTIAL_REVOKED", "this key has been revoked: provision a new key");
@@ -177,10 +182,7 @@ export function startIdentityService(options: IdentityServiceOptions): IdentityS
   const verifier = new ExternalTokenVerifier();
   const exchange = async (msg: Msg): Promise<CredentialReply> => {
     const req = parse(exchangeRequestSchema, msg);
-    checkNonce(key, req.nonce, "exchange");
-    if (!isPublicKey(req.publicKey, "user")) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "publicKey is not a user public key (U…)");
-    if (!verifyProof(req.publicKey, req.nonce, req.signature)) throw new ProvisionError("FABRIC_ERR_PROOF_INVALID", "signature over the nonce does not verify with publicKey");
-    await usedNonces.claim(req.nonce);
+    await provenKey(req, "exchange");
     const r = await exchangeExternalToken(ks, verifier, req.token, req.publicKey);
     log.info({ provider: r.provider, role: r.role, user: r.name, site: r.site, publicKey: req.publicKey }, "identity provider token exchanged");
     return { jwt: r.jwt, expiresAt: r.expiresAt };
