@@ -33,6 +33,7 @@ import { addWindowCommands } from "./windows.js";
 import { addSiteCommands } from "./sites.js";
 import { addRegionCommands } from "./regions.js";
 import { addDeviceCommands } from "./devices.js";
+import { addBenchCommand } from "./bench.js";
 import { addSinkCommands } from "./sinks.js";
 import { addLeafTlsOptions, leafTlsFromFlags, type LeafTlsFlags } from "./leaf-tls.js";
 import { addServiceOptions, mqttPortOption, mqttWsPortOption, serviceOptionsFromFlags, type ServiceFlags } from "./service-flags.js";
@@ -236,6 +237,7 @@ addWindowCommands(program);
 addSiteCommands(program);
 addRegionCommands(program);
 addDeviceCommands(program);
+addBenchCommand(program);
 addSinkCommands(program);
 
 const config = program.command("config").description("generate configs");

@@ -1,0 +1,65 @@
+import { credentials as grpcCredentials } from "@grpc/grpc-js";
+import { jetstream } from "@nats-io/jetstream";
+import mqtt from "mqtt";
+import { callMetadata } from "../grpc/auth.js";
+import { connectWithCreds, keyPairFromSeed, parseCreds, peekJwt } from "../../identity/index.js";
+import { proofPassword } from "../../ingress/auth.js";
+import { PublishServiceClient, PublishServiceService } from "../../proto/gen/fabric/v1/publish.js";
+import type { BenchOptions, BenchPath, BenchTargets } from "./options.js";
+
+/** One connection of a path: publishes a reading (resolves once the path acknowledges it, at its QoS) and closes. */
+export interface Publisher {
+  publish(subject: string, payload: Uint8Array): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The subject's MQTT topic (a/b/c). */
+const topicOf = (subject: string): string => subject.replaceAll(".", "/");
+
+export async function openPublisher(path: BenchPath, i: number, targets: BenchTargets, o: BenchOptions): Promise<Publisher> {
+  if (path === "nats") {
+    const nc = await connectWithCreds(targets.creds, { servers: targets.servers, name: `fabric bench ${i}` });
+    const js = jetstream(nc);
+    return {
+      publish: async (subject, payload) => {
+        await js.publish(subject, payload);
+      },
+      close: () => nc.close(),
+    };
+  }
+  if (path === "mqtt") {
+    if (targets.mqtt === undefined) throw new Error("the MQTT path needs --mqtt mqtt://host:port");
+    const { jwt, seed } = parseCreds(targets.creds);
+    const claimed = peekJwt(jwt)["name"];
+    const name = typeof claimed === "string" ? claimed : "";
+    const kp = keyPairFromSeed(seed);
+    const clientId = `fabric-bench-${process.pid}-${i}`;
+    const client = await mqtt.connectAsync(targets.mqtt, {
+      protocolVersion: 5,
+      clientId,
+      username: name,
+      password: proofPassword(jwt, name, clientId, (d) => kp.sign(d)),
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+    });
+    return {
+      publish: async (subject, payload) => {
+        await client.publishAsync(topicOf(subject), Buffer.from(payload), { qos: o.qos });
+      },
+      close: () => client.endAsync(),
+    };
+  }
+  if (targets.grpc === undefined) throw new Error("the gRPC path needs --grpc host:port");
+  const client = new PublishServiceClient(targets.grpc, grpcCredentials.createInsecure(), o.compression === "gzip" ? { "grpc.default_compression_algorithm": 2 } : {});
+  const method = PublishServiceService.publish.path;
+  return {
+    publish: (subject, payload) =>
+      new Promise<void>((resolve, reject) => {
+        client.publish({ subject, data: Buffer.from(payload), headers: {}, idempotencyKey: "" }, callMetadata(targets.creds, method), (err) => (err === null ? resolve() : reject(err)));
+      }),
+    close: () => {
+      client.close();
+      return Promise.resolve();
+    },
+  };
+}
