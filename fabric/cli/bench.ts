@@ -11,6 +11,7 @@ interface BenchFlags {
   size: string;
   qos: string;
   compression: string;
+  batch: string;
   duration: string;
   server?: string[];
   mqtt: string;
@@ -47,7 +48,8 @@ export function addBenchCommand(program: Command): void {
     .option("--rate <n>", "readings a second offered, over all connections", "1000")
     .option("--size <bytes>", "payload size (a JSON reading padded to it)", "100")
     .addOption(new Option("--qos <n>", "MQTT QoS").choices(["0", "1", "2"]).default("1"))
-    .addOption(new Option("--compression <c>", "gRPC call compression").choices(["none", "gzip"]).default("none"))
+    .addOption(new Option("--compression <c>", "gRPC call compression (grpc-js has no zstd)").choices(["none", "gzip", "deflate"]).default("none"))
+    .option("--batch <k>", "readings a connection publishes back to back before waiting for their acknowledgements", "500")
     .option("--duration <d>", "how long each path runs (e.g. 10s, 1m)", "10s")
     .option("--server <url...>", "NATS URLs of the fabric (default: what fabric up recorded)")
     .option("--mqtt <url>", "the MQTT ingress", "mqtt://127.0.0.1:1883")
@@ -68,6 +70,7 @@ export function addBenchCommand(program: Command): void {
           size: whole(flags.size, "--size"),
           qos: whole(flags.qos, "--qos"),
           compression: flags.compression,
+          batch: whole(flags.batch, "--batch"),
           durationMs: parseDurationSeconds(flags.duration, "--duration") * 1000,
         },
         "bench options",

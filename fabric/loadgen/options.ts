@@ -13,10 +13,10 @@ export const benchOptionsSchema = z.strictObject({
   /** MQTT QoS (the NATS path always stores with an ack, gRPC Publish too). */
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
   durationMs: z.number().int().min(500).max(3_600_000).default(10_000),
-  /** gRPC call compression; payload codecs for MQTT and NATS are not offered (the fabric stores readings as JSON). */
-  compression: z.enum(["none", "gzip"]).default("none"),
-  /** Publishes in flight at most (a bound on memory and on what an overloaded target queues). */
-  maxOutstanding: z.number().int().min(1).max(100_000).default(2_000),
+  /** gRPC call compression (grpc-js has gzip and deflate; not zstd). */
+  compression: z.enum(["none", "gzip", "deflate"]).default("none"),
+  /** Readings a connection publishes back to back before it waits for their acknowledgements. */
+  batch: z.number().int().min(1).max(10_000).default(500),
 });
 export type BenchOptions = z.output<typeof benchOptionsSchema>;
 export type BenchOptionsInput = z.input<typeof benchOptionsSchema>;

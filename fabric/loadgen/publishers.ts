@@ -10,6 +10,8 @@ import type { BenchOptions, BenchPath, BenchTargets } from "./options.js";
 /** One connection of a path: publishes a reading (resolves once the path acknowledges it, at its QoS) and closes. */
 export interface Publisher {
   publish(subject: string, payload: Uint8Array): Promise<void>;
+  /** Bytes this connection has written to the wire so far (undefined where the client does not say: gRPC). */
+  bytesOut(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export async function openPublisher(path: BenchPath, i: number, targets: BenchTa
       publish: async (subject, payload) => {
         await js.publish(subject, payload);
       },
+      bytesOut: () => nc.stats().outBytes,
       close: () => nc.close(),
     };
   }
@@ -46,17 +49,21 @@ export async function openPublisher(path: BenchPath, i: number, targets: BenchTa
       publish: async (subject, payload) => {
         await client.publishAsync(topicOf(subject), Buffer.from(payload), { qos: o.qos });
       },
+      bytesOut: () => (client.stream as { bytesWritten?: number }).bytesWritten,
       close: () => client.endAsync(),
     };
   }
   if (targets.grpc === undefined) throw new Error("the gRPC path needs --grpc host:port");
-  const client = new PublishServiceClient(targets.grpc, grpcCredentials.createInsecure(), o.compression === "gzip" ? { "grpc.default_compression_algorithm": 2 } : {});
+  // grpc-js's compression algorithms: 1 deflate, 2 gzip
+  const algorithm = o.compression === "gzip" ? 2 : o.compression === "deflate" ? 1 : undefined;
+  const client = new PublishServiceClient(targets.grpc, grpcCredentials.createInsecure(), algorithm === undefined ? {} : { "grpc.default_compression_algorithm": algorithm });
   const method = PublishServiceService.publish.path;
   return {
     publish: (subject, payload) =>
       new Promise<void>((resolve, reject) => {
         client.publish({ subject, data: Buffer.from(payload), headers: {}, idempotencyKey: "" }, callMetadata(targets.creds, method), (err) => (err === null ? resolve() : reject(err)));
       }),
+    bytesOut: () => undefined,
     close: () => {
       client.close();
       return Promise.resolve();

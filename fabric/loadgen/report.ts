@@ -4,16 +4,16 @@ const n = (x: number, d = 0): string => x.toLocaleString("en-US", { maximumFract
 
 /** One table of runs (a `compare` has one row per path). */
 export function renderBench(results: readonly BenchResult[]): string {
-  const head = "| path | conns | offered/s | stored/s | stored / sent | p50 / p90 / p99 / max ms | CPU ms per 1 000 (fabric processes) | CPU ms per connection |";
+  const head = "| path | conns | offered/s | stored/s | stored / sent | p50 / p90 / p99 / max ms | wire bytes / reading | CPU ms per 1 000 (fabric processes) | CPU ms per connection |";
   const rows = results.map((r) => {
     const l = r.latencyMs;
     const cpu = r.cpu.map((c) => `${c.what} ${n(c.msPer1000, 1)}`).join(", ") || "not local";
     const perConn = r.cpu.length === 0 ? "-" : n(r.cpu.reduce((a, c) => a + c.msPerConnection, 0), 1);
     const name = `${r.path}${r.path === "mqtt" ? ` QoS ${r.qos}` : ""}${r.compression !== "none" ? ` ${r.compression}` : ""}`;
-    return `| ${name} | ${r.connections} | ${n(r.offeredPerSecond)} | ${n(r.storedPerSecond)} | ${n(r.stored)} / ${n(r.sent)} | ${l === undefined ? "-" : `${n(l.p50, 1)} / ${n(l.p90, 1)} / ${n(l.p99, 1)} / ${n(l.max, 1)}`} | ${cpu} | ${perConn} |`;
+    return `| ${name} | ${r.connections} | ${n(r.offeredPerSecond)} | ${n(r.storedPerSecond)} | ${n(r.stored)} / ${n(r.sent)} | ${l === undefined ? "-" : `${n(l.p50, 1)} / ${n(l.p90, 1)} / ${n(l.p99, 1)} / ${n(l.max, 1)}`} | ${r.wireBytesPerReading === undefined ? "-" : n(r.wireBytesPerReading)} | ${cpu} | ${perConn} |`;
   });
   const errors = results.flatMap((r) => r.errors.map((e) => `${r.path}: ${e}`));
-  return [head, "|---|---|---|---|---|---|---|---|", ...rows, ...(errors.length === 0 ? [] : ["", "errors:", ...errors])].join("\n");
+  return [head, "|---|---|---|---|---|---|---|---|---|", ...rows, ...(errors.length === 0 ? [] : ["", "errors:", ...errors])].join("\n");
 }
 
 /** A self-contained HTML page (inline SVG, no script, no CDN) of p99 latency and deliveries per second. */

@@ -30,6 +30,9 @@ export interface BenchResult {
   cpu: { what: string; pid: number; msPer1000: number; msPerConnection: number }[];
   /** Per second of the run: readings delivered and their p99 latency (ms). */
   timeline: { second: number; delivered: number; p99: number }[];
+  /** Bytes the publishers wrote per reading: MQTT's whole stream, NATS's payloads (nats.js counts no protocol lines); undefined for gRPC. */
+  wireBytesPerReading: number | undefined;
+  batch: number;
   /** The first errors, for the report. */
   errors: string[];
 }
@@ -38,7 +41,7 @@ const percentile = (sorted: readonly number[], p: number): number => sorted[Math
 
 /**
  * One run of `fabric bench <path>`: `connections` publishers offer `rate` readings a second of `size` bytes for
- * the duration (at most `maxOutstanding` unacknowledged), under `telemetry.bench-<run>.c<i>.m`; a live subscription
+ * the duration (each connection at most `batch` unacknowledged), under `telemetry.bench-<run>.c<i>.m`; a live subscription
  * measures publish → delivery; TELEMETRY's count gives what was stored; the run's subjects are purged after.
  */
 export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchOptions, progress: (line: string) => void = () => undefined): Promise<BenchResult> {
@@ -70,18 +73,23 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
   try {
     for (let i = 0; i < o.connections; i++) publishers.push(await openPublisher(path, i, targets, o));
     const processes = localFabricProcesses();
+    const bytesBefore = publishers.map((p) => p.bytesOut());
     const cpuBefore = new Map(processes.map((p) => [p.pid, cpuMs(p.pid) ?? 0]));
     const pad = (n: number): string => "x".repeat(Math.max(0, n));
     let sent = 0;
     let acked = 0;
     let failed = 0;
     let outstanding = 0;
+    const inFlight = new Array<number>(o.connections).fill(0);
     const t0 = Date.now();
     let nextProgress = t0 + 1_000;
     while (Date.now() - t0 < o.durationMs) {
       const due = Math.floor((o.rate * (Date.now() - t0)) / 1000);
-      while (sent < due && outstanding < o.maxOutstanding) {
+      while (sent < due) {
         const i = sent % o.connections;
+        // a connection waits once `batch` of its readings are unacknowledged
+        if ((inFlight[i] ?? 0) >= o.batch) break;
+        inFlight[i] = (inFlight[i] ?? 0) + 1;
         const body = JSON.stringify({ value: sent, ts: Date.now(), pad: "" });
         const payload = Buffer.from(body.replace('"pad":""', `"pad":"${pad(o.size - body.length)}"`));
         outstanding++;
@@ -90,10 +98,12 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
           () => {
             acked++;
             outstanding--;
+            inFlight[i] = (inFlight[i] ?? 1) - 1;
           },
           (err: unknown) => {
             failed++;
             outstanding--;
+            inFlight[i] = (inFlight[i] ?? 1) - 1;
             if (errors.length < 5) errors.push(errorMessage(err));
           },
         );
@@ -127,6 +137,8 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
       return [{ what: p.what, pid: p.pid, msPer1000: stored === 0 ? 0 : (used * 1000) / stored, msPerConnection: used / o.connections }];
     });
     await jsm.streams.purge("TELEMETRY", { filter: `telemetry.${run}.>` }).catch(() => undefined);
+    const bytesAfter = publishers.map((p) => p.bytesOut());
+    const wire = bytesAfter.every((b, i) => b !== undefined && bytesBefore[i] !== undefined) ? bytesAfter.reduce<number>((a, b, i) => a + (b ?? 0) - (bytesBefore[i] ?? 0), 0) : undefined;
     const sorted = latencies.sort((a, b) => a - b);
     return {
       path,
@@ -145,6 +157,8 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
       storedPerSecond: (stored * 1000) / elapsedMs,
       latencyMs: sorted.length === 0 ? undefined : { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? 0 },
       cpu,
+      wireBytesPerReading: wire === undefined || sent === 0 ? undefined : wire / sent,
+      batch: o.batch,
       timeline: [...perSecond.entries()].sort(([a], [b]) => a - b).map(([second, l]) => ({ second, delivered: l.length, p99: percentile(l.sort((a, b) => a - b), 99) })),
       errors,
     };

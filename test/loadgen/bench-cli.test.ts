@@ -40,6 +40,14 @@ describe("fabric bench", () => {
       expect(l?.p90 ?? 0).toBeLessThanOrEqual(l?.p99 ?? 0);
       expect(l?.p99 ?? 0).toBeLessThanOrEqual(l?.max ?? 0);
       expect(x.timeline.length, x.path).toBeGreaterThanOrEqual(2);
+      // what the clients wrote per reading: MQTT's whole stream (payload and framing), NATS's payloads (nats.js
+      // counts no protocol lines); gRPC's client does not say
+      if (x.path === "grpc") expect(x.wireBytesPerReading).toBeUndefined();
+      else if (x.path === "nats") expect(x.wireBytesPerReading).toBe(100);
+      else {
+        expect(x.wireBytesPerReading, x.path).toBeGreaterThan(100);
+        expect(x.wireBytesPerReading, x.path).toBeLessThan(400);
+      }
     }
     // progress lines while it ran, a chart after
     expect(r.stderr).toMatch(/nats: 1 s, \d+ sent/);
@@ -50,10 +58,14 @@ describe("fabric bench", () => {
     const t = await runCli("fabric", ["bench", "nats", "--duration", "1s", "--rate", "100", ...flags], { timeoutMs: 30_000 });
     expect(t.code, t.stderr).toBe(0);
     expect(t.stdout).toMatch(/\| nats \| 4 \|/);
+    const gz = await runCli("fabric", ["bench", "grpc", "--duration", "1s", "--rate", "100", "--compression", "gzip", "--batch", "10", "--json", ...flags], { timeoutMs: 30_000 });
+    expect(gz.code, gz.stderr).toBe(0);
+    expect(JSON.parse(gz.stdout) as BenchResult).toMatchObject({ path: "grpc", compression: "gzip", batch: 10, failed: 0 });
     const bad: [string[], RegExp][] = [
       [["bench", "amqp", ...flags], /path "amqp"/],
       [["bench", "nats", "--rate", "lots", ...flags], /--rate "lots" is not a whole number/],
       [["bench", "nats", "--connections", "0", ...flags], /connections/],
+      [["bench", "grpc", "--compression", "zstd", ...flags], /zstd.*invalid|Allowed choices/i],
       [["bench", "nats", "--store", hub.keystoreDir, "--server", "nats://203.0.113.7:4222"], /203\.0\.113\.7 is not loopback: give --target-is-mine/],
     ];
     for (const [args, message] of bad) {
