@@ -87,6 +87,7 @@ describe("three regions in a ring", () => {
     revokeUsers(ksB, "fleet", user.record.publicKey);
     await pushAccounts(ksB, { servers: [t.regions["b"]?.url ?? ""], accounts: ["fleet"] });
     await Promise.all(conns.map((c) => waitClosed(c, 10_000)));
-    for (const r of NAMES) expect(t.regions[r]?.ks.account("fleet").revocations[user.record.publicKey]).toBeGreaterThan(0);
+    // each region's keystore copy takes the revocation just after its servers do (pushed first, stored after)
+    for (const r of NAMES) await pollUntil(() => (t.regions[r]?.ks.account("fleet").revocations[user.record.publicKey] ?? 0) > 0, { timeoutMs: 5_000, what: `the revocation in ${r}'s keystore` });
   });
 });

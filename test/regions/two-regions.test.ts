@@ -127,7 +127,7 @@ describe("two regions", () => {
     // 100 ms each way: one crossing, re-signed and pushed in b
     expect(ms).toBeLessThan(2_000);
     // b's keystore copy took the revocation: a JWT b signs later keeps it
-    expect(t.regions["b"]?.ks.account("fleet").revocations[user.record.publicKey]).toBeGreaterThan(0);
+    await pollUntil(() => (t.regions["b"]?.ks.account("fleet").revocations[user.record.publicKey] ?? 0) > 0, { timeoutMs: 5_000, what: "the revocation in b's keystore" });
     await expect(connectAs(t.regions["b"]?.url ?? "", user.creds ?? "")).rejects.toThrow(/authorization|revoked/i);
   });
 
@@ -197,7 +197,7 @@ describe("two regions", () => {
     expect((await copySubjects(nb, "a")).size).toBe(before + 200);
     // the revocation: announced again when the link is back (and every 10 s while linked)
     await waitClosed(inB, 20_000);
-    expect(b.ks.account("fleet").revocations[user.record.publicKey]).toBeGreaterThan(0);
+    await pollUntil(() => (b.ks.account("fleet").revocations[user.record.publicKey] ?? 0) > 0, { timeoutMs: 5_000, what: "the revocation in b's keystore" });
   }, 90_000);
 
   it("a site of a region is handed the link accounts' JWTs with its trust (the tenant account imports from them)", async () => {
