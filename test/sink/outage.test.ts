@@ -27,11 +27,16 @@ describe("PostgreSQL sink: database outage", () => {
     // the rest while the database is down
     await publishReadings(nc, N / 2, Date.UTC(2024, 5, 2));
     // down: nothing acknowledged that is not committed, the backlog waits in the stream
+    // (read until two reads agree: while the sink gives up its claim its consumer is being set up again)
+    let previous = -1;
     const down = await pollUntil(async () => {
       const [s] = await sink.status();
       // what is not committed waits: not delivered yet (pending), or delivered and not acknowledged (ackPending)
-      return s?.database === "down" && (s.pending ?? 0) + (s.ackPending ?? 0) > 0 ? s : undefined;
-    }, { timeoutMs: 20_000, what: "the sink to see the database down" });
+      const waiting = (s?.pending ?? 0) + (s?.ackPending ?? 0);
+      const steady = waiting === previous;
+      previous = waiting;
+      return s?.database === "down" && waiting > 0 && steady ? s : undefined;
+    }, { timeoutMs: 20_000, intervalMs: 300, what: "the sink to see the database down" });
     expect(down.lastError).toBeDefined();
     expect(down.lastError).not.toContain(db.password);
     const pendingWhileDown = (down.pending ?? 0) + (down.ackPending ?? 0);
