@@ -3,7 +3,7 @@ import type { Duplex } from "node:stream";
 import { generate, parser as mqttParser, type IConnectPacket, type IPublishPacket, type ISubscribePacket, type IUnsubscribePacket, type Packet, type Parser } from "mqtt-packet";
 import type { Msg, MsgHdrs, Subscription } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
-import { continueTrace, endSpan, endWhenSettled, errorMessage, isFabricError, PublishError, SPAN, SpanKind, tracingEnabled, type Logger } from "../fabric/core/index.js";
+import { continueTrace, decodePayload, endSpan, endWhenSettled, errorMessage, isFabricError, PublishError, SPAN, SpanKind, tracingEnabled, type Logger } from "../fabric/core/index.js";
 import type { ValidatedUser } from "../identity/index.js";
 import { FABRIC_AUTH_METHOD } from "./auth.js";
 import type { IngressContext } from "./context.js";
@@ -19,6 +19,17 @@ import type { Reading } from "./formats/format-mapping.js";
 import type { MappedMessage } from "./mapping.js";
 
 const PROTOCOL_NAMES: Readonly<Record<number, string>> = { 3: "3.1", 4: "3.1.1", 5: "5.0" };
+
+/** The MQTT 5 `content-encoding` user property of a publish, taken off it (the payload is stored inflated). */
+function takeContentEncoding(packet: IPublishPacket): string | undefined {
+  const props = packet.properties?.userProperties;
+  if (props === undefined) return undefined;
+  const key = Object.keys(props).find((k) => k.toLowerCase() === "content-encoding");
+  if (key === undefined) return undefined;
+  const v = props[key];
+  delete props[key];
+  return Array.isArray(v) ? v[0] : v;
+}
 import { DEVICE_ROLES, HOMIE_ATTRIBUTES, INGRESS_PRESENCE_SUBJECT, type HomieAttribute, type IngressPresence } from "../devices/index.js";
 
 type QoS = 0 | 1 | 2;
@@ -592,7 +603,18 @@ export class MqttConnection {
         this.socket.pause(); // MQTT 3 has no limit to announce: slow the client down instead
       }
     }
-    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    let payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    // an opt-in codec: a gzip payload (MQTT 5 user property content-encoding: gzip) is stored inflated
+    const encoding = takeContentEncoding(packet);
+    if (encoding !== undefined) {
+      try {
+        payload = Buffer.from(decodePayload(payload, encoding));
+      } catch (err) {
+        const reason = errorMessage(err);
+        this.chainAck(qos, pid, this.ctx.rejected(topicToSubject(topic), payload, headersFromPublish(this.clientId, packet, Date.now()), reason).then(() => ({ reason: ReasonCode.PayloadFormatInvalid, message: reason })));
+        return;
+      }
+    }
     if (packet.properties?.payloadFormatIndicator === true && !isUtf8(payload)) {
       ingressMetrics.published(qos, "refused");
       this.settleInbound(qos, pid, ReasonCode.PayloadFormatInvalid, "payload is not UTF-8 though its format indicator says so");

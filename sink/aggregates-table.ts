@@ -1,5 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import type { AckSubject } from "../fabric/core/index.js";
+import { messagePayload, type AckSubject } from "../fabric/core/index.js";
 import { isoTime, jsonObject, row, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
 
 const COLUMNS = [
@@ -30,7 +30,7 @@ function textArray(values: readonly string[]): string {
 
 /** `agg.<window>.<key tokens>` with a window result (streams/worker.ts). */
 function parse(m: JsMsg, delivery: Readonly<AckSubject>): ParsedMessage {
-  const body = jsonObject(m.data);
+  const body = jsonObject(messagePayload(m));
   if (body === undefined) return { reject: "sink: window result is not a JSON object" };
   const { window, key, start, end, revision, kind, count } = body;
   if (typeof window !== "string" || typeof key !== "string" || !validTimeMs(start) || !validTimeMs(end)) return { reject: "sink: window result needs window, key, start and end" };

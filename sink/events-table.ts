@@ -1,5 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import type { AckSubject } from "../fabric/core/index.js";
+import { messagePayload, type AckSubject } from "../fabric/core/index.js";
 import { insertIgnoringSql, isoTime, json, row, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
 
 const COLUMNS = [
@@ -19,7 +19,7 @@ const COLUMNS = [
 function parse(m: JsMsg, delivery: Readonly<AckSubject>): ParsedMessage {
   const tokens = m.subject.split(".");
   if (tokens.length !== 4) return { reject: `sink: subject ${m.subject} is not events.<site>.<device>.<type>` };
-  const payload = json(m.data);
+  const payload = json(messagePayload(m));
   if (payload === undefined) return { reject: "sink: event payload is not JSON" };
   const ts = typeof payload === "object" && payload !== null && "ts" in payload ? payload.ts : undefined;
   const timeMs = validTimeMs(ts) ? ts : delivery.storedAtMs;

@@ -1,5 +1,5 @@
 import type { JsMsg } from "@nats-io/jetstream";
-import type { AckSubject } from "../fabric/core/index.js";
+import { messagePayload, type AckSubject } from "../fabric/core/index.js";
 import { insertIgnoringSql, isoTime, jsonObject, row, validTimeMs, type ParsedMessage, type TableSpec } from "./table-spec.js";
 
 const COLUMNS = [
@@ -26,7 +26,7 @@ function extraOf(body: Record<string, unknown>): string | null {
 function parse(m: JsMsg, delivery: Readonly<AckSubject>): ParsedMessage {
   const tokens = m.subject.split(".");
   if (tokens.length !== 4) return { reject: `sink: subject ${m.subject} is not telemetry.<site>.<device>.<metric>` };
-  const body = jsonObject(m.data);
+  const body = jsonObject(messagePayload(m));
   if (body === undefined) return { reject: "sink: telemetry payload is not a JSON object" };
   const { value, ts } = body;
   if (typeof value !== "number" || !Number.isFinite(value)) return { reject: "sink: telemetry payload has no numeric value" };

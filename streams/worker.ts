@@ -1,7 +1,7 @@
 import { headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
 import type { JsMsg } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
-import { endWhenSettled, errorMessage, isFabricError, JetStreamPublisher, messagingAttributes, SPAN, SpanKind, startChildSpan, TRACEPARENT, tracingEnabled, type AckSubject, type Logger } from "../fabric/core/index.js";
+import { CONTENT_ENCODING_HEADER, endWhenSettled, messagePayload, errorMessage, isFabricError, JetStreamPublisher, messagingAttributes, SPAN, SpanKind, startChildSpan, TRACEPARENT, tracingEnabled, type AckSubject, type Logger } from "../fabric/core/index.js";
 import { CheckpointStore, FencedError } from "./checkpoint-store.js";
 import { CHECKPOINTS_BUCKET, LATEST_BUCKET, REJECT_REASON_HEADER } from "./definitions.js";
 import type { WindowDefinition } from "./definition.js";
@@ -426,7 +426,8 @@ export class WindowRunner {
 
 function parseBody(m: JsMsg): Record<string, unknown> | undefined {
   try {
-    const v: unknown = m.json();
+    // a compressed payload (Content-Encoding: gzip) is read inflated
+    const v: unknown = m.headers?.get(CONTENT_ENCODING_HEADER) ? (JSON.parse(Buffer.from(messagePayload(m)).toString("utf8")) as unknown) : m.json();
     return typeof v === "object" && v !== null ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;

@@ -48,7 +48,7 @@ export function addBenchCommand(program: Command): void {
     .option("--rate <n>", "readings a second offered, over all connections", "1000")
     .option("--size <bytes>", "payload size (a JSON reading padded to it)", "100")
     .addOption(new Option("--qos <n>", "MQTT QoS").choices(["0", "1", "2"]).default("1"))
-    .addOption(new Option("--compression <c>", "gRPC call compression (grpc-js has no zstd)").choices(["none", "gzip", "deflate"]).default("none"))
+    .addOption(new Option("--compression <c>", "gzip: gRPC call compression, and for MQTT and NATS gzip payloads (MQTT 5 user property / NATS header content-encoding); deflate: gRPC only; grpc-js has no zstd").choices(["none", "gzip", "deflate"]).default("none"))
     .option("--batch <k>", "readings a connection publishes back to back before waiting for their acknowledgements", "500")
     .option("--duration <d>", "how long each path runs (e.g. 10s, 1m)", "10s")
     .option("--server <url...>", "NATS URLs of the fabric (default: what fabric up recorded)")

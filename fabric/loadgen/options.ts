@@ -13,7 +13,7 @@ export const benchOptionsSchema = z.strictObject({
   /** MQTT QoS (the NATS path always stores with an ack, gRPC Publish too). */
   qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1),
   durationMs: z.number().int().min(500).max(3_600_000).default(10_000),
-  /** gRPC call compression (grpc-js has gzip and deflate; not zstd). */
+  /** gRPC call compression (grpc-js has gzip and deflate; not zstd); for MQTT and NATS gzip payloads (Content-Encoding). */
   compression: z.enum(["none", "gzip", "deflate"]).default("none"),
   /** Readings a connection publishes back to back before it waits for their acknowledgements. */
   batch: z.number().int().min(1).max(10_000).default(500),

@@ -1,5 +1,8 @@
 import { credentials as grpcCredentials } from "@grpc/grpc-js";
+import { gzipSync } from "node:zlib";
 import { jetstream } from "@nats-io/jetstream";
+import { headers } from "@nats-io/transport-node";
+import { CONTENT_ENCODING_HEADER } from "../core/index.js";
 import mqtt from "mqtt";
 import { callMetadata } from "../grpc/auth.js";
 import { connectWithCreds, keyPairFromSeed, parseCreds, peekJwt } from "../../identity/index.js";
@@ -10,8 +13,6 @@ import type { BenchOptions, BenchPath, BenchTargets } from "./options.js";
 /** One connection of a path: publishes a reading (resolves once the path acknowledges it, at its QoS) and closes. */
 export interface Publisher {
   publish(subject: string, payload: Uint8Array): Promise<void>;
-  /** Bytes this connection has written to the wire so far (undefined where the client does not say: gRPC). */
-  bytesOut(): number | undefined;
   close(): Promise<void>;
 }
 
@@ -19,14 +20,21 @@ export interface Publisher {
 const topicOf = (subject: string): string => subject.replaceAll(".", "/");
 
 export async function openPublisher(path: BenchPath, i: number, targets: BenchTargets, o: BenchOptions): Promise<Publisher> {
+  if (path !== "grpc" && o.compression === "deflate") throw new Error(`${path} payloads are compressed with gzip only (deflate is gRPC's)`);
+  const gzip = path !== "grpc" && o.compression === "gzip";
   if (path === "nats") {
     const nc = await connectWithCreds(targets.creds, { servers: targets.servers, name: `fabric bench ${i}` });
     const js = jetstream(nc);
     return {
       publish: async (subject, payload) => {
-        await js.publish(subject, payload);
+        if (!gzip) {
+          await js.publish(subject, payload);
+          return;
+        }
+        const h = headers();
+        h.set(CONTENT_ENCODING_HEADER, "gzip");
+        await js.publish(subject, gzipSync(payload), { headers: h });
       },
-      bytesOut: () => nc.stats().outBytes,
       close: () => nc.close(),
     };
   }
@@ -47,9 +55,12 @@ export async function openPublisher(path: BenchPath, i: number, targets: BenchTa
     });
     return {
       publish: async (subject, payload) => {
-        await client.publishAsync(topicOf(subject), Buffer.from(payload), { qos: o.qos });
+        if (!gzip) {
+          await client.publishAsync(topicOf(subject), Buffer.from(payload), { qos: o.qos });
+          return;
+        }
+        await client.publishAsync(topicOf(subject), gzipSync(payload), { qos: o.qos, properties: { userProperties: { "content-encoding": "gzip" } } });
       },
-      bytesOut: () => (client.stream as { bytesWritten?: number }).bytesWritten,
       close: () => client.endAsync(),
     };
   }
@@ -63,7 +74,6 @@ export async function openPublisher(path: BenchPath, i: number, targets: BenchTa
       new Promise<void>((resolve, reject) => {
         client.publish({ subject, data: Buffer.from(payload), headers: {}, idempotencyKey: "" }, callMetadata(targets.creds, method), (err) => (err === null ? resolve() : reject(err)));
       }),
-    bytesOut: () => undefined,
     close: () => {
       client.close();
       return Promise.resolve();

@@ -10,7 +10,7 @@ export function renderBench(results: readonly BenchResult[]): string {
     const cpu = r.cpu.map((c) => `${c.what} ${n(c.msPer1000, 1)}`).join(", ") || "not local";
     const perConn = r.cpu.length === 0 ? "-" : n(r.cpu.reduce((a, c) => a + c.msPerConnection, 0), 1);
     const name = `${r.path}${r.path === "mqtt" ? ` QoS ${r.qos}` : ""}${r.compression !== "none" ? ` ${r.compression}` : ""}`;
-    return `| ${name} | ${r.connections} | ${n(r.offeredPerSecond)} | ${n(r.storedPerSecond)} | ${n(r.stored)} / ${n(r.sent)} | ${l === undefined ? "-" : `${n(l.p50, 1)} / ${n(l.p90, 1)} / ${n(l.p99, 1)} / ${n(l.max, 1)}`} | ${r.wireBytesPerReading === undefined ? "-" : n(r.wireBytesPerReading)} | ${cpu} | ${perConn} |`;
+    return `| ${name} | ${r.connections} | ${n(r.offeredPerSecond)} | ${n(r.storedPerSecond)} | ${n(r.stored)} / ${n(r.sent)} | ${l === undefined ? "-" : `${n(l.p50, 1)} / ${n(l.p90, 1)} / ${n(l.p99, 1)} / ${n(l.max, 1)}`} | ${n(r.wireBytesPerReading)} | ${cpu} | ${perConn} |`;
   });
   const errors = results.flatMap((r) => r.errors.map((e) => `${r.path}: ${e}`));
   return [head, "|---|---|---|---|---|---|---|---|---|", ...rows, ...(errors.length === 0 ? [] : ["", "errors:", ...errors])].join("\n");

@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { setTimeout as delay } from "node:timers/promises";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { errorMessage, pollUntil } from "../core/index.js";
+import { errorMessage, messagePayload, pollUntil } from "../core/index.js";
 import { connectWithCreds } from "../../identity/index.js";
 import { cpuMs, localFabricProcesses } from "./cpu.js";
 import type { BenchOptions, BenchPath, BenchTargets } from "./options.js";
 import { openPublisher, type Publisher } from "./publishers.js";
+import { hostPort, startCountingRelay } from "./counting-relay.js";
 
 export interface BenchResult {
   path: BenchPath;
@@ -30,8 +31,8 @@ export interface BenchResult {
   cpu: { what: string; pid: number; msPer1000: number; msPerConnection: number }[];
   /** Per second of the run: readings delivered and their p99 latency (ms). */
   timeline: { second: number; delivered: number; p99: number }[];
-  /** Bytes the publishers wrote per reading: MQTT's whole stream, NATS's payloads (nats.js counts no protocol lines); undefined for gRPC. */
-  wireBytesPerReading: number | undefined;
+  /** Bytes the publishers sent per reading, counted on the wire (a relay on loopback in front of the target). */
+  wireBytesPerReading: number;
   batch: number;
   /** The first errors, for the report. */
   errors: string[];
@@ -57,7 +58,7 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
       const now = Date.now();
       delivered++;
       try {
-        const ts = (JSON.parse(m.string()) as { ts?: number }).ts;
+        const ts = (JSON.parse(Buffer.from(messagePayload(m)).toString("utf8")) as { ts?: number }).ts;
         if (typeof ts !== "number") return;
         const l = now - ts;
         latencies.push(l);
@@ -70,10 +71,15 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
   });
   await consumer.flush();
   const publishers: Publisher[] = [];
+  // the publishers go through a counting relay: the bytes on the wire of every path alike
+  const target = path === "nats" ? hostPort(targets.servers[0] ?? "", 4222) : path === "mqtt" ? hostPort(targets.mqtt ?? "", 1883) : hostPort(targets.grpc ?? "", 50051);
+  const relay = await startCountingRelay(target.host, target.port);
+  const via: BenchTargets =
+    path === "nats" ? { ...targets, servers: [`nats://${relay.address}`] } : path === "mqtt" ? { ...targets, mqtt: `mqtt://${relay.address}` } : { ...targets, grpc: relay.address };
   try {
-    for (let i = 0; i < o.connections; i++) publishers.push(await openPublisher(path, i, targets, o));
+    for (let i = 0; i < o.connections; i++) publishers.push(await openPublisher(path, i, via, o));
     const processes = localFabricProcesses();
-    const bytesBefore = publishers.map((p) => p.bytesOut());
+    const bytesBefore = relay.bytesUp();
     const cpuBefore = new Map(processes.map((p) => [p.pid, cpuMs(p.pid) ?? 0]));
     const pad = (n: number): string => "x".repeat(Math.max(0, n));
     let sent = 0;
@@ -137,8 +143,7 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
       return [{ what: p.what, pid: p.pid, msPer1000: stored === 0 ? 0 : (used * 1000) / stored, msPerConnection: used / o.connections }];
     });
     await jsm.streams.purge("TELEMETRY", { filter: `telemetry.${run}.>` }).catch(() => undefined);
-    const bytesAfter = publishers.map((p) => p.bytesOut());
-    const wire = bytesAfter.every((b, i) => b !== undefined && bytesBefore[i] !== undefined) ? bytesAfter.reduce<number>((a, b, i) => a + (b ?? 0) - (bytesBefore[i] ?? 0), 0) : undefined;
+    const wire = relay.bytesUp() - bytesBefore;
     const sorted = latencies.sort((a, b) => a - b);
     return {
       path,
@@ -146,7 +151,7 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
       rate: o.rate,
       size: o.size,
       qos: path === "mqtt" ? o.qos : 1,
-      compression: path === "grpc" ? o.compression : "none",
+      compression: o.compression,
       durationMs: elapsedMs,
       sent,
       acked,
@@ -157,13 +162,14 @@ export async function runBench(path: BenchPath, targets: BenchTargets, o: BenchO
       storedPerSecond: (stored * 1000) / elapsedMs,
       latencyMs: sorted.length === 0 ? undefined : { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? 0 },
       cpu,
-      wireBytesPerReading: wire === undefined || sent === 0 ? undefined : wire / sent,
+      wireBytesPerReading: sent === 0 ? 0 : wire / sent,
       batch: o.batch,
       timeline: [...perSecond.entries()].sort(([a], [b]) => a - b).map(([second, l]) => ({ second, delivered: l.length, p99: percentile(l.sort((a, b) => a - b), 99) })),
       errors,
     };
   } finally {
     for (const p of publishers) await p.close().catch(() => undefined);
+    await relay.close();
     await consumer.close();
   }
 }

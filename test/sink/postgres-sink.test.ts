@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Writable } from "node:stream";
+import { gzipSync } from "node:zlib";
 import { jetstream, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
 import { connect, headers as natsHeaders, type NatsConnection } from "@nats-io/transport-node";
-import { createLogger, pollUntil, renderMetrics } from "../../fabric/core/index.js";
+import { CONTENT_ENCODING_HEADER, createLogger, pollUntil, renderMetrics } from "../../fabric/core/index.js";
 import { ensureHubStreams, REJECT_REASON_HEADER } from "../../streams/index.js";
 import { startPostgresSink, type PostgresSink } from "../../sink/index.js";
 import { Harness } from "../harness/index.js";
@@ -46,8 +47,13 @@ describe("PostgreSQL sink", () => {
     // valid JSON, but PostgreSQL's jsonb refuses \u0000 in text: the database refuses this row only
     await js.publish("telemetry.plant-a.bad.nul", JSON.stringify({ value: 1, ts: T0, note: "a\u0000b" }));
     await js.publish("telemetry.plant-a.d9.last", JSON.stringify({ value: 7, ts: T0 + 1 }));
+    // a compressed payload (Content-Encoding: gzip, as a NATS publisher may send): read inflated
+    const zipped = natsHeaders();
+    zipped.set(CONTENT_ENCODING_HEADER, "gzip");
+    await js.publish("telemetry.plant-a.dz.zip", gzipSync(JSON.stringify({ value: 3.25, ts: T0 + 2 })), { headers: zipped });
 
-    await pollUntil(async () => (await db.query<{ n: string }>("SELECT count(*) AS n FROM fabric_telemetry"))[0]?.n === "121", { timeoutMs: 20_000, what: "121 telemetry rows" });
+    await pollUntil(async () => (await db.query<{ n: string }>("SELECT count(*) AS n FROM fabric_telemetry"))[0]?.n === "122", { timeoutMs: 20_000, what: "122 telemetry rows" });
+    expect(await db.query("SELECT value FROM fabric_telemetry WHERE device = 'dz'")).toEqual([{ value: 3.25 }]);
     const [first] = await db.query("SELECT time, site, device, metric, value, extra, stream_seq FROM fabric_telemetry WHERE stream_seq = $1", [acks[0]?.seq]);
     expect(first).toEqual({ time: new Date(T0), site: "plant-a", device: "d0", metric: "temp", value: 0.5, extra: { unit: "C" }, stream_seq: String(acks[0]?.seq) });
     const last = await db.query("SELECT value, extra FROM fabric_telemetry WHERE device = 'd9'");
@@ -67,7 +73,7 @@ describe("PostgreSQL sink", () => {
       const s = await sink.status();
       return s[0]?.pending === 0 && s[0].ackPending === 0 ? s : undefined;
     }, { what: "the consumer drained" });
-    expect(status).toMatchObject({ stream: "TELEMETRY", consumer: "sink-test-telemetry", written: 121, rejected: 3, database: "up" });
+    expect(status).toMatchObject({ stream: "TELEMETRY", consumer: "sink-test-telemetry", written: 122, rejected: 3, database: "up" });
     expect(logs).not.toContain(db.password);
   });
 
