@@ -25,7 +25,7 @@ export interface ServiceFlags extends MetricsFlags {
   grpcTlsCa?: string;
   statusPage: boolean;
   statusHost: string;
-  statusPort: number;
+  statusPort?: number;
   exchange: boolean;
   exchangePort?: number;
   json?: boolean;
@@ -53,7 +53,7 @@ export function addServiceOptions(cmd: Command): Command {
     .option("--no-grpc", "do not run the gRPC gateway")
     .option("--no-windows", "do not run window workers in this process (run `fabric worker` processes instead)")
     .option("--no-sinks", "do not run the sinks defined with `fabric sinks add` in this process")
-    .addOption(portOption("--status-port <port>", "status page port (0: pick one)", DEFAULT_STATUS_PORT))
+    .addOption(portOption("--status-port <port>", `status page port (default ${DEFAULT_STATUS_PORT}, or one the system picks when that is taken; 0: pick one)`))
     .option("--status-host <addr>", "status page listen address (beyond loopback it asks for the token in <data>/status-page.token)", DEFAULT_STATUS_HOST)
     .option("--no-status-page", "do not serve the status page")
     .addOption(portOption("--exchange-port <port>", `HTTP token exchange port: identity provider tokens for fabric credentials (default ${DEFAULT_EXCHANGE_PORT}, or one the system picks when that is taken; 0: pick one)`))
@@ -69,7 +69,7 @@ export function serviceOptionsFromFlags(flags: ServiceFlags): Pick<HubServicesOp
   return {
     windows: flags.windows,
     sinks: flags.sinks,
-    ...(flags.statusPage ? { statusPage: { host: flags.statusHost, port: flags.statusPort } } : {}),
+    ...(flags.statusPage ? { statusPage: flags.statusPort === undefined ? { host: flags.statusHost, port: DEFAULT_STATUS_PORT, orAnyPort: true } : { host: flags.statusHost, port: flags.statusPort } } : {}),
     ...(flags.exchange ? { exchange: flags.exchangePort === undefined ? { port: DEFAULT_EXCHANGE_PORT, orAnyPort: true } : { port: flags.exchangePort } } : {}),
     ...(flags.grpc
       ? {

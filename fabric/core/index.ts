@@ -43,3 +43,4 @@ export type { MonitoredServer } from "./nats-server-metrics.js";
 export { lazyRetrying } from "./lazy.js";
 export { ScrapeSnapshot } from "./scrape-snapshot.js";
 export { CONTENT_ENCODING_HEADER, MAX_INFLATED_BYTES, decodePayload, messagePayload } from "./content-encoding.js";
+export { listenOrAnyPort } from "./listen.js";

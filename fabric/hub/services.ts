@@ -59,7 +59,7 @@ export interface HubServicesOptions {
   mqtt?: { port: number; wsPort?: number | undefined; tls?: { port: number; cert: string; key: string } | undefined; ingress: Record<string, unknown> };
   grpc?: { port: number; tls?: { cert: string; key: string; ca?: string | undefined } | undefined };
   /** The read-only status page (its own host: loopback unless told; elsewhere it asks for a token). */
-  statusPage?: { host: string; port: number };
+  statusPage?: { host: string; port: number; orAnyPort?: boolean | undefined };
   /** The HTTP token exchange (identity provider tokens for fabric credentials), on the services' host. */
   exchange?: { port: number; orAnyPort?: boolean | undefined };
   /** This hub is a region: its links to peer regions (`fabric region link`) are applied from the data directory. */
@@ -242,7 +242,7 @@ export async function startHubServices(o: HubServicesOptions, log: Logger): Prom
         ...(gateway === undefined ? {} : { grpcActivity: () => gateway.activity() }),
         logger: log,
       });
-      statusPage = await startStatusPage({ host: o.statusPage.host, port: o.statusPage.port, dataDir: o.dataDir, source, logger: log });
+      statusPage = await startStatusPage({ host: o.statusPage.host, port: o.statusPage.port, orAnyPort: o.statusPage.orAnyPort ?? false, dataDir: o.dataDir, source, logger: log });
       pages.push(statusPage);
     }
     let devCreds: string | undefined;

@@ -1,8 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { z } from "zod";
-import { errorMessage, isFabricError, subjects, type Logger } from "../core/index.js";
+import { errorMessage, isFabricError, listenOrAnyPort, subjects, type Logger } from "../core/index.js";
 import { requestCredential, requestNonce } from "../../identity/index.js";
 
 /** The default port of the HTTP token exchange (`fabric up --exchange-port`). */
@@ -121,23 +120,7 @@ export async function startTokenExchangeHttp(o: { nc: NatsConnection; host: stri
       send(res, e.status, { error: e.error, error_description: errorMessage(err), fabric_error_code: code ?? "FABRIC_ERR_INTERNAL" });
     });
   });
-  const listen = (port: number): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen(port, o.host, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-  try {
-    await listen(o.port);
-  } catch (err) {
-    // the default port taken (a second fabric process on the machine): one the system picks, said so
-    if (o.orAnyPort !== true || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
-    log.warn({ port: o.port }, "the default token exchange port is taken: serving it on a port the system picks (see --exchange-port)");
-    await listen(0);
-  }
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOrAnyPort(server, { host: o.host, port: o.port, orAnyPort: o.orAnyPort === true, what: "token exchange", flag: "--exchange-port", logger: log });
   const url = `http://${o.host.includes(":") ? `[${o.host}]` : o.host}:${port}`;
   log.info({ url }, "token exchange listening (POST /token, GET /nonce)");
   return { url, port, stop: () => new Promise<void>((r) => server.close(() => r())) };

@@ -63,7 +63,7 @@ export const hubOptionsSchema = z.strictObject({
     })
     .optional(),
   /** The read-only status page: open on loopback, elsewhere it asks for the token in `<dataDir>/status-page.token`. */
-  statusPage: z.strictObject({ host: z.string().min(1), port: portSchema }).optional(),
+  statusPage: z.strictObject({ host: z.string().min(1), port: portSchema, orAnyPort: z.boolean().default(false) }).optional(),
   /** The HTTP token exchange (identity provider tokens for fabric credentials) on the services' host. */
   exchange: z.strictObject({ port: portSchema, orAnyPort: z.boolean().default(false) }).optional(),
   /** This hub is region `region` (its JetStream domain), linked to others with `fabric region link`. */

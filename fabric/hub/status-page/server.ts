@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { errorMessage, type Logger } from "../../core/index.js";
+import { errorMessage, listenOrAnyPort, type Logger } from "../../core/index.js";
 import { ensureStatusToken, hasToken, isLoopbackOnly } from "./access.js";
 import type { StatusSource } from "./data.js";
 import { statusPageDocument } from "./page.js";
@@ -61,6 +61,8 @@ export interface StartStatusPageOptions {
   host: string;
   /** 0: the system picks. */
   port: number;
+  /** The port is the default, not asked for: when it is taken, one the system picks. */
+  orAnyPort?: boolean;
   /** Where the token file is kept (made on the first start that binds beyond loopback). */
   dataDir: string;
   source: StatusSource;
@@ -91,15 +93,7 @@ export async function startStatusPage(o: StartStatusPageOptions): Promise<Status
     route(req, res);
   });
   server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(o.port, o.host, () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const a = server.address();
-  const port = a !== null && typeof a !== "string" ? a.port : o.port;
+  const port = await listenOrAnyPort(server, { host: o.host, port: o.port, orAnyPort: o.orAnyPort === true, what: "status page", flag: "--status-port", logger: log });
   const host = o.host.includes(":") ? `[${o.host}]` : o.host;
   const url = `http://${o.host === "0.0.0.0" || o.host === "::" ? "127.0.0.1" : host}:${port}/`;
   log.info({ url, ...(access === undefined ? { access: "loopback, no credential" } : { access: "token required", tokenFile: access.path }) }, "status page listening");
