@@ -1,7 +1,7 @@
 import { cpus, totalmem, platform, release } from "node:os";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { findNatsServer, projectRoot } from "../fabric/core/index.js";
+import { findNatsServer, processCpuTimes, projectRoot } from "../fabric/core/index.js";
 
 /** Percentile of a list of numbers (nearest rank). */
 export function percentile(values: readonly number[], p: number): number {
@@ -47,19 +47,7 @@ export function writeSection(name: string, markdown: string): void {
   writeFileSync(path, text);
 }
 
-/**
- * CPU times (ms) of a process from /proc (Linux; NaN elsewhere): its own (utime + stime) and its exited children's
- * it has waited for (cutime + cstime). Clock ticks of USER_HZ 100.
- */
-function cpuTimes(pid: number | "self"): { own: number; children: number } {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return { own: ((Number(f[11]) + Number(f[12])) * 1000) / 100, children: ((Number(f[13]) + Number(f[14])) * 1000) / 100 };
-  } catch {
-    return { own: NaN, children: NaN };
-  }
-}
+const cpuTimes = processCpuTimes;
 
 /** CPU time (user + system, ms) a process has used so far. */
 export function processCpuMs(pid: number): number {

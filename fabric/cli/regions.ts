@@ -1,11 +1,10 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { z } from "zod";
 import type { Command } from "commander";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { defaultHubDataDir, InvalidInputError, out, outJson, readJsonFile, say } from "../core/index.js";
 import { assertRegionName } from "../../identity/index.js";
-import { linksToShow, putRegionLink, readRegionLinks, regionLinksStatus, removeRegionLink, type RegionStreamKind } from "../hub/index.js";
+import { hubStateSchema, linksToShow, putRegionLink, readRegionLinks, regionLinksStatus, removeRegionLink, type RegionStreamKind } from "../hub/index.js";
 import { renderRegionLinks } from "./render.js";
 import { withConnection, withTenant, type ConnFlags } from "./tenant.js";
 
@@ -13,7 +12,9 @@ import { withConnection, withTenant, type ConnFlags } from "./tenant.js";
 function hubRegion(dataDir: string): string {
   const path = join(dataDir, "hub.json");
   if (!existsSync(path)) throw new InvalidInputError(`no hub at ${dataDir} (no hub.json): run this on the hub's machine with its --data`);
-  const region = z.looseObject({ region: z.string().optional() }).parse(readJsonFile(path)).region;
+  const state = hubStateSchema.safeParse(readJsonFile(path));
+  if (!state.success) throw new InvalidInputError(`${path} is damaged: is ${dataDir} a hub's data directory?`);
+  const region = state.data.region;
   if (region === undefined) throw new InvalidInputError(`the hub at ${dataDir} is no region: start it with fabric up --region <name>`);
   return region;
 }

@@ -19,7 +19,7 @@ export type { Supervisor, SupervisorOptions } from "./supervisor.js";
 export { acquireLockFile, lockHolder } from "./lockfile.js";
 export { SERVER_PID_FILE, LEFTOVER_STOP_TIMEOUT_MS, stopLeftoverServer, runsServerConfig } from "./server-pid-file.js";
 export type { ServerPidRecord, StopLeftoverServerOptions } from "./server-pid-file.js";
-export { processAlive, processArgs, processStartTime } from "./process-info.js";
+export { processAlive, processArgs, processCpuTimes, processStartTime } from "./process-info.js";
 export { runCli, newProgram, portOption, untilSignal, exitCodeFor, out, say, outJson, writeSecretOutput, EXIT_OK, EXIT_FAILURE, EXIT_USAGE } from "./cli.js";
 export { pickFreePorts } from "./free-ports.js";
 export { parseInput } from "./validate.js";

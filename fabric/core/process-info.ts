@@ -26,6 +26,16 @@ const hasProc = ((): boolean => {
   }
 })();
 
+/**
+ * CPU times (ms) of a process from /proc (Linux; NaN elsewhere): its own (utime + stime) and its exited children's
+ * it has waited for (cutime + cstime). /proc counts in USER_HZ, 100 on Linux whatever the kernel's tick.
+ */
+export function processCpuTimes(pid: number | "self"): { own: number; children: number } {
+  const f = pid === "self" ? procStat(process.pid) : procStat(pid);
+  if (f === undefined) return { own: Number.NaN, children: Number.NaN };
+  return { own: ((Number(f[11]) + Number(f[12])) * 1000) / 100, children: ((Number(f[13]) + Number(f[14])) * 1000) / 100 };
+}
+
 /** The process exists and is not a zombie (an exited child its parent has not reaped, e.g. under a PID 1 that never reaps). */
 export function processAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;

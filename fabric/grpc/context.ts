@@ -37,6 +37,15 @@ export function callerOf(ctx: GatewayContext, md: Metadata, method: string): Cal
   return ctx.auth.authenticate(md, method);
 }
 
+/** A writer may read back what it writes, a subscriber what it may watch. */
+export function mayRead(caller: Caller, subject: string): boolean {
+  return mayPublish(caller.permissions, subject) || maySubscribe(caller.permissions, subject);
+}
+
+export function assertMayRead(caller: Caller, subject: string): void {
+  if (!mayRead(caller, subject)) throw new GatewayError("FABRIC_ERR_PERMISSION_DENIED", `the credential of ${caller.name} may not read ${subject}`);
+}
+
 export function assertMaySubscribe(caller: Caller, subject: string): void {
   if (!maySubscribe(caller.permissions, subject)) throw new GatewayError("FABRIC_ERR_PERMISSION_DENIED", `the credential of ${caller.name} may not read ${subject}`);
 }

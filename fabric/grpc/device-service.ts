@@ -1,26 +1,17 @@
-import { mayPublish, maySubscribe } from "../../ingress/permissions.js";
 import { DeviceServiceService, type Device, type DeviceServiceServer, type Twin as ProtoTwin } from "../../proto/gen/fabric/v1/device.js";
-import { DeviceRegistry, publishDelta, twinDelta, Twins, TwinError, type DeviceRecord, type Twin } from "../../devices/index.js";
+import { deviceKey, DeviceRegistry, publishDelta, twinDelta, Twins, TwinError, type DeviceRecord, type Twin } from "../../devices/index.js";
 import { DEVICES_BUCKET, TWINS_BUCKET } from "../../streams/index.js";
 import { InvalidInputError, isToken } from "../core/index.js";
-import type { Caller } from "./auth.js";
-import type { GatewayContext } from "./context.js";
+import { assertMayPublish, assertMayRead, mayRead, type GatewayContext } from "./context.js";
 import { GatewayError } from "./errors.js";
 import { unary } from "./handlers.js";
 
-const key = (site: string, name: string): string => `${site === "" ? "_" : site}.${name}`;
+/** The request's site: empty for a device of no site. */
+const siteOf = (site: string): string | undefined => (site === "" ? undefined : site);
 
 function tokens(site: string, name: string | undefined): void {
   if (site !== "" && !isToken(site)) throw new InvalidInputError(`site ${JSON.stringify(site)} is not a fabric name`);
   if (name !== undefined && !isToken(name)) throw new InvalidInputError(`name ${JSON.stringify(name)} is not a fabric name`);
-}
-
-function mayRead(caller: Caller, subject: string): boolean {
-  return mayPublish(caller.permissions, subject) || maySubscribe(caller.permissions, subject);
-}
-
-function assert(ok: boolean, caller: Caller, subject: string, what: string): void {
-  if (!ok) throw new GatewayError("FABRIC_ERR_PERMISSION_DENIED", `the credential of ${caller.name} may not ${what} ${subject}`);
 }
 
 function deviceOf(d: DeviceRecord): Device {
@@ -62,27 +53,27 @@ export function deviceService(ctx: GatewayContext): DeviceServiceServer {
     listDevices: unary(ctx, DeviceServiceService.listDevices.path, async (req, caller) => {
       tokens(req.site, undefined);
       const all = await (await registry).list(req.site === "" ? undefined : req.site);
-      return { devices: all.filter((d) => mayRead(caller, `$KV.${DEVICES_BUCKET}.${key(d.site ?? "", d.name)}`)).map(deviceOf) };
+      return { devices: all.filter((d) => mayRead(caller, `$KV.${DEVICES_BUCKET}.${deviceKey(d.name, d.site)}`)).map(deviceOf) };
     }),
     getDevice: unary(ctx, DeviceServiceService.getDevice.path, async (req, caller) => {
       tokens(req.site, req.name);
-      const subject = `$KV.${DEVICES_BUCKET}.${key(req.site, req.name)}`;
-      assert(mayRead(caller, subject), caller, subject, "read");
-      const d = await (await registry).get(req.name, req.site === "" ? undefined : req.site);
+      const subject = `$KV.${DEVICES_BUCKET}.${deviceKey(req.name, siteOf(req.site))}`;
+      assertMayRead(caller, subject);
+      const d = await (await registry).get(req.name, siteOf(req.site));
       if (d === undefined) throw new GatewayError("FABRIC_ERR_NOT_FOUND", `no device ${req.site === "" ? "" : `${req.site}/`}${req.name} in the registry`);
       return { device: deviceOf(d) };
     }),
     getTwin: unary(ctx, DeviceServiceService.getTwin.path, async (req, caller) => {
       tokens(req.site, req.name);
-      const subject = `$KV.${TWINS_BUCKET}.${key(req.site, req.name)}`;
-      assert(mayRead(caller, subject), caller, subject, "read");
-      return { twin: twinOf(await (await twins).get(req.name, req.site === "" ? undefined : req.site)) };
+      const subject = `$KV.${TWINS_BUCKET}.${deviceKey(req.name, siteOf(req.site))}`;
+      assertMayRead(caller, subject);
+      return { twin: twinOf(await (await twins).get(req.name, siteOf(req.site))) };
     }),
     updateDesired: unary(ctx, DeviceServiceService.updateDesired.path, async (req, caller) => {
       tokens(req.site, req.name);
       if (req.site === "") throw new InvalidInputError("site is required: a twin's delta goes to cmd.<site>.<name>");
-      const subject = `$KV.${TWINS_BUCKET}.${key(req.site, req.name)}`;
-      assert(mayPublish(caller.permissions, subject), caller, subject, "write");
+      const subject = `$KV.${TWINS_BUCKET}.${deviceKey(req.name, siteOf(req.site))}`;
+      assertMayPublish(caller, subject);
       let patch: unknown;
       try {
         patch = JSON.parse(req.patchJson);

@@ -1,11 +1,9 @@
 import { Kvm, type KV } from "@nats-io/kv";
 import { parse as parseYaml } from "yaml";
-import { mayPublish, maySubscribe } from "../../ingress/permissions.js";
 import { WindowServiceService, type AddWindowRequest, type Window, type WindowServiceServer } from "../../proto/gen/fabric/v1/window.js";
 import { DEFINITIONS_BUCKET, listDefinitions, removeDefinition, windowDefinitionSchema } from "../../streams/index.js";
 import { errorMessage, InvalidInputError, isRevisionConflict, parseInput } from "../core/index.js";
-import type { Caller } from "./auth.js";
-import { assertMayPublish, type GatewayContext } from "./context.js";
+import { assertMayPublish, assertMayRead, mayRead, type GatewayContext } from "./context.js";
 import { GatewayError } from "./errors.js";
 import { unary } from "./handlers.js";
 
@@ -15,15 +13,6 @@ export const MAX_DEFINITION_BYTES = 65_536;
 /** The subject writing a definition into KV takes: what a caller's permissions are checked against. */
 function subjectOf(name: string): string {
   return `$KV.${DEFINITIONS_BUCKET}.${name}`;
-}
-
-/** A writer may read back what it writes, a subscriber what it may watch. */
-function mayRead(caller: Caller, name: string): boolean {
-  return mayPublish(caller.permissions, subjectOf(name)) || maySubscribe(caller.permissions, subjectOf(name));
-}
-
-function assertMayRead(caller: Caller, name: string): void {
-  if (!mayRead(caller, name)) throw new GatewayError("FABRIC_ERR_PERMISSION_DENIED", `the credential of ${caller.name} may not read ${subjectOf(name)}`);
 }
 
 /** A window name by the definition schema's own rule. */
@@ -78,7 +67,7 @@ export function windowService(ctx: GatewayContext): WindowServiceServer {
       const kv = await defs;
       const windows: Window[] = [];
       for (const d of await listDefinitions(ctx.nc)) {
-        const w = mayRead(caller, d.name) ? await readWindow(kv, d.name) : undefined;
+        const w = mayRead(caller, subjectOf(d.name)) ? await readWindow(kv, d.name) : undefined;
         if (w !== undefined) windows.push(w);
       }
       return { windows };
@@ -86,7 +75,7 @@ export function windowService(ctx: GatewayContext): WindowServiceServer {
 
     getWindow: unary(ctx, WindowServiceService.getWindow.path, async (req, caller) => {
       const name = nameOf(req.name);
-      assertMayRead(caller, name);
+      assertMayRead(caller, subjectOf(name));
       const window = await readWindow(await defs, name);
       if (window === undefined) throw new GatewayError("FABRIC_ERR_NOT_FOUND", `no window ${name}`);
       return { window };

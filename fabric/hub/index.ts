@@ -1,4 +1,4 @@
-export { startHub, hubOptionsSchema, DEFAULT_CLIENT_PORT, DEFAULT_MONITOR_PORT, DEFAULT_LEAF_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST } from "./up.js";
+export { startHub, hubOptionsSchema, hubStateSchema, DEFAULT_CLIENT_PORT, DEFAULT_MONITOR_PORT, DEFAULT_LEAF_PORT, DEFAULT_CLUSTER_PORT, DEFAULT_HOST } from "./up.js";
 export type { HubOptions, RunningHub, HubNode } from "./up.js";
 export { hubServerConfig, writeServerConfig, HUB_JETSTREAM_DOMAIN } from "./config.js";
 export type { HubNodeConfig } from "./config.js";

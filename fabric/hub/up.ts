@@ -87,7 +87,8 @@ export interface RunningHub extends RunningHubServices {
   serverPids(): number[];
 }
 
-const hubStateSchema = z.strictObject({ operator: z.string(), nodes: z.number().int(), region: z.string().optional() });
+/** `<data>/hub.json`: whose data directory this is (operator), how many nodes, which region. */
+export const hubStateSchema = z.strictObject({ operator: z.string(), nodes: z.number().int(), region: z.string().optional() });
 
 function nodePort(base: number, i: number): number {
   return base === 0 ? -1 : base + i;

@@ -1,5 +1,5 @@
 import { readdirSync, readFileSync } from "node:fs";
-import { execFileSync } from "node:child_process";
+import { processCpuTimes } from "../core/index.js";
 
 /** A local process of the fabric's, found by its command line: nats-server, or a `fabric` hub/ingress/worker. */
 export interface FabricProcess {
@@ -36,24 +36,6 @@ export function localFabricProcesses(): FabricProcess[] {
 
 /** CPU time (user + system) a process has used, in ms; undefined when it is gone. */
 export function cpuMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks();
-  } catch {
-    return undefined;
-  }
-}
-
-let ticks: number | undefined;
-
-/** The kernel's clock ticks per second (CPU times in /proc count in them); 100 when it cannot be asked. */
-function clockTicks(): number {
-  if (ticks !== undefined) return ticks;
-  try {
-    ticks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-  } catch {
-    ticks = 100;
-  }
-  return ticks;
+  const own = processCpuTimes(pid).own;
+  return Number.isNaN(own) ? undefined : own;
 }
